@@ -1,0 +1,154 @@
+"""From a Pyomo model to highspy, and back: compile once, then re-solve cheaply.
+
+The formulation is written in Pyomo (readable, exportable); the solve loop talks to
+highspy directly so that it can add outer-approximation rows, pass cutoffs and warm
+starts, and read the dual bound without rebuilding anything.  Two explicit steps,
+as in cvxpy: `compile_model` (Pyomo -> arrays) and `MipRunner.values` (solution ->
+Pyomo variables).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+import pyomo.environ as pyo
+from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
+
+INF = highspy.kHighsInf
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledModel:
+    """min c.x + offset  s.t.  row_lower <= A x <= row_upper, col bounds, integrality."""
+
+    cost: np.ndarray
+    offset: float
+    A: "scipy.sparse.csc_array"  # noqa: F821
+    row_lower: np.ndarray
+    row_upper: np.ndarray
+    col_lower: np.ndarray
+    col_upper: np.ndarray
+    integer: np.ndarray  # bool per column
+    columns: list  # Pyomo VarData per column
+    index: dict  # id(VarData) -> column
+
+    def column(self, var) -> int:
+        return self.index[id(var)]
+
+
+def compile_model(model: pyo.ConcreteModel) -> CompiledModel:
+    """Compile a linear Pyomo model with one minimisation objective into arrays."""
+    info = LinearStandardFormCompiler().write(model, mixed_form=True, set_sense=pyo.minimize)
+    A = info.A.tocsc()
+    n_rows = A.shape[0]
+    rhs = np.asarray(info.rhs, dtype=float)
+    row_lower = np.full(n_rows, -INF)
+    row_upper = np.full(n_rows, INF)
+    for r, (_, kind) in enumerate(info.rows):
+        if kind <= 0:  # equality (0) or lower bound (-1)
+            row_lower[r] = rhs[r]
+        if kind >= 0:
+            row_upper[r] = rhs[r]
+    columns = list(info.columns)
+    col_lower = np.array([-INF if v.lb is None else float(v.lb) for v in columns])
+    col_upper = np.array([INF if v.ub is None else float(v.ub) for v in columns])
+    integer = np.array([v.is_integer() or v.is_binary() for v in columns], dtype=bool)
+    cost = np.asarray(info.c.todense(), dtype=float).reshape(-1) if info.c.shape[0] else np.zeros(len(columns))
+    offset = float(info.c_offset[0]) if len(info.c_offset) else 0.0
+    return CompiledModel(
+        cost=cost, offset=offset, A=A, row_lower=row_lower, row_upper=row_upper,
+        col_lower=col_lower, col_upper=col_upper, integer=integer, columns=columns,
+        index={id(v): j for j, v in enumerate(columns)},
+    )
+
+
+@dataclass(frozen=True)
+class MipOutcome:
+    status: str  # optimal | time_limit | infeasible | error  (infeasible includes "nothing below the cutoff")
+    objective: float  # in the model's own (unscaled) units; inf when there is no solution
+    dual_bound: float  # proven lower bound in unscaled units (already min'ed with the cutoff)
+    x: np.ndarray | None
+    nodes: int
+    seconds: float
+
+
+class MipRunner:
+    """One highspy.Highs holding a compiled model whose objective is multiplied by `scale`.
+
+    HiGHS only accepts improvements above an absolute threshold of about 1e-6 (DESIGN
+    §4), so the objective is scaled to be O(1e3) and every value reported back is
+    divided by the scale again.
+    """
+
+    def __init__(self, compiled: CompiledModel, *, scale: float, options: dict):
+        self.compiled = compiled
+        self.scale = scale
+        self.highs = highspy.Highs()
+        self.highs.setOptionValue("output_flag", bool(options.pop("output_flag", False)))
+        for key, value in options.items():
+            self.highs.setOptionValue(key, value)
+        lp = highspy.HighsLp()
+        A = compiled.A
+        lp.num_col_, lp.num_row_ = A.shape[1], A.shape[0]
+        lp.col_cost_ = compiled.cost * scale
+        lp.offset_ = compiled.offset * scale
+        lp.col_lower_, lp.col_upper_ = compiled.col_lower, compiled.col_upper
+        lp.row_lower_, lp.row_upper_ = compiled.row_lower, compiled.row_upper
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = A.indptr
+        lp.a_matrix_.index_ = A.indices
+        lp.a_matrix_.value_ = A.data
+        lp.integrality_ = [
+            highspy.HighsVarType.kInteger if flag else highspy.HighsVarType.kContinuous for flag in compiled.integer
+        ]
+        self.highs.passModel(lp)
+
+    def add_rows(self, lower: np.ndarray, upper: np.ndarray, starts: np.ndarray, indices: np.ndarray,
+                 values: np.ndarray) -> None:
+        """Add rows given in compressed row form (column indices of the compiled model)."""
+        self.highs.addRows(len(lower), lower, upper, len(values), starts, indices, values)
+
+    def set_start(self, x: np.ndarray) -> None:
+        """Offer a full feasible point as the first incumbent (a warm start)."""
+        solution = highspy.HighsSolution()
+        solution.col_value = list(map(float, x))
+        self.highs.setSolution(solution)
+
+    def run(self, *, time_limit: float, cutoff: float = np.inf) -> MipOutcome:
+        """Solve; `cutoff` (unscaled) prunes everything that cannot beat it.
+
+        An objective_bound cutoff does not make HiGHS report infeasible and it may
+        return a point above the cutoff (DESIGN §4), so we compare values ourselves.
+        """
+        h = self.highs
+        h.setOptionValue("time_limit", max(float(time_limit), 0.01))
+        h.setOptionValue("objective_bound", float(cutoff * self.scale) if np.isfinite(cutoff) else INF)
+        start = time.perf_counter()
+        h.run()
+        seconds = time.perf_counter() - start
+        status = h.getModelStatus()
+        info = h.getInfo()
+        has_point = h.getSolution().value_valid and info.primal_solution_status == 2
+        objective = info.objective_function_value / self.scale if has_point else np.inf
+        bound = info.mip_dual_bound / self.scale if np.isfinite(info.mip_dual_bound) else -np.inf
+        x = np.asarray(h.getSolution().col_value) if has_point else None
+        if status == highspy.HighsModelStatus.kOptimal:
+            kind = "optimal"
+            bound = max(bound, -np.inf)
+        elif status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kObjectiveBound):
+            kind, bound = "infeasible", cutoff
+        elif status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt,
+                        highspy.HighsModelStatus.kSolutionLimit, highspy.HighsModelStatus.kIterationLimit):
+            kind = "time_limit"
+        else:
+            kind = "error"
+            bound = -np.inf
+        if objective >= cutoff:  # a point above the cutoff proves nothing new
+            x, objective = (x, objective) if not np.isfinite(cutoff) else (None, np.inf)
+        return MipOutcome(
+            status=kind, objective=objective, dual_bound=min(bound, cutoff), x=x,
+            nodes=int(info.mip_node_count), seconds=seconds,
+        )
