@@ -34,6 +34,12 @@ class Activation:
         """
         return self.breakpoints == (0.0,) and all(b == 0.0 for b in self.intercepts)
 
+    @property
+    def odd(self) -> bool:
+        """sigma(-z) = -sigma(z) (hardtanh): then -sigma(w.x + b) = sigma(-w.x - b) and one sign class suffices."""
+        t, a, b = self.breakpoints, self.slopes, self.intercepts
+        return t == tuple(-v for v in reversed(t)) and a == tuple(reversed(a)) and b == tuple(-v for v in reversed(b))
+
     def lower(self, k: int) -> float:
         """Left end t_k of piece k (-inf for the first piece)."""
         return -np.inf if k == 0 else self.breakpoints[k - 1]
