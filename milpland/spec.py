@@ -116,8 +116,12 @@ def load_spec(path: str | Path) -> InstanceSpec:
     path = Path(path)
     if not path.exists():
         raise SpecError("spec", f"file not found: {path}")
+    if not path.is_file():
+        raise SpecError("spec", f"not a file: {path}")
     try:
-        table = tomllib.loads(path.read_text())
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError("spec", f"cannot read {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError("spec", f"not valid TOML: {exc}", source=str(path)) from None
     try:
@@ -137,9 +141,12 @@ def spec_from_dict(table: dict, *, base_dir: Path | None = None, source: str = "
     box = _parse_box(_table(table, "box"))
     solve = _parse_solve(_table(table, "solve"))
     _check_data(X, y, network, loss)
+    description = table.get("description", "")
+    if not isinstance(description, str):
+        raise SpecError("description", f"must be a string, got {description!r}")
     return InstanceSpec(
         name=name, X=X, y=y, network=network, loss=loss, box=box, solve=solve,
-        description=str(table.get("description", "")), source=source,
+        description=description, source=source,
     )
 
 
@@ -195,20 +202,39 @@ def _parse_data(table: dict, base_dir: Path) -> tuple[np.ndarray, np.ndarray]:
         _reject_unknown(table, {"x", "y"}, "data")
         if "y" not in table:
             raise SpecError("data.y", "is required with inline x")
-        try:
-            X = np.array(table["x"], dtype=float)
-            y = np.array(table["y"], dtype=float)
-        except (TypeError, ValueError):
-            raise SpecError("data.x", "x must be a list of equally long lists of numbers, y a list of numbers") from None
-        if X.ndim == 1:
-            X = X[:, None]
+        X = _inline_matrix(table["x"])
+        y = np.array(_inline_numbers(table["y"], "data.y"), dtype=float)
     elif kind == "path":
         _reject_unknown(table, {"path"}, "data")
-        X, y = load_file(base_dir / str(table["path"]))
+        if not isinstance(table["path"], str) or not table["path"]:
+            raise SpecError("data.path", f"must be a file name (string), got {table['path']!r}")
+        X, y = load_file(base_dir / table["path"])
     else:
         _reject_unknown(table, GENERATOR_KEYS, "data")
         X, y = generate(table)
     return X, y
+
+
+def _inline_numbers(value, field: str) -> list[float]:
+    """A list of numbers (TOML ints or floats; booleans and strings are mistakes)."""
+    if not isinstance(value, list):
+        raise SpecError(field, f"must be a list of numbers, got {value!r}")
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise SpecError(field, f"must hold numbers only, got {v!r}")
+    return [float(v) for v in value]
+
+
+def _inline_matrix(value) -> np.ndarray:
+    """x as a list of rows (n x d), or a flat list of numbers for d = 1."""
+    if not isinstance(value, list):
+        raise SpecError("data.x", f"must be a list of rows (lists of numbers), got {value!r}")
+    if all(not isinstance(row, list) for row in value):
+        return np.array(_inline_numbers(value, "data.x"), dtype=float).reshape(-1, 1)
+    rows = [_inline_numbers(row, "data.x") for row in value]
+    if len({len(row) for row in rows}) > 1:
+        raise SpecError("data.x", f"rows must be equally long, got lengths {sorted({len(r) for r in rows})}")
+    return np.array(rows, dtype=float).reshape(len(rows), -1)
 
 
 def _parse_network(table: dict) -> NetworkSpec:
@@ -234,9 +260,15 @@ def _parse_network(table: dict) -> NetworkSpec:
     elif name == "hardtanh":
         act = acts.hardtanh()
     elif name == "leaky_relu":
-        act = acts.leaky_relu(_number(table, "alpha", "network", 0.01))
+        alpha = _number(table, "alpha", "network", 0.01)
+        if alpha == 1.0:
+            raise SpecError("network.alpha", "alpha = 1 makes the activation linear; use alpha != 1")
+        act = acts.leaky_relu(alpha)
     elif name == "two_slope":
-        act = acts.two_slope(_number(table, "s_plus", "network"), _number(table, "s_minus", "network"))
+        s_plus, s_minus = _number(table, "s_plus", "network"), _number(table, "s_minus", "network")
+        if s_plus == s_minus:
+            raise SpecError("network.s_minus", "s_plus = s_minus makes the activation linear; use different slopes")
+        act = acts.two_slope(s_plus, s_minus)
     else:
         act = _parse_pwl(table)
     output_bias = table.get("output_bias", True)
@@ -254,10 +286,10 @@ def _parse_pwl(table: dict) -> Activation:
         b = _number_list(table, "intercepts", "network")
         if len(b) != len(a):
             raise SpecError("network.intercepts", f"needs one intercept per slope ({len(a)}), got {len(b)}")
-        if len(a) != len(t) + 1:
-            raise SpecError("network.slopes", f"needs len(breakpoints) + 1 = {len(t) + 1} slopes, got {len(a)}")
+        # from_pieces checks lengths and ordering first, so a continuity error is about continuity only.
+        act = acts.from_pieces("pwl", t, a, a[0] * t[0] + b[0])
         acts.check_continuous(t, a, b)
-        return acts.from_pieces("pwl", t, a, a[0] * t[0] + b[0])
+        return act
     value = _number(table, "value_at_first_breakpoint", "network", 0.0)
     return acts.from_pieces("pwl", t, a, value)
 
@@ -284,16 +316,17 @@ def _parse_solve(table: dict) -> SolveOptions:
     defaults = SolveOptions()
     seed = table.get("seed", defaults.seed)
     threads = table.get("threads", defaults.threads)
-    for key, value in (("seed", seed), ("threads", threads)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise SpecError(f"solve.{key}", f"must be a non-negative integer, got {value!r}")
+    for key, value, least in (("seed", seed, 0), ("threads", threads, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            kind = "non-negative" if least == 0 else "positive"
+            raise SpecError(f"solve.{key}", f"must be a {kind} integer, got {value!r}")
     verbose = table.get("verbose", False)
     if not isinstance(verbose, bool):
         raise SpecError("solve.verbose", f"must be true or false, got {verbose!r}")
     return SolveOptions(
         time_limit=_number(table, "time_limit", "solve", defaults.time_limit, positive=True),
         rel_gap=_number(table, "rel_gap", "solve", defaults.rel_gap, positive=True),
-        seed=seed, threads=max(1, threads), verbose=verbose,
+        seed=seed, threads=threads, verbose=verbose,
     )
 
 

@@ -1,0 +1,231 @@
+"""``milpland solve SPEC``: the certified global minimum of one instance over its box.
+
+Exit codes: 0 when a verified point was reported (read ``certified`` to see whether it
+is a certificate), 1 when the solver failed (error, no point, or a point that the numpy
+re-check rejects), 2 for user mistakes (handled by milpland.cli).
+
+With ``--format json`` stdout carries exactly one JSON object; solver logs and
+progress go to stderr (HiGHS writes its log to file descriptor 1, so the descriptor
+itself is redirected during the solve, not only ``sys.stdout``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from milpland.errors import MilplandError
+from milpland.spec import InstanceSpec, load_spec
+
+# A point is reported (exit 0) with these statuses; anything else is a solver failure.
+REPORTED_STATUSES = ("optimal", "time_limit")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "solve",
+        help="certified global minimum of the training risk over the box",
+        description="Solve one instance spec (TOML) to a certified global minimum over its box.",
+    )
+    p.add_argument("spec", metavar="SPEC", help="instance spec (TOML file)")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    p.add_argument("--time-limit", type=float, metavar="S", help="wall-clock limit in seconds (overrides [solve])")
+    p.add_argument("--rel-gap", type=float, metavar="G", help="relative gap that counts as certified (overrides [solve])")
+    p.add_argument("--box", type=float, metavar="B", help="box bound on every scaled weight and output scale (overrides [box])")
+    p.add_argument("--params-out", metavar="FILE", help="write the minimiser's weights as JSON (same shape as 'params')")
+    p.add_argument("--verbose", action="store_true", help="solver log on stderr; traceback on solver errors")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    spec = prepare_spec(args)
+    params_out = _check_params_out(args.params_out)
+    from milpland.solve import solve_global  # imported late: building the parser must stay cheap
+
+    _progress(args, f"solving {spec.name} ({spec.architecture()}, {spec.loss.kind} loss, n = {spec.n}) ...")
+    started = time.perf_counter()
+    try:
+        with _stdout_to_stderr():
+            result = solve_global(spec)
+    except MilplandError:
+        raise
+    except Exception as exc:  # a solver failure, not a user mistake: exit 1 with one line
+        if args.verbose:
+            traceback.print_exc(file=sys.stderr)
+        print(f"milpland solve: solver error: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    _progress(args, f"done in {time.perf_counter() - started:.2f} s")
+
+    obj = result.to_json()
+    if args.format == "json":
+        print(json.dumps(obj, allow_nan=False))
+    else:
+        print(format_text(obj, rel_gap=spec.solve.rel_gap))
+    if params_out is not None and obj.get("params") is not None:
+        params_out.write_text(json.dumps(obj["params"], indent=2, allow_nan=False) + "\n")
+    failure = solver_failure(obj)
+    if failure:
+        print(f"milpland solve: {failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def prepare_spec(args) -> InstanceSpec:
+    """The spec with the command-line overrides applied; bad overrides are user errors."""
+    spec = load_spec(args.spec)
+    for flag, value in (("--time-limit", args.time_limit), ("--rel-gap", args.rel_gap), ("--box", args.box)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise MilplandError(f"{flag}: must be a positive finite number, got {value!r}")
+    options = {}
+    if args.time_limit is not None:
+        options["time_limit"] = float(args.time_limit)
+    if args.rel_gap is not None:
+        options["rel_gap"] = float(args.rel_gap)
+    if args.verbose:
+        options["verbose"] = True
+    if options:
+        spec = spec.with_options(**options)
+    if args.box is not None:
+        spec = spec.with_box(float(args.box))
+    return spec
+
+
+def solver_failure(obj: dict) -> str:
+    """Why the result is not a reportable answer ('' when it is)."""
+    if obj.get("status") not in REPORTED_STATUSES:
+        detail = f": {obj['message']}" if obj.get("message") else ""
+        return f"solver returned status {obj.get('status')!r}{detail}"
+    if obj.get("risk") is None or obj.get("params") is None:
+        return f"no point found (status {obj.get('status')!r}); try a larger --time-limit"
+    ver = obj.get("verification")
+    if ver is None:
+        return "the returned point was not verified"
+    if not ver.get("ok", False):
+        return (
+            "verification failed: the numpy forward pass does not reproduce the solver's point "
+            f"(relative risk difference {ver.get('risk_difference')}, {ver.get('pattern_mismatches')} pattern mismatches)"
+        )
+    return ""
+
+
+def format_text(obj: dict, *, rel_gap: float | None = None) -> str:
+    """A readable summary of ``SolveResult.to_json()``; rel_gap is the gap that counts as certified."""
+    if rel_gap is None:
+        rel_gap = (obj.get("options") or {}).get("rel_gap")
+    box = obj.get("box") or {}
+    lines = [
+        f"instance      {obj['instance']}  (hash {obj.get('instance_hash', '?')})",
+        f"architecture  {obj.get('architecture', '?')}, {obj.get('loss', '?')} loss ({obj.get('reduction', '?')})",
+        f"method        {obj.get('method', '?')}",
+        f"status        {obj['status']}",
+        f"risk          {_num(obj['risk'])}   (upper bound: risk of the returned point)",
+        f"lower bound   {_num(obj['lower_bound'])}",
+        f"gap           {_num(obj['gap'])}   (relative; certified when <= rel_gap = {_num(rel_gap)})",
+        f"box           |scaled weights| <= {_num(box.get('weight'))}, output scale <= {_num(box.get('output'))}",
+        f"box active    {'YES' if obj['box_active'] else 'no'}" + _box_note(obj["box_active"]),
+        f"certified     {_certificate_line(obj, rel_gap)}",
+    ]
+    params = obj.get("params")
+    if params is not None:
+        lines.append("minimiser     f(x) = sum_j v_j sigma(W1[j] . x + b1[j]) + c")
+        for j, (w, b, v) in enumerate(zip(params["W1"], params["b1"], params["v"])):
+            ws = ", ".join(_num(t) for t in w)
+            lines.append(f"  unit {j}: W1 = [{ws}]  b1 = {_num(b)}  v = {_num(v)}")
+        lines.append(f"  c = {_num(params['c'])}")
+    lines.append(f"verification  {_verification_line(obj.get('verification'))}")
+    sec = obj.get("seconds") or {}
+    lines.append(
+        f"seconds       build {_num(sec.get('build'), 3)}, solve {_num(sec.get('solve'), 3)}, total {_num(sec.get('total'), 3)}"
+        f"  ({obj.get('nodes', 0)} nodes, {obj.get('iterations', 0)} iterations)"
+    )
+    solver = obj.get("solver") or {}
+    lines.append(f"solver        {solver.get('name', '?')} {solver.get('version', '')}".rstrip())
+    if obj.get("message"):
+        lines.append(f"message       {obj['message']}")
+    return "\n".join(lines)
+
+
+def _certificate_line(obj: dict, rel_gap: float | None) -> str:
+    if obj["certified"]:
+        return "yes: global minimum over the box (lower bound meets the risk within rel_gap, no box bound active)"
+    reasons = []
+    if obj["status"] != "optimal":
+        reasons.append(f"status {obj['status']}")
+    gap = obj.get("gap")
+    if gap is None or (rel_gap is not None and gap > rel_gap):
+        reasons.append("gap not closed")
+    if obj["box_active"]:
+        reasons.append("a box bound is active")
+    return "NO" + (f" ({'; '.join(reasons)})" if reasons else "")
+
+
+def _box_note(active: bool) -> str:
+    if active:
+        return "  -> the value is a minimum over the box only, not a global minimum; re-solve with a larger --box"
+    return "  (no bound is tight at the returned point)"
+
+
+def _verification_line(ver: dict | None) -> str:
+    if ver is None:
+        return "not run"
+    state = "ok" if ver.get("ok") else "FAILED"
+    text = (
+        f"{state}: numpy risk {_num(ver.get('risk_numpy'))}, relative difference {_num(ver.get('risk_difference'))}, "
+        f"{ver.get('pattern_mismatches')} pattern mismatches, {ver.get('ties')} ties"
+    )
+    if ver.get("limit_units"):
+        text += f", limit units {list(ver['limit_units'])} (realised approximately)"
+    return text
+
+
+def _num(value, digits: int = 10) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _progress(args, message: str) -> None:
+    if args.verbose or args.format == "json":
+        print(f"milpland solve: {message}", file=sys.stderr, flush=True)
+
+
+def _check_params_out(name: str | None) -> Path | None:
+    """Fail before solving, not after, when the params file cannot be written."""
+    if name is None:
+        return None
+    path = Path(name)
+    if path.is_dir():
+        raise MilplandError(f"--params-out: {path} is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise MilplandError(f"--params-out: directory {path.parent} does not exist")
+    return path
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send everything written to stdout (Python and C level) to stderr while the block runs."""
+    sys.stdout.flush()
+    try:
+        fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
+        saved = os.dup(fd)
+    except (AttributeError, OSError, ValueError):  # stdout is not a real file (e.g. captured in tests)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    try:
+        sys.stderr.flush()
+        os.dup2(err_fd, fd)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, fd)
+        os.close(saved)
