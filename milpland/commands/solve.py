@@ -52,7 +52,7 @@ def run(args) -> int:
     started = time.perf_counter()
     try:
         with _stdout_to_stderr():
-            result = solve_global(spec)
+            result = solve_global(spec, progress=(lambda msg: _progress(args, msg)) if args.verbose else None)
     except MilplandError:
         raise
     except Exception as exc:  # a solver failure, not a user mistake: exit 1 with one line
