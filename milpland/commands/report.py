@@ -1,0 +1,44 @@
+"""``milpland report``: summary tables and figures of a results folder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from milpland.report import report, write_figures
+from milpland.tables import load
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report", help="summarise a results folder: tables and PNG figures",
+        description="Print summary tables of a batch results folder and write PNG figures.",
+    )
+    p.add_argument("out", metavar="DIR", help="a folder written by `milpland batch --out DIR`")
+    p.add_argument("--figures", default=None, metavar="FIGDIR", help="where to write PNGs (default: DIR/figures)")
+    p.add_argument("--no-figures", action="store_true", help="print the tables only")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    tables = report(args.out)
+    with pd.option_context("display.width", 160, "display.max_columns", None, "display.max_colwidth", 70,
+                           "display.float_format", "{:.4g}".format):
+        _section("Summary per suite and group", tables["summary"])
+        if len(tables["failures"]):
+            _section("Failures (latest attempt)", tables["failures"])
+        _section("Runs", tables["runs"])
+    if not args.no_figures:
+        folder = Path(args.figures) if args.figures else Path(args.out) / "figures"
+        for path in write_figures(load(args.out), folder):
+            print(f"wrote {path}")
+    return 0
+
+
+def _section(title: str, frame: pd.DataFrame) -> None:
+    print(f"== {title} ==")
+    print(frame.to_string() if len(frame) else "(none)")
+    print()
+    sys.stdout.flush()
