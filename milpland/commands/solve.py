@@ -126,7 +126,7 @@ def format_text(obj: dict, *, rel_gap: float | None = None) -> str:
         f"status        {obj['status']}",
         f"risk          {_num(obj['risk'])}   (upper bound: risk of the returned point)",
         f"lower bound   {_num(obj['lower_bound'])}",
-        f"gap           {_num(obj['gap'])}   (relative; certified when <= rel_gap = {_num(rel_gap)})",
+        f"gap           {_num(obj['gap'])}   (relative; rel_gap = {_num(rel_gap)})",
         f"box           |scaled weights| <= {_num(box.get('weight'))}, output scale <= {_num(box.get('output'))}",
         f"box active    {'YES' if obj['box_active'] else 'no'}" + _box_note(obj["box_active"]),
         f"certified     {_certificate_line(obj, rel_gap)}",
@@ -153,15 +153,18 @@ def format_text(obj: dict, *, rel_gap: float | None = None) -> str:
 
 def _certificate_line(obj: dict, rel_gap: float | None) -> str:
     if obj["certified"]:
-        return "yes: global minimum over the box (lower bound meets the risk within rel_gap, no box bound active)"
+        return "yes: global minimum over the box (bounds meet within tolerance, no box bound active, verified)"
     reasons = []
     if obj["status"] != "optimal":
         reasons.append(f"status {obj['status']}")
-    gap = obj.get("gap")
-    if gap is None or (rel_gap is not None and gap > rel_gap):
+    risk, lower = obj.get("risk"), obj.get("lower_bound")
+    abs_tol = (obj.get("options") or {}).get("abs_tol", 0.0)
+    if risk is None or lower is None or (rel_gap is not None and risk - lower > max(rel_gap * abs(risk), abs_tol)):
         reasons.append("gap not closed")
     if obj["box_active"]:
         reasons.append("a box bound is active")
+    if not (obj.get("verification") or {}).get("ok", False):
+        reasons.append("verification failed")
     return "NO" + (f" ({'; '.join(reasons)})" if reasons else "")
 
 
