@@ -1,0 +1,47 @@
+"""``milpland bench SUITE...``: the certified global solve against baselines, in one run.
+
+Writes bench-<name>.csv, bench-<name>.md (with the machine and headline ratios) and
+bench-<name>.png to --out (default results/).  See milpland/bench.py for the methods.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from milpland.bench import METHODS, run_bench, write_report
+from milpland.errors import MilplandError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="benchmark the global solve against enumeration, multistart GD and SCIP",
+        description="Run a benchmark suite (or spec files) with baselines and write tables and a figure.",
+    )
+    p.add_argument("targets", nargs="+", metavar="SUITE_OR_SPEC", help="suite files, spec files or globs")
+    p.add_argument("--methods", default="milp,enumerate,gd,scip",
+                   help=f"comma-separated, from {', '.join(METHODS)} (default: all; scip only if installed)")
+    p.add_argument("--out", default="results", metavar="DIR", help="output folder (default: results/)")
+    p.add_argument("--name", help="report name (default: the first target's file name)")
+    p.add_argument("--time-limit", type=float, metavar="S", help="per instance and method (overrides the specs)")
+    p.add_argument("--max-cells", type=int, default=200_000, help="enumeration is skipped above this many cells")
+    p.add_argument("--starts", type=int, default=200, help="gradient-descent starts (default 200)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MilplandError(f"cannot create output folder {out}: {exc.strerror}") from None
+    name = args.name or Path(args.targets[0]).stem
+    table = run_bench(args.targets, methods=methods, time_limit=args.time_limit, max_cells=args.max_cells,
+                      starts=args.starts, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    command = "milpland bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    for path in write_report(table, name=name, out_dir=out, command=command):
+        print(f"wrote {path}")
+    return 0
