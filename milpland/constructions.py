@@ -157,7 +157,8 @@ def yun_step2(
     return Construction(
         "yun_step2", params, act, _risk(params, X, y, act, loss), loss,
         {
-            "better": True, "improvement": float(w * S * S / Q), "improvement_is": "exact drop from step 1; a lower bound on the gap to the global minimum",
+            "better": True, "improvement": float(w * S * S / Q),
+            "improvement_is": "exact drop from step 1; a lower bound on the gap to the global minimum",
             "step1_risk": step1.risk, "direction": u.tolist(), "offset": float(u0), "direction_kind": kind,
             "beta": float(beta), "j0": j0, "partial_residual_sum": float(np.sum(residual[order[:j0]])),
             "epsilon": float(eps), "correlation": float(S), "phi_norm2": float(Q), "eta": eta, "alpha": alpha,
@@ -318,7 +319,9 @@ def valley(params, X, act: Activation, t: float, *, layer: int = 0) -> DeepParam
     centres, _ = _valley_centres(Z, act, layer)
     t_max = valley_range(params, X, act, layer=layer)
     if t >= t_max:
-        raise MilplandError(f"t: the valley leaves the cell at t = {t_max:.6g} (a unit would reach the end of its piece), got t = {t}")
+        raise MilplandError(
+            f"t: the valley leaves the cell at t = {t_max:.6g} (a unit would reach the end of its piece), got t = {t}"
+        )
     nu = act(centres)
     W, b = list(params.W), list(params.b)
     W[layer] = t * W[layer]
@@ -684,12 +687,18 @@ def _choose_piece(act: Activation) -> int:
 
 def _check_piece(act: Activation, piece: int) -> int:
     if not (0 <= piece < act.n_pieces) or act.slopes[piece] == 0.0:
-        raise MilplandError(f"piece: must index a piece with non-zero slope of {act.name!r} (0..{act.n_pieces - 1}), got {piece}")
+        raise MilplandError(
+            f"piece: must index a piece with non-zero slope of {act.name!r} (0..{act.n_pieces - 1}), got {piece}"
+        )
     return piece
 
 
 def _frame(act: Activation, q: int, spread: float) -> tuple[float, float]:
-    """(τ, κ): τ + κs lies inside piece q, at least max(spread, 1)·κ or half the piece away from its ends, for |s| ≤ spread."""
+    """(τ, κ) with τ + κs inside piece q for every |s| ≤ spread, away from the piece's ends by
+
+    at least a quarter of the piece (bounded piece: τ = midpoint, κ = width/(4·spread)) or by
+    at least max(spread, 1) (half-line piece: κ = 1, τ two such distances from the end).
+    """
     spread = max(float(spread), 1e-12)
     lo, hi = act.lower(q), act.upper(q)
     if np.isfinite(lo) and np.isfinite(hi):

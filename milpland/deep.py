@@ -33,12 +33,16 @@ class DeepParams:
         W = tuple(np.atleast_2d(np.asarray(w, dtype=float)) for w in self.W)
         b = tuple(np.asarray(v, dtype=float).reshape(-1) for v in self.b)
         if len(W) == 0 or len(W) != len(b):
-            raise MilplandError(f"params: need one bias per weight matrix and at least one layer, got {len(W)} W and {len(b)} b")
+            raise MilplandError(
+                f"params: need one bias per weight matrix and at least one layer, got {len(W)} W and {len(b)} b"
+            )
         for l, (w, v) in enumerate(zip(W, b)):
             if w.ndim != 2:
                 raise MilplandError(f"params.W[{l}]: must be a matrix (out x in), got shape {w.shape}")
             if v.shape != (w.shape[0],):
-                raise MilplandError(f"params.b[{l}]: expected shape ({w.shape[0]},) to match W[{l}] {w.shape}, got {v.shape}")
+                raise MilplandError(
+                    f"params.b[{l}]: expected shape ({w.shape[0]},) to match W[{l}] {w.shape}, got {v.shape}"
+                )
             if l > 0 and w.shape[1] != W[l - 1].shape[0]:
                 raise MilplandError(
                     f"params.W[{l}]: expected {W[l - 1].shape[0]} columns (the width of layer {l - 1}), got shape {w.shape}"

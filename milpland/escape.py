@@ -107,7 +107,9 @@ class EscapeReport:
     def to_json(self) -> dict:
         return {
             "verdict": self.verdict, "risk": self.risk, "stationary": self.stationary, "grad_c": self.grad_c,
-            "units": [u.__dict__ | {"ties": list(u.ties), "d_max": list(u.d_max), "d_min": list(u.d_min)} for u in self.units],
+            "units": [
+                u.__dict__ | {"ties": list(u.ties), "d_max": list(u.d_max), "d_min": list(u.d_min)} for u in self.units
+            ],
             "escape_units": list(self.escape_units), "path": self.path.to_json() if self.path else None,
             "tol": self.tol, "message": self.message,
         }
