@@ -1,0 +1,30 @@
+"""``milpland export SPEC --format mps|lp``: the global MILP for other solvers (one file per sign class)."""
+
+from __future__ import annotations
+
+from milpland.export import FORMATS, export_model
+from milpland.spec import load_spec
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="write the global MILP (one file per sign class) as MPS or LP",
+        description=(
+            "Write the per-sign-class MILPs whose smallest optimum is the global minimum over the box. "
+            "For squared loss the files hold the tangent (outer-approximation) master with --cuts tangents "
+            "per sample: their optimum is a lower bound."
+        ),
+    )
+    p.add_argument("spec", metavar="SPEC", help="instance spec (TOML file)")
+    p.add_argument("--format", choices=FORMATS, default="mps", help="file format (default: mps)")
+    p.add_argument("--out", metavar="PREFIX", help="output path prefix (default: the spec's name)")
+    p.add_argument("--cuts", type=int, default=41, help="tangents per sample for squared loss (default 41)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    spec = load_spec(args.spec)
+    for path in export_model(spec, out_prefix=args.out or spec.name, fmt=args.format, cuts=args.cuts):
+        print(f"wrote {path}")
+    return 0
