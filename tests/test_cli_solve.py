@@ -217,6 +217,16 @@ def test_small_box_is_reported(capfd):
     assert obj["box_active"] and not obj["certified"]
 
 
+def test_time_limit_result_is_reported_but_not_certified(capfd):
+    """A solve cut short (sine-leaky-w3 needs about 10 s) still reports a verified point, exit 0."""
+    path = MODELS / "sine-leaky-w3.toml"
+    code, obj, _ = run_json(capfd, path, "--time-limit", 0.3)
+    assert code == 0
+    check_result(load_spec(path), obj)
+    assert obj["status"] == "time_limit" and not obj["certified"]
+    assert obj["options"]["time_limit"] == 0.3
+
+
 # --- other shipped examples --------------------------------------------------------------------
 
 def test_hinge_example_matches_enumeration(capfd):
