@@ -26,6 +26,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import hashlib
 import importlib
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -44,9 +45,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from milpland import tables
 from milpland.errors import MilplandError
 from milpland.suites import Instance, resolve
+
+# milpland.tables (pandas, pyarrow) is imported only where the main process needs it, so that
+# worker processes, which only run `execute`, start faster.
+LEDGER_TABLES = ("jobs", "runs")
 
 EXECUTORS = ("local", "dask")
 
@@ -155,12 +159,12 @@ class Outcome:
 
 
 def job_key(instance: Instance, task: Task, options: dict) -> str:
-    """sha256 of (name, instance hash or the broken spec's source, task, effective options)."""
+    """sha256 of (name, instance hash or the broken spec's source, task name, effective options)."""
     spec = instance.spec
     ident = {
         "name": instance.name,
         "instance": spec.instance_hash() if spec is not None else f"broken:{instance.source}",
-        "task": task.target,
+        "task": task.name,
         "options": _effective_options(instance, options),
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -195,7 +199,7 @@ def _check_produced(produced) -> None:
     ):
         raise TypeError("a task must return {table name: [row dict, ...]}")
     for name in produced:
-        if name in tables.LEDGER_TABLES or not name.isidentifier():
+        if name in LEDGER_TABLES or not name.isidentifier():
             raise ValueError(f"a task cannot write table {name!r}")
 
 
@@ -321,14 +325,21 @@ class DaskExecutor:
             self._cluster.close()
 
 
+def check_executor(name: str, scheduler: str | None) -> None:
+    """Fail before any work starts when the executor cannot be made."""
+    if name not in EXECUTORS:
+        raise MilplandError(f"--executor {name}: unknown; use one of {', '.join(EXECUTORS)}")
+    if name == "local" and scheduler:
+        raise MilplandError("--scheduler needs --executor dask")
+    if name == "dask" and importlib.util.find_spec("distributed") is None:
+        raise MilplandError("--executor dask needs dask.distributed, which is not installed: pip install 'milpland[dask]'")
+
+
 def make_executor(name: str, *, jobs: int, scheduler: str | None = None):
-    if name == "local":
-        if scheduler:
-            raise MilplandError("--scheduler needs --executor dask")
-        return LocalExecutor(jobs=jobs)
+    check_executor(name, scheduler)
     if name == "dask":
         return DaskExecutor(jobs=jobs, scheduler=scheduler)
-    raise MilplandError(f"--executor {name}: unknown; use one of {', '.join(EXECUTORS)}")
+    return LocalExecutor(jobs=jobs)
 
 
 # --- the batch --------------------------------------------------------------------------------
@@ -362,6 +373,8 @@ def run_batch(
     command: str = "", stream=None, progress_every: float = 30.0,
 ) -> BatchSummary:
     """Resolve targets, skip finished jobs, run the rest in parallel, write each result as it finishes."""
+    from milpland import tables
+
     stream = stream if stream is not None else sys.stderr
     jobs = jobs or os.cpu_count() or 1
     if jobs < 1:
@@ -369,6 +382,7 @@ def run_batch(
     if time_limit is not None and not time_limit > 0:
         raise MilplandError(f"--time-limit must be positive seconds, got {time_limit}")
     the_task = get_task(task)
+    check_executor(executor, scheduler)
     out = tables.prepare(out)
     options = dict(task_options or {})
     instances = resolve(targets)
@@ -379,7 +393,9 @@ def run_batch(
     if rerun:
         rerun_since = started
     todo, broken, skipped, duplicates = _plan(instances, the_task, options, out, run_id, rerun_since)
-    run = _run_row(run_id, "running", command, targets, the_task, options, executor, jobs, started, len(instances))
+    settings = {"task_options": options, "time_limit": time_limit, "rerun": rerun,
+                "rerun_since": rerun_since.isoformat() if rerun_since else None, "csv": csv, "scheduler": scheduler}
+    run = _run_row(run_id, "running", command, targets, the_task, settings, executor, jobs, started, len(instances))
     tables.write_rows(out, "runs", [run])
     if duplicates:
         print(f"milpland batch: {duplicates} duplicate instance(s) given more than once: run once", file=stream)
@@ -414,7 +430,7 @@ def run_batch(
     not_run = len(todo) + len(broken) - counts["done"] - counts["failed"]
     status = "interrupted" if interrupted else "finished"
     end = _now()
-    run = _run_row(run_id, status, command, targets, the_task, options, executor, jobs, started, len(instances),
+    run = _run_row(run_id, status, command, targets, the_task, settings, executor, jobs, started, len(instances),
                    finished=end, skipped=skipped, done=counts["done"], failed=counts["failed"])
     tables.write_rows(out, "runs", [run])
     if csv:
@@ -471,6 +487,8 @@ def _plan(instances: list[Instance], task: Task, options: dict, out: Path, run_i
 
 
 def _done_keys(out: Path, since: datetime | None) -> set[str]:
+    from milpland import tables
+
     frame = tables.read_table(out, "jobs")
     if frame is None:
         return set()
@@ -483,6 +501,8 @@ def _done_keys(out: Path, since: datetime | None) -> set[str]:
 
 def _commit(out: Path, job: Job, outcome: Outcome) -> None:
     """Task rows first, then the jobs row that makes them count."""
+    from milpland import tables
+
     batch = {
         "job_key": job.key, "attempt": job.attempt, "run_id": job.run_id, "task": job.task.name,
         "suite": job.instance.suite, "group": job.instance.group,

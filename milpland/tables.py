@@ -117,7 +117,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "done": "int64", "failed": "int64",
     },
 }
-LEDGER_TABLES = ("jobs", "runs")  # tables that are not task output
+LEDGER_TABLES = ("jobs", "runs")  # tables that are not task output (also in milpland.batch)
 STALE_TEMP_SECONDS = 600.0
 
 

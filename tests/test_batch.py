@@ -48,11 +48,11 @@ def lsq_task(spec, options):
 
 
 def slow_lsq_task(spec, options):
-    return lsq_task(spec, {"sleep": 0.25})
+    return lsq_task(spec, {"sleep": 0.15})
 
 
 def very_slow_task(spec, options):
-    return lsq_task(spec, {"sleep": 1.5})
+    return lsq_task(spec, {"sleep": 1.0})
 
 
 def failing_task(spec, options):
@@ -61,6 +61,7 @@ def failing_task(spec, options):
     return lsq_task(spec, options)
 
 
+assert batch.LEDGER_TABLES == tables.LEDGER_TABLES
 batch.register_task("test-lsq", lsq_task, tables=("fits",), error_table="fits")
 batch.register_task("test-failing", failing_task, tables=("fits",), error_table="fits")
 
@@ -303,11 +304,12 @@ def test_unknown_task_and_missing_dask_are_clear_errors(tmp_path, monkeypatch):
 def test_unwritable_output_folder_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("not a folder")
-    for out in (blocker, blocker / "out"):
-        res = run_cli("batch", str(SUITES / "smoke.toml"), "--out", str(out), "--task", "test_batch:lsq_task")
-        assert res.returncode == 2
-        assert "cannot write there" in res.stderr and "Traceback" not in res.stderr
-        assert len(res.stderr.strip().splitlines()) == 1
+    with pytest.raises(MilplandError, match="cannot write there"):
+        batch.run_batch([str(SUITES / "smoke.toml")], out=blocker, task="test-lsq")
+    res = run_cli("batch", str(SUITES / "smoke.toml"), "--out", str(blocker / "out"), "--task", "test_batch:lsq_task")
+    assert res.returncode == 2
+    assert "cannot write there" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_malformed_suite_on_the_command_line(tmp_path):
@@ -362,7 +364,7 @@ def test_signal_stops_cleanly_and_says_how_to_resume(tmp_path, signum, code):
     proc = start_cli("batch", str(SUITES / "tiny60.toml"), "--out", str(out), "--task",
                      "test_batch:very_slow_task", "--jobs", "2", stderr_path=err)
     try:
-        wait_for(lambda: committed_jobs(out) >= 2, 60, "2 finished jobs")
+        wait_for(lambda: committed_jobs(out) >= 1, 60, "a finished job")
         started = time.monotonic()
         os.kill(proc.pid, signum)
         assert proc.wait(timeout=20) == code
@@ -379,7 +381,7 @@ def test_signal_stops_cleanly_and_says_how_to_resume(tmp_path, signum, code):
     assert resume and f"--out {out}" in resume[0] and "tiny60.toml" in resume[0]
     frames = tables.load(out)
     assert frames["runs"]["status"].tolist() == ["interrupted"]
-    assert len(frames["fits"]) == len(frames["jobs"]) == int(frames["runs"]["done"].iloc[0]) >= 2
+    assert len(frames["fits"]) == len(frames["jobs"]) == int(frames["runs"]["done"].iloc[0]) >= 1
 
 
 # --- other executors and the real solver ----------------------------------------------------------
@@ -419,16 +421,15 @@ def test_solve_task_end_to_end_against_brute_force(tmp_path):
         [[grid]]
         group = "t"
         [grid.base]
-        data = { generator = "teacher", d = 1, noise = 0.2, seed = 4 }
+        data = { generator = "teacher", n = 7, d = 1, noise = 0.2, seed = 4 }
         network = { hidden = [2] }
         [grid.vary]
-        "data.n" = [6, 7]
         "loss.kind" = ["absolute", "squared"]
     """)
     out = tmp_path / "out"
     summary = batch.run_batch([str(suite)], out=out, task="solve", jobs=2, time_limit=30,
                               stream=open(os.devnull, "w"))
-    assert (summary.done, summary.failed) == (4, 0)
+    assert (summary.done, summary.failed) == (2, 0)
     solves = tables.load(out)["solves"].set_index("instance")
     for inst in resolve([str(suite)]):
         spec, row = inst.spec, solves.loc[inst.name]
