@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pyomo.environ as pyo
 
+from milpland.commands.export import FORMATS
 from milpland.errors import MilplandError
 from milpland.formulation import FormulationOptions, build_master
 from milpland.scaled import sign_class
 from milpland.solve import sign_class_order
 from milpland.spec import InstanceSpec
 
-FORMATS = ("mps", "lp")
 
 
 def tangent_points(spec: InstanceSpec, cuts: int) -> np.ndarray:

@@ -63,3 +63,10 @@ def test_export_command_writes_files_and_rejects_bad_cuts(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["s-pos0.mps", "s-pos1.mps"]
     assert main(["export", str(spec_path), "--cuts", "1"]) == 2
     assert "--cuts must be at least 2" in capsys.readouterr().err
+
+
+def test_cli_method_and_format_lists_match_the_library():
+    from milpland.bench import METHODS
+    from milpland.commands.bench import METHOD_NAMES
+
+    assert tuple(METHODS) == METHOD_NAMES

@@ -10,8 +10,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from milpland.bench import METHODS, run_bench, write_report
 from milpland.errors import MilplandError
+
+METHOD_NAMES = ("milp", "enumerate", "gd", "scip")  # milpland.bench.METHODS, without importing pandas here
 
 
 def register(subparsers) -> None:
@@ -22,7 +23,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("targets", nargs="+", metavar="SUITE_OR_SPEC", help="suite files, spec files or globs")
     p.add_argument("--methods", default="milp,enumerate,gd,scip",
-                   help=f"comma-separated, from {', '.join(METHODS)} (default: all; scip only if installed)")
+                   help=f"comma-separated, from {', '.join(METHOD_NAMES)} (default: all; scip only if installed)")
     p.add_argument("--out", default="results", metavar="DIR", help="output folder (default: results/)")
     p.add_argument("--name", help="report name (default: the first target's file name)")
     p.add_argument("--time-limit", type=float, metavar="S", help="per instance and method (overrides the specs)")
@@ -32,6 +33,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from milpland.bench import run_bench, write_report  # pandas and the solvers load only when used
+
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     out = Path(args.out)
     try:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from milpland.export import FORMATS, export_model
 from milpland.spec import load_spec
+
+FORMATS = ("mps", "lp")  # milpland.export.FORMATS, without importing Pyomo here
 
 
 def register(subparsers) -> None:
@@ -24,6 +25,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from milpland.export import export_model
+
     spec = load_spec(args.spec)
     for path in export_model(spec, out_prefix=args.out or spec.name, fmt=args.format, cuts=args.cuts):
         print(f"wrote {path}")
