@@ -652,10 +652,10 @@ class Progress:
     def finished(self, job: Job, status: str, error: str, counts: dict, *, running: int, seconds: float = 0.0):
         line = self._status(counts, running)
         if self.tty:
+            if status != "done":  # failures stay on screen, above the status line
+                self._print_above(f"FAILED {job.instance.name}: {error}")
             last = f"{job.instance.name} {'ok' if status == 'done' else 'FAILED'}"
             self._rewrite(f"{line} | {last}")
-            if status != "done":
-                self._print_above(f"FAILED {job.instance.name}: {error}")
         elif status == "done":
             self._line(f"{line} | done {job.instance.name} ({seconds:.2f} s)")
         else:

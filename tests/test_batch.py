@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -439,3 +440,25 @@ def test_solve_task_end_to_end_against_brute_force(tmp_path):
         assert row["risk"] == pytest.approx(ref.risk, rel=1e-5, abs=1e-7)
         assert row["risk_numpy_difference"] < 1e-6
         assert json.loads(row["params"])["W1"] and row["suite"] == "e2e"
+
+
+def test_progress_rewrites_one_line_on_a_terminal():
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    progress = batch.Progress(3, term)
+    ok = batch.Job("k1", "a", "r", resolve([str(SUITES / "smoke.toml")])[0], batch.get_task("solve"))
+    counts = {"done": 1, "failed": 0}
+    progress.finished(ok, "done", "", counts, running=1)
+    counts["failed"] = 1
+    progress.finished(ok, "error", "it broke", counts, running=0)
+    progress.close()
+    text = term.getvalue()
+    assert text.count("\n") == 2  # the failure is printed on its own line, and the final newline
+    assert "\r[1/3] 1 done, 0 failed, 1 running" in text
+    assert re.search(r"\rFAILED sine-squared: it broke *\n\r\[2/3\] 1 done, 1 failed", text)
+    assert text.rstrip().endswith("sine-squared FAILED")
