@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -242,6 +243,24 @@ def test_rerun_replaces_previous_rows(tmp_path):
     raw, frames = tables.load(out, raw=True), tables.load(out)
     assert len(raw["fits"]) == 12 and len(frames["fits"]) == 6
     assert set(frames["fits"]["run_id"]) == {again.run_id} and set(frames["jobs"]["run_id"]) == {again.run_id}
+    # how an interrupted --rerun resumes: what finished since its start is kept, the rest redone
+    since = datetime.now(timezone.utc)  # a --rerun that started now and was interrupted at once
+    resumed = batch.run_batch([str(suite)], out=out, task="test-lsq", jobs=2, rerun_since=since, stream=quiet)
+    assert (resumed.done, resumed.skipped) == (6, 0)
+    resumed = batch.run_batch([str(suite)], out=out, task="test-lsq", jobs=2, rerun_since=since, stream=quiet)
+    assert (resumed.done, resumed.skipped) == (0, 6)
+
+
+def test_resume_command_drops_rerun_and_keeps_the_rest():
+    import argparse
+
+    from milpland.commands.batch import command_line
+
+    args = argparse.Namespace(targets=["a b.toml", "s/*.toml"], out="res", task="solve", jobs=2, time_limit=5.0,
+                              csv=True, executor="local", scheduler=None, rerun=True, rerun_since=None)
+    since = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert command_line(args) == "milpland batch 'a b.toml' 's/*.toml' --out res --jobs 2 --time-limit 5 --csv --rerun"
+    assert command_line(args, resume_since=since).endswith("--csv --rerun-since 2025-01-02T03:04:05+00:00")
 
 
 def test_time_limit_option_is_part_of_the_key(tmp_path):
