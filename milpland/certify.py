@@ -39,7 +39,8 @@ the one-sided derivative of R is negative.  None when it was not decided.
      is differentiable in the fitted values and the cell rows of different units are
      separate, so there it suffices to change one unit at a time; other losses solve every
      combination.  A better C' without zero units gives ``not_stationary`` with the segment
-     to its optimum as the descent path.
+     to its optimum as the descent path.  With zero units, the same checks are repeated with
+     the zero units removed (they contribute nothing): a descent found there lifts to θ.
    θ̃-space local minima are θ-space local minima (θ ↦ θ̃ is continuous).  The converse can
    fail at zero units (DESIGN §7): with a zero unit a failed θ̃ check is ``inconclusive``.
    Without zero units θ ↦ θ̃ is a local submersion, so a θ̃ descent direction is a θ descent
@@ -371,6 +372,9 @@ def _theta_tilde(spec, p1: OneHiddenParams, cell: Cell, zero, risk, tol, fields,
                                 "numerical trouble")
     if risk > own.risk + tol:
         if zero:
+            found = _descent_without_zero_units(spec, p1, cell, zero, risk, tol, solver)
+            if found is not None:
+                return found
             return _Decision(stationary=_escape_stationary(fields),
                              reason=f"the cell's optimum {own.risk:.10g} is lower, but reaching it may move the "
                                     f"zero units {list(zero)} in directions their input weights cannot take{wu}")
@@ -395,6 +399,9 @@ def _theta_tilde(spec, p1: OneHiddenParams, cell: Cell, zero, risk, tol, fields,
         feasible = res.theta is not None and res.max_violation <= FEAS_TOL
         if feasible and res.risk < risk - tol:
             if zero:
+                found = _descent_without_zero_units(spec, p1, cell, zero, risk, tol, solver)
+                if found is not None:
+                    return found
                 return _Decision(stationary=_escape_stationary(fields),
                                  reason=f"a neighbouring cell reaches {res.risk:.10g} < {risk:.10g} in scaled "
                                         f"coordinates, which the zero units {list(zero)} may not follow{wu}")
@@ -411,6 +418,41 @@ def _theta_tilde(spec, p1: OneHiddenParams, cell: Cell, zero, risk, tol, fields,
     what = f"{n_tied} tied (sample, unit) pair(s)" + (f" and zero units {list(zero)}" if zero else "")
     return _Decision("local_min", "boundary", True,
                      f"on a cell boundary ({what}); none of the {len(combos)} neighbouring cells goes below it")
+
+
+def _descent_without_zero_units(spec, p1: OneHiddenParams, cell: Cell, zero, risk, tol,
+                                solver: CellSolver) -> _Decision | None:
+    """A θ̃ descent that leaves the zero units alone (they contribute nothing, so removing them keeps
+    the function): the cell of the other units, then its neighbours at their tied samples.  Such a
+    descent lifts to θ with the zero units unchanged, so it proves ``not_stationary``."""
+    keep = [j for j in range(cell.width) if j not in zero]
+    if not keep:
+        return None
+    sub = OneHiddenParams(W1=p1.W1[keep], b1=p1.b1[keep], v=p1.v[keep], c=p1.c)
+    sub_cell = Cell(cell.pattern[:, keep], cell.signs[keep])
+    candidates = [(sub_cell, "own cell")]
+    tied = _tied_pairs(sub, spec.X, spec.network.activation)
+    if tied.any():
+        combos = _neighbour_cells(sub_cell, _unit_options(spec, sub, sub_cell, tied, ()), spec.loss) or []
+        candidates += [(c, f"neighbouring cell (units {[keep[j] for j in ch]} changed)") for c, ch in combos]
+    for other, where in candidates:
+        res = solver.solve(other)
+        if res.theta is not None and res.max_violation <= FEAS_TOL and res.risk < risk - tol:
+            path = _segment_path(spec, sub, res, where + ", zero units kept")
+            full = tuple(_reinsert(q, p1, keep) for q in path.params)
+            path = dataclasses.replace(path, params=full, risks=tuple(_risk(q, spec) for q in full),
+                                       start_risk=_risk(DeepParams.from_one_hidden(p1), spec))
+            return _Decision("not_stationary", "cell_descent", False,
+                             f"with the zero units {list(zero)} left as they are, the {where} reaches "
+                             f"{res.risk:.10g} < {risk:.10g}; the risk drops along the segment to it", path)
+    return None
+
+
+def _reinsert(q: DeepParams, p1: OneHiddenParams, keep) -> DeepParams:
+    """The full-width point: the kept units from ``q``, the zero units as in ``p1``."""
+    W1, b1, v = p1.W1.copy(), p1.b1.copy(), p1.v.copy()
+    W1[keep], b1[keep], v[keep] = q.W[0], q.b[0], q.W[1][0]
+    return DeepParams((W1, v[None, :]), (b1, q.b[1].copy()))
 
 
 def _escape_stationary(fields) -> bool | None:

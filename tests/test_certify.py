@@ -324,6 +324,30 @@ def test_random_points_are_not_stationary_with_descending_paths():
     assert all(mse(q, X, y, "relu") < mse(p2, X, y, "relu") for q in c2.descent_path.params)
 
 
+def test_zero_units_left_alone_still_prove_descent_for_the_absolute_loss():
+    """He's point is the least-squares fit; under the absolute loss the LAD fit (an LP solved here)
+    is better, and the descent never needs the zero-output unit."""
+    from scipy.optimize import linprog
+
+    X, y = sine_data(12, n=7)
+    spec = spec_from_dict({
+        "name": "abs", "data": {"x": X.tolist(), "y": y.tolist()},
+        "network": {"hidden": [2], "activation": "relu"}, "loss": {"kind": "absolute"}, "box": {"weight": 10.0},
+    })
+    p = he_deep(X, y, spec.network.activation, [2]).params
+    assert p.W[1][0, 1] == 0.0  # unit 1 is a zero-output unit
+    mae = lambda q: float(np.mean(np.abs(forward(q, X, "relu") - y)))  # noqa: E731
+    Xt = np.column_stack([X, np.ones(7)])
+    lad = linprog(np.r_[0, 0, np.ones(7)], A_ub=np.block([[Xt, -np.eye(7)], [-Xt, -np.eye(7)]]),
+                  b_ub=np.r_[y, -y], bounds=[(None, None)] * 2 + [(0, None)] * 7, method="highs")
+    assert lad.fun / 7 < mae(p) - 1e-6
+    cert = certify_point(spec, p, run_global=False)
+    assert cert.verdict == "not_stationary" and cert.certificate == "cell_descent"
+    for q in cert.descent_path.params:
+        assert mae(q) < mae(p)
+        assert q.W[1][0, 1] == 0.0 and np.array_equal(q.W[0][1], p.W[0][1])
+
+
 def test_gradient_matches_finite_differences():
     X, y = sine_data(10, n=7, d=2)
     rng = np.random.default_rng(4)
