@@ -218,6 +218,9 @@ def _fits_1d(solves, minima, jobs, path: Path) -> Path | None:
                     label="spurious minimum" if k == 0 else None)
         if glob is not None:
             ax.plot(grid[:, 0], glob.forward(grid, act), color="tab:blue", lw=2, label="global minimum")
+        span = float(np.ptp(y)) or 1.0
+        # Fits may leave the data's range far (hinge loss: only the sign matters): keep the data readable.
+        ax.set_ylim(y.min() - 0.5 * span, y.max() + 0.5 * span)
         ax.set_title(name, fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(panels):]:
