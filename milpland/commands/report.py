@@ -5,11 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pandas as pd
-
-from milpland.report import report, write_figures
-from milpland.tables import load
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -23,6 +18,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    import pandas as pd  # heavy: imported only when the command runs
+
+    from milpland.report import report, write_figures
+    from milpland.tables import load
+
     tables = report(args.out)
     with pd.option_context("display.width", 160, "display.max_columns", None, "display.max_colwidth", 70,
                            "display.float_format", "{:.4g}".format):
@@ -37,7 +37,7 @@ def run(args) -> int:
     return 0
 
 
-def _section(title: str, frame: pd.DataFrame) -> None:
+def _section(title: str, frame) -> None:
     print(f"== {title} ==")
     print(frame.to_string() if len(frame) else "(none)")
     print()
