@@ -387,8 +387,10 @@ def _theta_tilde(spec, p1: OneHiddenParams, cell: Cell, zero, risk, tol, fields,
         return _Decision("local_min", "interior", True,
                          "strictly inside its cell (no pre-activation on a breakpoint) and minimises the cell's "
                          "convex problem")
-    options = _unit_options(spec, p1, cell, tied, zero)
-    combos = _neighbour_cells(cell, options, loss)
+    try:
+        combos = _neighbour_cells(cell, _unit_options(spec, p1, cell, tied, zero), loss)
+    except _TooMany:
+        combos = None
     if combos is None:
         return _Decision(stationary=_escape_stationary(fields),
                          reason=f"more than {MAX_NEIGHBOURS} neighbouring cells: boundary certificate not attempted")
@@ -433,7 +435,10 @@ def _descent_without_zero_units(spec, p1: OneHiddenParams, cell: Cell, zero, ris
     candidates = [(sub_cell, "own cell")]
     tied = _tied_pairs(sub, spec.X, spec.network.activation)
     if tied.any():
-        combos = _neighbour_cells(sub_cell, _unit_options(spec, sub, sub_cell, tied, ()), spec.loss) or []
+        try:
+            combos = _neighbour_cells(sub_cell, _unit_options(spec, sub, sub_cell, tied, ()), spec.loss) or []
+        except _TooMany:
+            combos = []
         candidates += [(c, f"neighbouring cell (units {[keep[j] for j in ch]} changed)") for c, ch in combos]
     for other, where in candidates:
         res = solver.solve(other)
@@ -480,24 +485,22 @@ def _tied_pairs(p1: OneHiddenParams, X, act: Activation) -> np.ndarray:
 
 def _unit_options(spec, p1: OneHiddenParams, cell: Cell, tied: np.ndarray, zero) -> list[list[tuple[float, tuple]]]:
     """Per unit, the (sign, pattern) choices of the closed cells that contain θ̃₀ (own choice first)."""
-    from milpland.enumeration import Realizer, unit_patterns  # enumeration imports certificates
-
     X, act = spec.X, spec.network.activation
     Z = p1.pre_activations(X)
     tol = TIE_TOL * max(1.0, float(np.max(np.abs(Z), initial=0.0)))
     K = act.n_pieces
     lo = np.array([act.lower(k) for k in range(K)])
     hi = np.array([act.upper(k) for k in range(K)])
-    realizer = Realizer(X, act)
+    patterns_within = _pattern_source(X, act)
     options = []
     for j in range(cell.width):
         own = (float(cell.signs[j]), tuple(int(k) for k in cell.pattern[:, j]))
         if j in zero:
-            pats = unit_patterns(X, act, realizer=realizer)  # θ̃_j = 0 lies in every piece
+            pats = patterns_within([np.arange(K)] * X.shape[0])  # θ̃_j = 0 lies in every piece
             signs = (1.0, -1.0)
         elif tied[:, j].any():
             allowed = [np.flatnonzero((Z[i, j] >= lo - tol) & (Z[i, j] <= hi + tol)) for i in range(X.shape[0])]
-            pats = unit_patterns(X, act, allowed=allowed, realizer=realizer)
+            pats = patterns_within(allowed)
             signs = (own[0],)
         else:
             options.append([own])
@@ -506,6 +509,30 @@ def _unit_options(spec, p1: OneHiddenParams, cell: Cell, tied: np.ndarray, zero)
                         if (s, tuple(pat)) != own]
         options.append(opts)
     return options
+
+
+def _pattern_source(X, act: Activation):
+    """allowed -> the unit patterns to compare: the strictly realisable ones (milpland.enumeration),
+    or, without that module, every combination of allowed pieces (more cells, equally valid: each
+    closed cell is a set of genuine parameter points, so extra cells cannot make the check unsound)."""
+    try:
+        from milpland.enumeration import Realizer, unit_patterns  # enumeration imports certificates
+    except ImportError:
+        import itertools
+
+        def product(allowed):
+            count = int(np.prod([len(a) for a in allowed], dtype=float))
+            if count > MAX_NEIGHBOURS:
+                raise _TooMany
+            return np.array(list(itertools.product(*allowed)), dtype=np.int64)
+
+        return product
+    realizer = Realizer(X, act)
+    return lambda allowed: unit_patterns(X, act, allowed=allowed, realizer=realizer)
+
+
+class _TooMany(Exception):
+    """More candidate patterns than MAX_NEIGHBOURS."""
 
 
 def _neighbour_cells(cell: Cell, options, loss: Loss):
