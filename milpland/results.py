@@ -138,5 +138,12 @@ class SolveResult:
         }
 
 
+def load(out_dir, *, raw: bool = False) -> dict:
+    """The result tables of a batch folder as pandas DataFrames (columns: milpland.tables)."""
+    from milpland.tables import load as load_tables  # pandas loads only when tables are read
+
+    return load_tables(out_dir, raw=raw)
+
+
 def _finite_or_none(value: float):
     return float(value) if value is not None and np.isfinite(value) else None
