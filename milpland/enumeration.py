@@ -1,0 +1,328 @@
+"""Every cell of a one-hidden-layer network, solved and certified (DESIGN §2, §3, §5).
+
+**Unit patterns.**  A hidden unit assigns every sample i a piece k_i through one affine
+function z_i = w . x_i + b (for rho > 0, z = g / rho).  A pattern is *strictly realisable*
+when some (w, b) puts every z_i in the open piece: t_{k_i - 1} < z_i < t_{k_i}.  Only those
+are enumerated: their open cells are disjoint, open and dense (the rest of parameter space
+lies on the hyperplanes g_ij = rho_j t), so the closed cells of the strict patterns cover
+the whole box, and a local minimum of R in a closed cell C is a minimum of the convex
+problem of C.  Enumerating the strict cells and certifying each cell optimum therefore
+finds every local minimum (up to the certificates' tolerances).
+
+- d = 1: z is monotone along the sorted inputs, so a pattern is a non-decreasing or a
+  non-increasing assignment of pieces to the distinct x values (samples with equal x
+  share their piece).  With at most two breakpoints every such assignment is realisable
+  (an affine map can send any two cut positions to t_1 < t_2); with more breakpoints each
+  one is checked by the LP below.
+- general d (and neighbour patterns with some pieces fixed, used by the certificates):
+  depth-first search over the samples, extending a partial assignment one sample at a time
+  and pruning with the LP  max eps  s.t.  t_{k_i - 1} + eps <= w . x_i + b <= t_{k_i} - eps,
+  eps <= 1:  the partial pattern is strictly realisable iff eps* > 0, and a pattern is only
+  realisable if each of its prefixes is.  For two pieces these are the dichotomies of the
+  lifted points (x_i, 1); for more pieces, nested dichotomies with fixed threshold ratios.
+
+**Cells** are multisets of unit patterns per sign class: the units of one sign are
+interchangeable, so with P unit patterns and p positive units a class has
+C(P + p - 1, p) C(P + m - p - 1, m - p) cells; there are m + 1 classes, or one for odd
+activations (a negative unit is a positive unit with negated weights).  `count_cells` gives
+the number first; `enumerate_minima` refuses with the count when it exceeds ``max_cells``.
+
+**The run.**  Every cell is solved (`CellSolver.solve_many`, the hot loop), then the cells
+are certified in order of increasing optimum with `Certifier`, whose neighbour lookups are
+answered from the solved cells.  For the squared loss the fitted vector of a cell optimum is
+unique, so a cell whose optimum fits the same values as a minimum already certified adds
+nothing and is skipped.  The best cell optimum is the minimum over the box.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import highspy
+import numpy as np
+
+from milpland.activations import Activation
+from milpland.cells import Cell, CellResult
+from milpland.errors import MilplandError
+from milpland.scaled import sign_class
+from milpland.spec import InstanceSpec
+
+REALIZE_TOL = 1e-9  # strict realisability: the LP margin eps* (in units of z) must exceed this
+HIGHS_INF = highspy.kHighsInf
+Progress = Callable[[str], None]
+
+
+# ----------------------------------------------------------------------------------------------
+# Unit patterns
+# ----------------------------------------------------------------------------------------------
+
+
+class Realizer:
+    """Strict realisability of (partial) unit patterns by one LP each (reused HiGHS object)."""
+
+    def __init__(self, X: np.ndarray, act: Activation):
+        self.X = np.asarray(X, dtype=float)
+        self.t_lo = np.array([act.lower(k) for k in range(act.n_pieces)], dtype=float)
+        self.t_hi = np.array([act.upper(k) for k in range(act.n_pieces)], dtype=float)
+        self.lp_solves = 0
+        h = highspy.Highs()
+        for name, value in (("output_flag", False), ("threads", 1), ("presolve", "off"),
+                            ("primal_feasibility_tolerance", 1e-10), ("dual_feasibility_tolerance", 1e-10)):
+            h.setOptionValue(name, value)
+        self._h = h
+
+    def margin(self, samples: np.ndarray, pieces: np.ndarray) -> float:
+        """max eps s.t. t_lo[k_i] + eps <= w . x_i + b <= t_hi[k_i] - eps (eps <= 1); -1 if infeasible."""
+        samples = np.asarray(samples, dtype=int)
+        pieces = np.asarray(pieces, dtype=int)
+        d = self.X.shape[1]
+        lo, hi = self.t_lo[pieces], self.t_hi[pieces]
+        rows, rl, ru = [], [], []
+        for i, a, b in zip(samples, lo, hi):
+            if np.isfinite(a):
+                rows.append(np.concatenate([self.X[i], [1.0, -1.0]]))
+                rl.append(a)
+                ru.append(HIGHS_INF)
+            if np.isfinite(b):
+                rows.append(np.concatenate([self.X[i], [1.0, 1.0]]))
+                rl.append(-HIGHS_INF)
+                ru.append(b)
+        if not rows:
+            return 1.0
+        M = np.array(rows)
+        nc = d + 2
+        cost = np.zeros(nc)
+        cost[-1] = -1.0  # maximise eps
+        cl = np.concatenate([np.full(d + 1, -HIGHS_INF), [0.0]])
+        cu = np.concatenate([np.full(d + 1, HIGHS_INF), [1.0]])
+        nz = np.nonzero(M)
+        indptr = np.zeros(M.shape[0] + 1, dtype=np.int32)
+        np.cumsum(np.bincount(nz[0], minlength=M.shape[0]), out=indptr[1:])
+        h = self._h
+        h.passModel(nc, M.shape[0], len(nz[0]), 2, 1, 0.0, cost, cl, cu, np.array(rl), np.array(ru),
+                    indptr, nz[1].astype(np.int32), M[nz], np.zeros(nc, dtype=np.int32))  # an empty array is read as garbage
+        h.run()
+        self.lp_solves += 1
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return -1.0
+        return float(h.getSolution().col_value[-1])
+
+    def realizable(self, samples, pieces) -> bool:
+        return self.margin(samples, pieces) > REALIZE_TOL
+
+
+def unit_patterns(X: np.ndarray, act: Activation, *, allowed=None, realizer: Realizer | None = None) -> np.ndarray:
+    """All strictly realisable unit patterns, as a (P, n) int array in lexicographic order.
+
+    ``allowed[i]`` (optional) restricts sample i to a set of pieces -- the certificates use it
+    for the patterns of a unit that keep the untied samples' pieces.
+    """
+    X = np.asarray(X, dtype=float)
+    n = X.shape[0]
+    K = act.n_pieces
+    realizer = realizer or Realizer(X, act)
+    if allowed is None and X.shape[1] == 1:
+        return _monotone_patterns(X[:, 0], act, realizer)
+    sets = [list(range(K))] * n if allowed is None else [sorted({int(k) for k in a}) for a in allowed]
+    if any(not s for s in sets):
+        return np.zeros((0, n), dtype=np.int64)
+    fixed = np.array([i for i in range(n) if len(sets[i]) == 1], dtype=int)
+    free = [i for i in range(n) if len(sets[i]) > 1]
+    base = np.full(n, -1, dtype=np.int64)
+    base[fixed] = [sets[i][0] for i in fixed]
+    if not realizer.realizable(fixed, base[fixed]):
+        return np.zeros((0, n), dtype=np.int64)
+    found = []
+    stack = [(0, base)]
+    while stack:
+        level, assign = stack.pop()
+        if level == len(free):
+            found.append(assign)
+            continue
+        i = free[level]
+        for k in sets[i]:
+            nxt = assign.copy()
+            nxt[i] = k
+            idx = np.flatnonzero(nxt >= 0)
+            if realizer.realizable(idx, nxt[idx]):
+                stack.append((level + 1, nxt))
+    if not found:
+        return np.zeros((0, n), dtype=np.int64)
+    return np.array(sorted(map(tuple, found)), dtype=np.int64)
+
+
+def _monotone_patterns(x: np.ndarray, act: Activation, realizer: Realizer) -> np.ndarray:
+    """d = 1: monotone assignments of pieces along the sorted distinct inputs, both directions."""
+    values, group = np.unique(x, return_inverse=True)
+    K = act.n_pieces
+    seqs = set()
+    for seq in itertools.combinations_with_replacement(range(K), len(values)):
+        seqs.add(seq)
+        seqs.add(seq[::-1])
+    patterns = sorted(tuple(np.asarray(s)[group].tolist()) for s in seqs)
+    if len(act.breakpoints) > 2:  # fixed threshold ratios: not every monotone assignment is realisable
+        n = len(x)
+        patterns = [p for p in patterns if realizer.realizable(np.arange(n), np.asarray(p))]
+    return np.array(patterns, dtype=np.int64).reshape(len(patterns), len(x))
+
+
+# ----------------------------------------------------------------------------------------------
+# Cells
+# ----------------------------------------------------------------------------------------------
+
+
+def sign_classes(act: Activation, width: int) -> list[int]:
+    """Numbers of positive units, all-positive first; odd activations need only that one."""
+    return [width] if act.odd else list(range(width, -1, -1))
+
+
+def count_cells(n_patterns: int, width: int, act: Activation) -> int:
+    """Multisets of unit patterns per sign class: sum_p C(P + p - 1, p) C(P + m - p - 1, m - p)."""
+    P = int(n_patterns)
+    return sum(math.comb(P + p - 1, p) * math.comb(P + width - p - 1, width - p)
+               for p in sign_classes(act, width))
+
+
+def generate_cells(patterns: np.ndarray, width: int, act: Activation):
+    """Every cell (one per multiset of unit patterns and sign class), canonical unit order."""
+    P = patterns.shape[0]
+    for n_pos in sign_classes(act, width):
+        signs = sign_class(n_pos, width)
+        for pos in itertools.combinations_with_replacement(range(P), n_pos):
+            for neg in itertools.combinations_with_replacement(range(P), width - n_pos):
+                yield Cell(patterns[list(pos) + list(neg)].T, signs).canonical()
+
+
+def cell_count(spec: InstanceSpec) -> tuple[int, int]:
+    """(number of unit patterns, number of cells) of an instance, without solving anything."""
+    _check_spec(spec)
+    P = unit_patterns(spec.X, spec.network.activation).shape[0]
+    return P, count_cells(P, spec.width, spec.network.activation)
+
+
+def _check_spec(spec: InstanceSpec) -> None:
+    if spec.network.depth != 1:
+        raise MilplandError(
+            f"network.hidden: the landscape methods handle one hidden layer; {spec.name} has "
+            f"hidden = {list(spec.network.hidden)}"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# The enumeration run
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Enumeration:
+    """What `enumerate_minima` found; `landscape` turns it into a LandscapeResult."""
+
+    minima: list  # LocalMinimum, found_by "enumerate", ranked by risk, gap not yet set
+    cells: list[Cell]
+    results: list[CellResult]
+    complete: bool  # every cell solved and verified, every certificate decided
+    counts: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    verified: list[bool] = field(default_factory=list)  # per cell: usable optimum (Certifier.verified)
+    box_limited_best: float = float("inf")  # lowest optimum among box-limited cells
+    messages: list[str] = field(default_factory=list)
+
+
+def enumerate_minima(spec: InstanceSpec, *, max_cells: int, progress: Progress | None = None,
+                     chunk: int = 500) -> Enumeration:
+    """Solve and certify every cell; refuse (MilplandError with the count) beyond ``max_cells``."""
+    from milpland.certificates import Certifier, match_minimum  # certificates import this module
+
+    _check_spec(spec)
+    say = progress or (lambda _msg: None)
+    act = spec.network.activation
+    t0 = time.perf_counter()
+    realizer = Realizer(spec.X, act)
+    patterns = unit_patterns(spec.X, act, realizer=realizer)
+    P = patterns.shape[0]
+    total = count_cells(P, spec.width, act)
+    if total > max_cells:
+        raise MilplandError(
+            f"--max-cells: the enumeration has {total} cells ({P} unit patterns, width {spec.width}, "
+            f"{len(sign_classes(act, spec.width))} sign classes), more than the limit {max_cells}; "
+            f"raise --max-cells to at least {total} or use --method sample"
+        )
+    t_patterns = time.perf_counter() - t0
+    say(f"{P} unit patterns, {total} cells")
+    certifier = Certifier(spec, unit_patterns=patterns)
+    cells = list(generate_cells(patterns, spec.width, act))
+    results: list[CellResult] = []
+    t1 = time.perf_counter()
+    for start in range(0, len(cells), chunk):
+        results.extend(certifier.solver.solve_many(cells[start:start + chunk]))
+        say(f"solved {len(results)}/{len(cells)} cells ({time.perf_counter() - t1:.1f} s)")
+    t_cells = time.perf_counter() - t1
+    for cell, res in zip(cells, results):
+        certifier.remember(cell, res)
+
+    t2 = time.perf_counter()
+    counts = {"unit_patterns": P, "cells": len(cells), "cell_errors": 0, "cells_verified_by_absolute_gap": 0, "box_limited": 0, "not_local": 0,
+              "not_attained": 0, "undetermined": 0, "certified_cells": 0, "skipped_same_fit": 0}
+    minima = []
+    fits = np.zeros((0, spec.n))
+    box_best = float("inf")
+    messages = []
+    order = sorted(range(len(cells)), key=lambda k: results[k].risk)
+    for k in order:
+        res = results[k]
+        if not certifier.verified(res):
+            counts["cell_errors"] += 1
+            continue
+        if res.status != "optimal":
+            counts["cells_verified_by_absolute_gap"] += 1
+        if res.box_active:
+            counts["box_limited"] += 1
+            box_best = min(box_best, res.risk)
+            continue
+        # squared loss: a cell optimum's fitted values are unique, and the certified point has
+        # exactly them, so a cell fitting the values of an interior minimum adds nothing (a boundary
+        # representative is re-examined: another cell may certify the same minimum as interior)
+        known = match_minimum(res.fitted, fits, spec) if spec.loss.kind == "squared" else -1
+        if known >= 0 and minima[known].certificate == "interior":
+            counts["skipped_same_fit"] += 1
+            continue
+        verdict = certifier.certify(cells[k], res, found_by="enumerate")
+        if verdict.status == "local_minimum":
+            counts["certified_cells"] += 1
+            m = verdict.minimum
+            at = match_minimum(m.fitted, fits, spec)
+            if at < 0:
+                minima.append(m)
+                fits = np.vstack([fits, m.fitted[None, :]])
+            elif m.certificate == "interior" and minima[at].certificate != "interior":
+                minima[at] = m
+        elif verdict.status == "box_limited":
+            counts["box_limited"] += 1
+            box_best = min(box_best, res.risk)
+        elif verdict.status == "not_local_minimum":
+            counts["not_local"] += 1
+        elif verdict.status == "not_attained":
+            counts["not_attained"] += 1
+        else:
+            counts["undetermined"] += 1
+            if len(messages) < 5:
+                messages.append(f"cell {cells[k].key()}: {verdict.reason}")
+    t_cert = time.perf_counter() - t2
+    counts["distinct_minima"] = len(minima)
+    counts["neighbour_cell_solves"] = certifier.cell_solves
+    counts["certificate_lps"] = certifier.lp_solves
+    counts["pattern_lps"] = realizer.lp_solves
+    complete = counts["cell_errors"] == 0 and counts["undetermined"] == 0
+    say(f"{len(minima)} distinct local minima; certification {t_cert:.1f} s")
+    return Enumeration(
+        minima=sorted(minima, key=lambda m: m.risk), cells=cells, results=results, complete=complete,
+        verified=[certifier.verified(r) for r in results],
+        counts=counts,
+        seconds={"patterns": t_patterns, "cells": t_cells, "certificates": t_cert,
+                 "cells_per_second": len(cells) / t_cells if t_cells > 0 else float("inf")},
+        box_limited_best=box_best, messages=messages,
+    )
