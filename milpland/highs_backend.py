@@ -34,9 +34,26 @@ class CompiledModel:
     integer: np.ndarray  # bool per column
     columns: list  # Pyomo VarData per column
     index: dict  # id(VarData) -> column
+    rows: tuple = ()  # Pyomo ConstraintData per row
+    row_index: dict | None = None  # id(ConstraintData) -> row (the last row of a ranged constraint)
 
     def column(self, var) -> int:
         return self.index[id(var)]
+
+    def row(self, con) -> int:
+        return self.row_index[id(con)]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.A.shape
+
+    def max_violation(self, x: np.ndarray) -> float:
+        """Largest violation of a row or column bound by the point x (absolute units)."""
+        Ax = self.A @ x
+        rows = np.maximum(np.maximum(self.row_lower - Ax, Ax - self.row_upper), 0.0)
+        cols = np.maximum(np.maximum(self.col_lower - x, x - self.col_upper), 0.0)
+        frac = np.abs(x[self.integer] - np.round(x[self.integer]))
+        return float(max(rows.max(initial=0.0), cols.max(initial=0.0), frac.max(initial=0.0)))
 
 
 def compile_model(model: pyo.ConcreteModel) -> CompiledModel:
@@ -62,6 +79,8 @@ def compile_model(model: pyo.ConcreteModel) -> CompiledModel:
         cost=cost, offset=offset, A=A, row_lower=row_lower, row_upper=row_upper,
         col_lower=col_lower, col_upper=col_upper, integer=integer, columns=columns,
         index={id(v): j for j, v in enumerate(columns)},
+        rows=tuple(con for con, _ in info.rows),
+        row_index={id(con): r for r, (con, _) in enumerate(info.rows)},
     )
 
 
@@ -110,6 +129,10 @@ class MipRunner:
                  values: np.ndarray) -> None:
         """Add rows given in compressed row form (column indices of the compiled model)."""
         self.highs.addRows(len(lower), lower, upper, len(values), starts, indices, values)
+
+    def set_col_bounds(self, cols: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
+        cols = np.asarray(cols, dtype=np.int32)
+        self.highs.changeColsBounds(len(cols), cols, np.asarray(lower, dtype=float), np.asarray(upper, dtype=float))
 
     def set_start(self, x: np.ndarray) -> None:
         """Offer a full feasible point as the first incumbent (a warm start)."""

@@ -16,27 +16,62 @@ binaries (`verify`).
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import highspy
 import numpy as np
 
+from milpland import bounds
 from milpland.cells import Cell, CellResult, CellSolver
 from milpland.errors import MilplandError
-from milpland.formulation import FormulationOptions, build_master, pattern_of
-from milpland.highs_backend import MipRunner, compile_model
+from milpland.formulation import (
+    ClassTemplate, FormulationOptions, class_arrangement, lift_point, pattern_of,
+)
+from milpland.highs_backend import MipRunner
+from milpland.incumbents import Candidate, MultistartOptions, first_incumbents
 from milpland.results import Seconds, SolveResult
 from milpland.scaled import ScaledParams, sign_class
 from milpland.spec import InstanceSpec
 from milpland.verify import verify_point
 
 Progress = Callable[[str], None]
-OBJECTIVE_TARGET = 1e3  # the scaled objective of the baseline point (DESIGN §4: HiGHS' absolute threshold)
+OBJECTIVE_TARGET = 1e3  # the scaled objective of the incumbent (DESIGN §4: HiGHS' absolute threshold)
 ABS_TOL_FACTOR = 1e-9  # absolute certification tolerance, relative to the baseline risk
 MAX_OA_ROUNDS = 500
+START_TOL = 1e-7  # a lifted warm start violating the master by more than this is not offered
+
+
+@dataclass(frozen=True)
+class SolveStrategy:
+    """How the sign classes are searched (each switchable for the ablation, milpland/ablation.py).
+
+    multistart: the first incumbent (`milpland.incumbents`); starts = 0 keeps the constant fit.
+    cutoff: the best risk so far (minus half the tolerance) prunes every class's tree.
+    warm_start: the best known point of a class, lifted into its master, is HiGHS' first incumbent.
+    incumbent_class_first: solve the incumbent's class first, then the classes with good candidates.
+    candidate_tangents: squared loss: tangents at the residuals of this many best candidates.
+    tangent_grid: squared loss: tangents per sample at evenly spaced residuals within the cutoff radius.
+    processes: sign classes solved in this many processes at once (1: in sequence).
+    incumbent_share: at most this fraction of the time limit goes to the incumbent search.
+    """
+
+    multistart: MultistartOptions = MultistartOptions()
+    cutoff: bool = True
+    warm_start: bool = True
+    incumbent_class_first: bool = True
+    candidate_tangents: int = 4
+    tangent_grid: int = 0
+    processes: int = 1
+    incumbent_share: float = 0.25
+
+    def describe(self) -> dict:
+        return asdict(self)
 
 
 @dataclass
@@ -57,7 +92,22 @@ class ClassOutcome:
     rounds: int = 0
     build_seconds: float = 0.0
     solve_seconds: float = 0.0
+    obbt_lps: int = 0
+    coefficients: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every sign class needs, fixed before the first MILP (picklable for worker processes)."""
+
+    spec: InstanceSpec
+    formulation: FormulationOptions
+    strategy: SolveStrategy
+    scale: float
+    abs_tol: float
+    candidates: tuple  # Candidate, best first
+    tangent_points: tuple  # residual vectors where the first tangents go (squared loss)
 
 
 def solve_global(
@@ -65,6 +115,7 @@ def solve_global(
     *,
     formulation: FormulationOptions = FormulationOptions(),
     progress: Progress | None = None,
+    strategy: SolveStrategy = SolveStrategy(),
 ) -> SolveResult:
     """Certified global minimum of the training risk over the box (one hidden layer, scalar output)."""
     if spec.network.depth != 1:
@@ -74,30 +125,40 @@ def solve_global(
         )
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
-    cells = CellSolver(
+    cells = make_cell_solver(spec)
+    incumbent = baseline_incumbent(spec, cells)
+    abs_tol = ABS_TOL_FACTOR * incumbent.risk
+    candidates: list[Candidate] = []
+    if strategy.multistart.starts > 0 and incumbent.risk > abs_tol:
+        candidates = first_incumbents(spec, cells, strategy.multistart, seed=spec.solve.seed,
+                                      time_limit=strategy.incumbent_share * spec.solve.time_limit)
+        if candidates and candidates[0].risk < incumbent.risk:
+            best = candidates[0]
+            incumbent = Incumbent(risk=best.risk, theta=best.theta, cell=best.cell, box_active=best.box_active,
+                                  found_by=best.found_by)
+    search_seconds = time.perf_counter() - started
+    say(f"first incumbent {incumbent.risk:.6g} ({incumbent.found_by}, {search_seconds:.1f} s)")
+    outcomes: list[ClassOutcome] = []
+    if incumbent.risk > abs_tol:  # a zero (up to tolerance) risk needs no proof: the risk is >= 0
+        scale = OBJECTIVE_TARGET / max(incumbent.risk, 1e3 * abs_tol)
+        ctx = Context(spec=spec, formulation=formulation, strategy=strategy, scale=scale, abs_tol=abs_tol,
+                      candidates=tuple(candidates), tangent_points=tangent_points(spec, incumbent, candidates,
+                                                                                   strategy))
+        order = class_order(spec, incumbent, candidates, strategy)
+        deadline = started + spec.solve.time_limit
+        if strategy.processes > 1 and len(order) > 1:
+            outcomes = solve_classes_parallel(ctx, order, incumbent, cells, deadline, say)
+        else:
+            outcomes = solve_classes_sequential(ctx, order, incumbent, cells, deadline, say)
+    return assemble_result(spec, incumbent, outcomes, abs_tol, started, formulation=formulation,
+                           strategy=strategy, search_seconds=search_seconds)
+
+
+def make_cell_solver(spec: InstanceSpec) -> CellSolver:
+    return CellSolver(
         spec.X, spec.y, spec.network.activation, spec.loss, spec.box,
         output_bias=spec.network.output_bias, time_limit=max(1.0, spec.solve.time_limit / 4),
     )
-    incumbent = baseline_incumbent(spec, cells)
-    scale = OBJECTIVE_TARGET / max(incumbent.risk, 1e-12)
-    abs_tol = ABS_TOL_FACTOR * incumbent.risk
-    outcomes: list[ClassOutcome] = []
-    if incumbent.risk > 0.0:
-        deadline = started + spec.solve.time_limit
-        order = sign_class_order(spec)
-        for position, n_positive in enumerate(order):
-            budget = (deadline - time.perf_counter()) / (len(order) - position)
-            outcome = solve_sign_class(
-                spec, n_positive, incumbent, cells,
-                scale=scale, abs_tol=abs_tol, time_budget=budget, formulation=formulation,
-            )
-            outcomes.append(outcome)
-            say(
-                f"sign class {position + 1}/{len(order)} ({n_positive} positive): "
-                f"bound {outcome.lower_bound:.6g}, best {incumbent.risk:.6g}, "
-                f"{outcome.rounds} round(s), {outcome.nodes} nodes, {outcome.solve_seconds:.1f} s"
-            )
-    return assemble_result(spec, incumbent, outcomes, abs_tol, started)
 
 
 def sign_class_order(spec: InstanceSpec) -> list[int]:
@@ -107,22 +168,39 @@ def sign_class_order(spec: InstanceSpec) -> list[int]:
     return list(range(spec.width, -1, -1))
 
 
-def baseline_incumbent(spec: InstanceSpec, cells: CellSolver) -> Incumbent:
-    """The best network whose hidden units are all zero: a feasible first incumbent.
+def class_order(spec: InstanceSpec, incumbent: Incumbent, candidates: list[Candidate],
+                strategy: SolveStrategy) -> list[int]:
+    """The incumbent's class first, then the classes of the best candidates, then the rest.
 
-    Its risk also sets the objective scale.  Computed as the cell problem of the
-    all-zero pattern (every g_ij = 0 lies on piece 0's boundary or inside it).
+    A class holding a good point is the likeliest to hold a better one, and solving it first
+    lowers the cutoff for the others.  For odd activations every point is in the one class.
     """
-    m = spec.width
-    zero = np.zeros(1)
-    pattern = np.broadcast_to(spec.network.activation.piece(zero)[0], (spec.n, m)).astype(int)
-    theta = ScaledParams(
-        U=np.zeros((m, spec.d)), a=np.zeros(m), rho=np.zeros(m),
-        c=best_constant(spec), signs=sign_class(m, m),
-    )
-    risk = spec.loss.risk(theta.forward(spec.X, spec.network.activation), spec.y)
-    return Incumbent(risk=risk, theta=theta, cell=Cell(pattern=pattern, signs=theta.signs),
-                     box_active=False, found_by="constant")
+    order = sign_class_order(spec)
+    if not strategy.incumbent_class_first or len(order) == 1:
+        return order
+    ranked = [int(np.sum(incumbent.theta.signs > 0))] + [int(np.sum(c.theta.signs > 0)) for c in candidates]
+    first = [k for k in dict.fromkeys(ranked) if k in order]
+    return first + [k for k in order if k not in first]
+
+
+def tangent_points(spec: InstanceSpec, incumbent: Incumbent, candidates: list[Candidate],
+                   strategy: SolveStrategy) -> tuple:
+    """Residual vectors whose tangents start every squared-loss master (DESIGN §4).
+
+    The incumbent's residuals make its own master value exact; the candidates' residuals
+    describe other good cells; a grid over [-radius, radius] (radius = sqrt(cutoff / w), the
+    largest residual a better point can have) bounds the master everywhere else.
+    """
+    if spec.loss.kind != "squared":
+        return ()
+    act = spec.network.activation
+    points = [incumbent.theta.forward(spec.X, act) - spec.y]
+    points += [c.fitted - spec.y for c in candidates[: strategy.candidate_tangents]]
+    if strategy.tangent_grid > 0:
+        radius = np.sqrt(incumbent.risk / spec.loss.weight(spec.n))
+        for level in np.linspace(-radius, radius, strategy.tangent_grid):
+            points.append(np.full(spec.n, float(level)))
+    return tuple(points)
 
 
 def best_constant(spec: InstanceSpec) -> float:
@@ -137,44 +215,119 @@ def best_constant(spec: InstanceSpec) -> float:
     return min((-1.0, 1.0), key=lambda c: spec.loss.risk(np.full_like(y, c), y))
 
 
-def solve_sign_class(
-    spec: InstanceSpec, n_positive: int, incumbent: Incumbent, cells: CellSolver, *,
-    scale: float, abs_tol: float, time_budget: float, formulation: FormulationOptions,
-) -> ClassOutcome:
+def baseline_incumbent(spec: InstanceSpec, cells: CellSolver) -> Incumbent:
+    """The best network whose hidden units are all zero: a feasible first incumbent.
+
+    Its risk also sets the absolute tolerance.  Computed as the cell problem of the
+    all-zero pattern (every g_ij = 0 lies on piece 0's boundary or inside it).
+    """
+    m = spec.width
+    zero = np.zeros(1)
+    pattern = np.broadcast_to(spec.network.activation.piece(zero)[0], (spec.n, m)).astype(int)
+    theta = ScaledParams(
+        U=np.zeros((m, spec.d)), a=np.zeros(m), rho=np.zeros(m),
+        c=best_constant(spec), signs=sign_class(m, m),
+    )
+    risk = spec.loss.risk(theta.forward(spec.X, spec.network.activation), spec.y)
+    return Incumbent(risk=risk, theta=theta, cell=Cell(pattern=pattern, signs=theta.signs),
+                     box_active=False, found_by="constant")
+
+
+def solve_classes_sequential(ctx: Context, order: list[int], incumbent: Incumbent, cells: CellSolver,
+                             deadline: float, say: Progress) -> list[ClassOutcome]:
+    """One class after the other, each with the best risk so far as its cutoff."""
+    templates = TemplateCache(ctx.spec, ctx.formulation)
+    outcomes = []
+    reserve = min(1.0, 0.05 * ctx.spec.solve.time_limit)  # kept for each later class
+    for position, n_positive in enumerate(order):
+        # greedy: a class may use what the earlier ones left, but the later ones keep a reserve
+        # (a class cut short loses the certificate anyway; an equal split wasted unused shares)
+        budget = deadline - time.perf_counter() - reserve * (len(order) - position - 1)
+        outcome = solve_sign_class(ctx, n_positive, incumbent, cells, templates, time_budget=budget)
+        outcomes.append(outcome)
+        say(
+            f"sign class {position + 1}/{len(order)} ({n_positive} positive): "
+            f"bound {outcome.lower_bound:.6g}, best {incumbent.risk:.6g}, "
+            f"{outcome.rounds} round(s), {outcome.nodes} nodes, {outcome.solve_seconds:.1f} s"
+        )
+    return outcomes
+
+
+class TemplateCache:
+    """One `ClassTemplate` for all classes (cache_classes), or a fresh Pyomo build per class."""
+
+    def __init__(self, spec: InstanceSpec, formulation: FormulationOptions):
+        self.spec, self.formulation = spec, formulation
+        self.shared: ClassTemplate | None = None
+
+    def get(self, signs: np.ndarray) -> tuple[ClassTemplate, float]:
+        """(template, seconds spent building it now)."""
+        t0 = time.perf_counter()
+        if not self.formulation.cache_classes:
+            return ClassTemplate(self.spec, self.formulation, signs=signs), time.perf_counter() - t0
+        if self.shared is None:
+            self.shared = ClassTemplate(self.spec, self.formulation)
+        return self.shared, time.perf_counter() - t0
+
+
+def solve_sign_class(ctx: Context, n_positive: int, incumbent: Incumbent, cells: CellSolver,
+                     templates: TemplateCache, *, time_budget: float, shared_best=None) -> ClassOutcome:
     """Solve one sign class to optimality (or the time budget), improving `incumbent` in place.
 
-    Returns the class's proven lower bound: the master's dual bound, min'ed with the
-    cutoff (a class pruned entirely by the cutoff cannot beat the incumbent).
+    The class's proven lower bound is the master's dual bound, min'ed with the cutoff: a class
+    pruned entirely by the cutoff cannot beat the incumbent by more than the tolerance.
+    `shared_best` (a multiprocessing Value) carries the best risk of classes running elsewhere.
     """
+    spec, formulation, strategy = ctx.spec, ctx.formulation, ctx.strategy
     outcome = ClassOutcome(n_positive=n_positive, lower_bound=0.0, complete=False)
     signs = sign_class(n_positive, spec.width)
     t0 = time.perf_counter()
-    model = build_master(spec, signs, formulation)
-    compiled = compile_model(model)
-    runner = MipRunner(compiled, scale=scale, options=highs_options(spec, abs_tol * scale))
-    f_cols = np.array([compiled.column(model.f[i]) for i in model.I])
-    e_cols = np.array([compiled.column(model.e[i]) for i in model.I])
-    if spec.loss.kind == "squared":
-        residuals = incumbent.theta.forward(spec.X, spec.network.activation) - spec.y
+    template, outcome.build_seconds = templates.get(signs)
+    compiled = template.for_class(signs)
+    runner = MipRunner(compiled, scale=ctx.scale, options=highs_options(spec, ctx.abs_tol * ctx.scale))
+    f_cols = np.array([compiled.column(template.model.f[i]) for i in template.model.I])
+    e_cols = np.array([compiled.column(template.model.e[i]) for i in template.model.I])
+    for residuals in ctx.tangent_points:
         add_tangents(runner, spec.y, f_cols, e_cols, residuals)
-    outcome.build_seconds = time.perf_counter() - t0
+    cutoff = class_cutoff(ctx, incumbent, shared_best)
+    applied = apply_cutoff_bounds(ctx, runner, f_cols, e_cols, cutoff, np.inf)
+    if formulation.obbt and np.isfinite(cutoff) and template.model.kind == "bigm":
+        outcome.obbt_lps = tighten_by_lp(ctx, runner, template, compiled, cutoff,
+                                         time_limit=0.2 * max(time_budget, 0.0))
+        if outcome.obbt_lps < 0:  # the LP relaxation has no point below the cutoff
+            outcome.lower_bound, outcome.complete, outcome.obbt_lps = cutoff, True, 0
+            outcome.build_seconds += time.perf_counter() - t0
+            return outcome
+    outcome.coefficients = bounds.coefficient_ranges(compiled.A, *lp_bounds(runner))
+    start = warm_start(ctx, template, compiled, signs, incumbent) if strategy.warm_start else None
+    outcome.build_seconds += time.perf_counter() - t0
     deadline = time.perf_counter() + max(time_budget, 0.05)
     while True:
         outcome.rounds += 1
-        run = runner.run(time_limit=deadline - time.perf_counter(), cutoff=incumbent.risk)
+        cutoff = class_cutoff(ctx, incumbent, shared_best)
+        applied = apply_cutoff_bounds(ctx, runner, f_cols, e_cols, cutoff, applied)
+        if start is not None:
+            runner.set_start(start)
+        run = runner.run(time_limit=deadline - time.perf_counter(), cutoff=cutoff)
         outcome.nodes += run.nodes
         outcome.lower_bound = max(run.dual_bound, 0.0)
         result = None
         if run.x is not None:
-            cell = Cell(pattern=pattern_of(model, run.x, compiled.column), signs=signs)
+            cell = Cell(pattern=pattern_of(template.model, run.x, compiled.column), signs=signs)
             result = cells.solve(cell)
-            consider(incumbent, result, cell, run.objective, spec, outcome)
+            if consider(incumbent, result, cell, run.objective, spec, outcome):
+                if shared_best is not None:
+                    with shared_best.get_lock():
+                        shared_best.value = min(shared_best.value, incumbent.risk)
+                if strategy.warm_start:
+                    start = lift_into(template, compiled, spec, result.theta, result.theta.signs,
+                                      formulation.order_units, cell.pattern)
         if run.status not in ("optimal", "infeasible"):
             break  # time limit or solver error: the bound so far stands
         if run.x is None or spec.loss.kind != "squared":
             outcome.complete = True  # exact MILP solved, or nothing below the cutoff
             break
-        if outcome.lower_bound >= incumbent.risk - tolerance(incumbent.risk, spec, abs_tol) / 2:
+        if outcome.lower_bound >= incumbent.risk - tolerance(incumbent.risk, spec, ctx.abs_tol) / 2:
             outcome.complete = True
             break
         if outcome.rounds >= MAX_OA_ROUNDS:
@@ -187,12 +340,142 @@ def solve_sign_class(
     return outcome
 
 
+def class_cutoff(ctx: Context, incumbent: Incumbent, shared_best=None) -> float:
+    """Prune everything that cannot beat the best risk by more than half the tolerance (so that
+    points of equal risk in other classes, e.g. with a dead unit of either sign, need no search)."""
+    if not ctx.strategy.cutoff:
+        return np.inf
+    best = incumbent.risk
+    if shared_best is not None:
+        best = min(best, float(shared_best.value))
+    return best - tolerance(best, ctx.spec, ctx.abs_tol) / 2
+
+
+def apply_cutoff_bounds(ctx: Context, runner: MipRunner, f_cols: np.ndarray, e_cols: np.ndarray,
+                        cutoff: float, applied: float) -> float:
+    """Bounds on f_i and e_i that every point below the cutoff obeys (`bounds.cutoff_bounds`);
+    re-applied whenever the cutoff has dropped.  Returns the cutoff now in force."""
+    if not (ctx.formulation.tight_bounds and np.isfinite(cutoff)) or cutoff >= applied:
+        return applied
+    f_lower, f_upper, e_upper = bounds.cutoff_bounds(ctx.spec, cutoff)
+    runner.set_col_bounds(f_cols, f_lower, f_upper)
+    runner.set_col_bounds(e_cols, np.zeros(len(e_cols)), e_upper)
+    return cutoff
+
+
+def lp_bounds(runner: MipRunner):
+    lp = runner.highs.getLp()
+    return (np.asarray(lp.col_lower_), np.asarray(lp.col_upper_), np.asarray(lp.row_lower_),
+            np.asarray(lp.row_upper_), np.asarray(lp.col_cost_))
+
+
+def tighten_by_lp(ctx: Context, runner: MipRunner, template: ClassTemplate, compiled, cutoff: float, *,
+                  time_limit: float) -> int:
+    """OBBT on every g_ijk (`bounds.obbt`); the tightened bounds replace the column bounds and the
+    big-M coefficients of delta_ijk in the rows g_ijk <= upper delta_ijk and g_ijk >= lower delta_ijk."""
+    m = template.model
+    keys = list(m.g.keys())
+    cols = np.array([compiled.column(m.g[k]) for k in keys])
+    lp = runner.highs.getLp()
+    cost = np.asarray(lp.col_cost_)
+    lower, upper, solved = bounds.obbt(lp, cost=cost, offset=float(lp.offset_), cutoff=cutoff * ctx.scale,
+                                       targets=cols, time_limit=time_limit)
+    if solved < 0:  # the relaxation has nothing below the cutoff: the class is done
+        return -1
+    lo, hi = lower[cols], upper[cols]
+    runner.set_col_bounds(cols, lo, hi)
+    A = compiled.A
+    h = runner.highs
+    for key, l, u in zip(keys, lo, hi):
+        dcol = compiled.column(m.delta[key])
+        for con, new in ((m.g_on, max(u, 0.0)), (m.g_on_low, min(l, 0.0))):
+            if key not in con:
+                continue
+            row = compiled.row(con[key])
+            # the row is  g - M delta <= 0  or  M delta - g <= 0 as Pyomo wrote it: keep the sign
+            span = slice(A.indptr[dcol], A.indptr[dcol + 1])
+            old = A.data[span][A.indices[span] == row]
+            if old.size == 1 and old[0] != 0.0 and abs(new) < abs(old[0]):
+                h.changeCoeff(row, int(dcol), float(np.sign(old[0]) * abs(new)))
+    return solved
+
+
+def warm_start(ctx: Context, template: ClassTemplate, compiled, signs: np.ndarray,
+               incumbent: Incumbent) -> np.ndarray | None:
+    """The best known point of this class (incumbent or candidate), lifted into the master."""
+    n_positive = int(np.sum(signs > 0))
+    known = [(incumbent.risk, incumbent.theta, incumbent.cell.pattern)]
+    known += [(c.risk, c.theta, c.cell.pattern) for c in ctx.candidates]
+    for _, theta, pattern in sorted(known, key=lambda k: k[0]):
+        if int(np.sum(theta.signs > 0)) == n_positive:
+            return lift_into(template, compiled, ctx.spec, theta, theta.signs, ctx.formulation.order_units, pattern)
+    return None
+
+
+def lift_into(template: ClassTemplate, compiled, spec: InstanceSpec, theta: ScaledParams, signs: np.ndarray,
+              order_units: str, pattern: np.ndarray) -> np.ndarray | None:
+    arranged, _ = class_arrangement(spec, theta, pattern, order_units)
+    x = lift_point(template, arranged)
+    if x is None or compiled.max_violation(x) > START_TOL * max(1.0, float(np.max(np.abs(x)))):
+        return None
+    return x
+
+
+def solve_classes_parallel(ctx: Context, order: list[int], incumbent: Incumbent, cells: CellSolver,
+                           deadline: float, say: Progress) -> list[ClassOutcome]:
+    """Classes in `processes` worker processes (spawned: HiGHS threads do not survive a fork).
+
+    A class started while another runs gets the best risk known at its start, and before each
+    outer-approximation round the best risk any worker has found (a shared value); the points
+    themselves come back with the results and the best one becomes the incumbent.
+    """
+    workers = min(ctx.strategy.processes, len(order), os.cpu_count() or 1)
+    mp = multiprocessing.get_context("spawn")
+    shared = mp.Value("d", float(incumbent.risk))
+    budget = (deadline - time.perf_counter()) * workers / len(order)
+    outcomes = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp, initializer=_init_worker,
+                             initargs=(shared,)) as pool:
+        futures = [pool.submit(_class_worker, ctx, n_positive, incumbent, budget) for n_positive in order]
+        for position, future in enumerate(futures):
+            outcome, found = future.result()
+            outcomes.append(outcome)
+            if found is not None and found.risk < incumbent.risk:
+                incumbent.risk, incumbent.theta, incumbent.cell = found.risk, found.theta, found.cell
+                incumbent.box_active, incumbent.found_by = found.box_active, found.found_by
+            say(
+                f"sign class {position + 1}/{len(order)} ({outcome.n_positive} positive, parallel): "
+                f"bound {outcome.lower_bound:.6g}, best {incumbent.risk:.6g}, "
+                f"{outcome.rounds} round(s), {outcome.nodes} nodes, {outcome.solve_seconds:.1f} s"
+            )
+    return outcomes
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(shared) -> None:
+    _WORKER["shared"] = shared
+
+
+def _class_worker(ctx: Context, n_positive: int, incumbent: Incumbent, budget: float):
+    """One class in a worker process; the template and cell solver are kept per process."""
+    key = ctx.spec.instance_hash()
+    if _WORKER.get("key") != key:
+        _WORKER.update(key=key, cells=make_cell_solver(ctx.spec), templates=TemplateCache(ctx.spec, ctx.formulation))
+    shared = _WORKER["shared"]
+    start_risk = incumbent.risk
+    outcome = solve_sign_class(ctx, n_positive, incumbent, _WORKER["cells"], _WORKER["templates"],
+                               time_budget=budget, shared_best=shared)
+    return outcome, (incumbent if incumbent.risk < start_risk else None)
+
+
 def consider(incumbent: Incumbent, result: CellResult, cell: Cell, master_value: float,
-             spec: InstanceSpec, outcome: ClassOutcome) -> None:
-    """Replace the incumbent by the polished cell optimum when it is better."""
+             spec: InstanceSpec, outcome: ClassOutcome) -> bool:
+    """Replace the incumbent by the polished cell optimum when it is better (returns whether it did)."""
     if result.status != "optimal" or result.theta is None:
         outcome.notes.append(f"cell solve of a master pattern ended {result.status}")
-        return
+        return False
     if spec.loss.kind != "squared" and result.risk > master_value + tolerance(master_value, spec, 0.0):
         outcome.notes.append(
             f"cell optimum {result.risk:.10g} above the MILP point {master_value:.10g} of the same pattern"
@@ -200,6 +483,8 @@ def consider(incumbent: Incumbent, result: CellResult, cell: Cell, master_value:
     if result.risk < incumbent.risk:
         incumbent.risk, incumbent.theta, incumbent.cell = result.risk, result.theta, cell
         incumbent.box_active, incumbent.found_by = result.box_active, "milp"
+        return True
+    return False
 
 
 def add_tangents(runner: MipRunner, y: np.ndarray, f_cols: np.ndarray, e_cols: np.ndarray,
@@ -230,16 +515,28 @@ def highs_options(spec: InstanceSpec, abs_gap_scaled: float) -> dict:
     }
 
 
+def class_record(o: ClassOutcome) -> dict:
+    """What the result keeps of one class: bound, effort and the master's coefficient ranges."""
+    return {"positive": o.n_positive, "lower_bound": float(o.lower_bound), "complete": o.complete,
+            "nodes": o.nodes, "rounds": o.rounds, "build_seconds": o.build_seconds,
+            "solve_seconds": o.solve_seconds, "obbt_lps": o.obbt_lps, "coefficients": o.coefficients}
+
+
 def tolerance(risk: float, spec: InstanceSpec, abs_tol: float) -> float:
     return max(spec.solve.rel_gap * abs(risk), abs_tol)
 
 
 def assemble_result(spec: InstanceSpec, incumbent: Incumbent, outcomes: list[ClassOutcome],
-                    abs_tol: float, started: float) -> SolveResult:
-    """Bounds, status, certificate and verification of the whole solve."""
+                    abs_tol: float, started: float, *, formulation: FormulationOptions = FormulationOptions(),
+                    strategy: SolveStrategy = SolveStrategy(), search_seconds: float = 0.0) -> SolveResult:
+    """Bounds, status, certificate and verification of the whole solve.
+
+    Without any class solved the incumbent's risk is zero up to the absolute tolerance, and the
+    lower bound is the trivial 0 (every loss is >= 0).
+    """
     complete = all(o.complete for o in outcomes)
     class_bounds = [o.lower_bound for o in outcomes]
-    lower = min([incumbent.risk] + class_bounds) if outcomes else incumbent.risk
+    lower = min([incumbent.risk] + class_bounds) if outcomes else 0.0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         params, limit_units = incumbent.theta.to_original(spec.network.activation)
@@ -253,7 +550,7 @@ def assemble_result(spec: InstanceSpec, incumbent: Incumbent, outcomes: list[Cla
         notes.insert(0, "a box bound is active at the minimiser: this is the minimum over the box, not a "
                         "global minimum; re-solve with a larger box (--box) to see whether it moves")
     build = sum(o.build_seconds for o in outcomes)
-    solve = sum(o.solve_seconds for o in outcomes)
+    solve = sum(o.solve_seconds for o in outcomes) + search_seconds
     return SolveResult(
         instance=spec.name, instance_hash=spec.instance_hash(), method="milp",
         loss=spec.loss.kind, reduction=spec.loss.reduction, architecture=spec.architecture(),
@@ -264,6 +561,9 @@ def assemble_result(spec: InstanceSpec, incumbent: Incumbent, outcomes: list[Cla
         nodes=sum(o.nodes for o in outcomes), iterations=sum(o.rounds for o in outcomes),
         solver_name="highs", solver_version=highspy.Highs().version(),
         options={**highs_options(spec, 0.0), "time_limit": spec.solve.time_limit,
-                 "abs_tol": abs_tol, "objective_target": OBJECTIVE_TARGET},
+                 "abs_tol": abs_tol, "objective_target": OBJECTIVE_TARGET,
+                 "formulation": formulation.describe(), "strategy": strategy.describe(),
+                 "incumbent_found_by": incumbent.found_by, "incumbent_seconds": search_seconds,
+                 "classes": [class_record(o) for o in outcomes]},
         seed=spec.solve.seed, verification=verification, message="; ".join(notes),
     )
