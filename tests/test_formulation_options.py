@@ -214,7 +214,8 @@ def test_class_template_equals_a_fresh_build(d, options):
     template = ClassTemplate(spec, options)
     for n_pos in range(4):
         signs = sign_class(n_pos, 3)
-        direct = compile_model(build_master(spec, signs, options))
+        model = build_master(spec, signs, options)  # kept alive: the compiled rows name themselves through it
+        direct = compile_model(model)
         assert entries(template.for_class(signs)) == entries(direct)
 
 
