@@ -111,7 +111,9 @@ def check_against_brute(spec: InstanceSpec, result, ref: BruteResult) -> None:
     # the returned point lies in the box, and box_active says whether it touches a face
     ratio = scaled_box_distance(spec, result.params)
     assert ratio <= 1.0 + BOX_TOL, f"returned point outside the box (ratio {ratio}): {where}"
-    if not result.box_active:
+    if result.box_active:
+        assert ratio >= 1.0 - BOX_TOL, f"box_active True but no scaled weight on the box (ratio {ratio}): {where}"
+    else:
         assert ratio < 1.0 - BOX_TOL, f"box_active False but a scaled weight is on the box (ratio {ratio}): {where}"
     check_certificate(spec, result, where)
 
