@@ -14,7 +14,7 @@ import sys
 from milpland import __version__
 from milpland.errors import MilplandError
 
-COMMANDS = ["solve", "certify", "construct", "batch", "report", "bench", "export"]
+COMMANDS = ["solve", "landscape", "certify", "construct", "batch", "report", "bench", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:
