@@ -278,11 +278,10 @@ def add_threshold_hull_1d(m: pyo.ConcreteModel, spec: InstanceSpec, signs: np.nd
     # the pattern: delta_ij1 = sum of z over the copies active at sample i's group
     m.delta = pyo.Var(m.I, m.J, m.K, domain=pyo.Binary)
 
-    def active_sum(m, i, j):
-        q = int(group[i])
-        return sum(m.z[j, up[p]] for p in range(0, q + 1)) + sum(m.z[j, down[p]] for p in range(q + 1, G) if p in down)
-
-    m.delta_top = pyo.Constraint(m.I, m.J, rule=lambda m, i, j: m.delta[i, j, 1] == active_sum(m, i, j))
+    # the same running sum over z (sparse: a dense sum per sample made the LPs O(n^2))
+    m.Rz = pyo.Var(m.J, m.GR, bounds=(0.0, 1.0))
+    m.run_z = pyo.Constraint(m.J, m.GR, rule=run_rule(m.z, m.Rz))
+    m.delta_top = pyo.Constraint(m.I, m.J, rule=lambda m, i, j: m.delta[i, j, 1] == m.Rz[j, int(group[i])])
     m.one_piece = pyo.Constraint(m.I, m.J, rule=lambda m, i, j: m.delta[i, j, 0] + m.delta[i, j, 1] == 1)
     m.f = pyo.Var(m.I)
 
@@ -591,6 +590,7 @@ def _lift_hull_1d(m, theta: ScaledParams, piece: np.ndarray, G: np.ndarray) -> b
             m.ut[j, t].set_value(float(theta.U[j, 0]) if is_on else 0.0, skip_validation=True)
             m.at[j, t].set_value(float(theta.a[j]) if is_on else 0.0, skip_validation=True)
         for q in m.GR:
+            m.Rz[j, q].set_value(1.0 if on[q] else 0.0, skip_validation=True)
             m.Ru[j, q].set_value(float(theta.U[j, 0]) if on[q] else 0.0, skip_validation=True)
             m.Ra[j, q].set_value(float(theta.a[j]) if on[q] else 0.0, skip_validation=True)
         for i in m.I:
