@@ -2,8 +2,11 @@
 
 Statuses follow Pyomo's contrib.solver spirit: a termination status plus the
 incumbent (``risk``, an upper bound) and the proven ``lower_bound``.  ``certified``
-is true only when the bound proves the incumbent within the relative gap and no box
-bound is active at the incumbent.
+is true only when the bound proves the incumbent, risk - lower_bound <=
+max(rel_gap * risk, abs_tol), no box bound is active at the incumbent and the numpy
+re-check passed.  ``abs_tol`` (recorded in ``options``) is 1e-9 times the risk of the
+best constant predictor: it only matters for risks near zero, where a relative gap
+means nothing.
 """
 
 from __future__ import annotations

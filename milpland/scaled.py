@@ -23,6 +23,8 @@ from milpland.network import OneHiddenParams
 RHO_ATTAINED = 1e-9
 # The rho used to realise such a limit point approximately in original coordinates.
 RHO_LIMIT_SUBSTITUTE = 1e-7
+# Scaled weights this small (relative to the largest unit) are solver round-off: the unit is zero.
+NEGLIGIBLE_NORM = 1e-12
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,6 +57,8 @@ class ScaledParams:
         """
         m = len(self.a)
         norms = np.sqrt(np.sum(self.U**2, axis=1) + self.a**2)
+        # Solver round-off (|u~| ~ 1e-16) would otherwise become an arbitrary direction w = u~ / rho.
+        norms = np.where(norms <= NEGLIGIBLE_NORM * (1.0 + norms.max(initial=0.0)), 0.0, norms)
         if act.homogeneous:
             rho = np.sqrt(norms)
             limit_units: list[int] = []

@@ -14,6 +14,7 @@ from milpland.spec import InstanceSpec
 
 RISK_TOL = 1e-7  # relative difference between claimed and re-evaluated risk
 TIE_TOL = 1e-7  # pre-activations this close (relative) to a breakpoint may sit on either piece
+NEGLIGIBLE = 1e-10  # a unit changing no output by more than this (relative to |y|) has a free pattern
 
 
 def verify_point(spec: InstanceSpec, params: OneHiddenParams, claimed_pattern: np.ndarray,
@@ -26,8 +27,10 @@ def verify_point(spec: InstanceSpec, params: OneHiddenParams, claimed_pattern: n
     scale = 1.0 + np.abs(spec.X).sum(axis=1, keepdims=True) * np.abs(params.W1).max(initial=0.0) \
         + np.abs(params.b1).max(initial=0.0)
     ties = act.on_breakpoint(Z, TIE_TOL * scale)
-    # A unit with zero output weight does not change the function: its pattern is free.
-    free = np.broadcast_to(params.v == 0.0, Z.shape)
+    # A unit whose contribution is negligible does not change the function: its pattern is free.
+    contribution = np.abs(act(Z) * params.v)
+    negligible = contribution.max(axis=0, initial=0.0) <= NEGLIGIBLE * (1.0 + np.abs(spec.y).max())
+    free = np.broadcast_to(negligible, Z.shape)
     # Limit units are realised approximately; compare only their function values.
     free = free | np.isin(np.arange(Z.shape[1]), list(limit_units))[None, :]
     mismatches = int(np.sum((act.piece(Z) != claimed_pattern) & ~ties & ~free))
