@@ -58,6 +58,7 @@ with its neighbours (conservative).
 from __future__ import annotations
 
 import itertools
+import math
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -164,7 +165,8 @@ class Certifier:
     def __init__(self, spec: InstanceSpec, *, solver: CellSolver | None = None, unit_patterns=None,
                  max_neighbours: int = MAX_NEIGHBOURS):
         if spec.network.depth != 1:
-            raise MilplandError(f"network.hidden: certificates handle one hidden layer, got {list(spec.network.hidden)}")
+            raise MilplandError("network.hidden: certificates handle one hidden layer, "
+                                f"got {list(spec.network.hidden)}")
         self.spec = spec
         self.X, self.y = spec.X, spec.y
         self.act = spec.network.activation
@@ -178,6 +180,7 @@ class Certifier:
         self.max_neighbours = int(max_neighbours)
         self.floor = RISK_FLOOR_RTOL * max(self.builder.trivial, self.builder.risk_floor, 1e-300)
         self._cache: dict[tuple, tuple[Cell, CellResult]] = {}
+        self._outcomes: dict[tuple, tuple] = {}
         self._realizer = None
         self.cell_solves = 0
         self.lp_solves = 0
@@ -246,8 +249,8 @@ class Certifier:
 
         if not self.verified(result):
             return verdict("undetermined", f"cell problem ended {result.status} ({result.method})", result.risk)
-        if result.box_active:
-            return verdict("box_limited", "every optimal point found touches the box", result.risk)
+        # result.box_active is not decisive: it holds the fitted values fixed, and for the absolute
+        # and hinge losses other optimal points may fit other values; the face analysis below decides
         prob = self.builder.build(cell)
         face = self._face(prob, result)
         x = self._examined_point(face)
@@ -275,32 +278,60 @@ class Certifier:
         zero = self._zero_units(prob, theta)
         if not tight_cell.any() and not zero:
             margin = self._margin(face)
-            return self._accept(cell, prob, theta, r0, "interior", max(margin, float(slack[: face.n_cell].min())),
+            return self._accept(cell, face, theta, r0, "interior", max(margin, float(slack[: face.n_cell].min())),
                                 tight, found_by, verdict)
         options = self._unit_options(cell, prob, theta, zero)
-        neighbours = self._neighbours(cell, options)
-        if neighbours is None:
-            sizes = [len(o) for o in options]
-            return verdict("undetermined", f"{int(np.prod(sizes))} neighbouring cells exceed {self.max_neighbours}",
-                           r0, ties=int(tight_cell.sum()), zero_units=tuple(zero))
-        undecided = []
+        separable = not self._kink_samples(prob, theta).any()
+        info = dict(ties=int(tight_cell.sum()), zero_units=tuple(zero))
+        # cells sharing the examined point's neighbourhood (e.g. every cell whose optimum has all
+        # units zero) share the outcome
+        memo = (separable, tuple(sorted(tuple(sorted(o)) for o in options)), float(f"{r0:.12g}"))
+        if memo not in self._outcomes:
+            self._outcomes[memo] = self._compare(cell, options, separable, r0, tol)
+        status, detail, count = self._outcomes[memo]
+        info["neighbours"] = count
+        if status == "too_many":
+            return verdict("undetermined", f"{count} neighbouring cells exceed {self.max_neighbours}", r0, **info)
+        if status == "better":
+            better_key, better_risk = detail
+            return verdict("not_local_minimum", "a neighbouring cell has a lower optimum", r0,
+                           better_cell=better_key, better_risk=better_risk, **info)
+        if status == "undecided":
+            return verdict("undetermined", f"{detail} neighbouring cell(s) not solved to optimality", r0, **info)
+        return self._accept(cell, face, theta, r0, "boundary", 0.0, tight, found_by, verdict, **info)
+
+    def _compare(self, cell, options, separable, r0, tol):
+        """("ok" | "better" | "undecided" | "too_many", detail, neighbours compared)."""
+        neighbours = self._neighbours(cell, options, separable)
+        if isinstance(neighbours, int):
+            return "too_many", None, neighbours
+        undecided = 0
         for nkey, choice in neighbours:
             other, res = self._cache.get(nkey) or self.cell_result(_make_cell(choice), nkey)
             feasible = res.theta is not None and res.max_violation <= FEAS_TOL
             if feasible and res.risk < r0 - tol:
-                return verdict("not_local_minimum", "a neighbouring cell has a lower optimum", r0,
-                               ties=int(tight_cell.sum()), zero_units=tuple(zero), neighbours=len(neighbours),
-                               better_cell=other.key(), better_risk=float(res.risk))
+                return "better", (other.key(), float(res.risk)), len(neighbours)
             if not (res.status == "optimal" or res.lower_bound >= r0 - tol):
-                undecided.append(nkey)
-        if undecided:
-            return verdict("undetermined", f"{len(undecided)} neighbouring cell(s) not solved to optimality",
-                           r0, ties=int(tight_cell.sum()), zero_units=tuple(zero), neighbours=len(neighbours))
-        return self._accept(cell, prob, theta, r0, "boundary", 0.0, tight, found_by, verdict,
-                            ties=int(tight_cell.sum()), zero_units=tuple(zero), neighbours=len(neighbours))
+                undecided += 1
+        return ("undecided", undecided, len(neighbours)) if undecided else ("ok", None, len(neighbours))
 
-    def _accept(self, cell, prob, theta, r0, certificate, margin, tight, found_by, verdict, **extra) -> Verdict:
-        """The LocalMinimum record, after re-evaluating the point in ordinary weights."""
+    def _kink_samples(self, prob: CellProblem, theta: np.ndarray) -> np.ndarray:
+        """Samples where the loss is not differentiable in f at the examined point (tolerant):
+        zero residuals (absolute) or y f = 1 (hinge); none for the squared loss."""
+        if self.loss.kind == "squared":
+            return np.zeros(len(prob.y), dtype=bool)
+        f = prob.phi @ theta
+        if self.loss.kind == "absolute":
+            return np.abs(f - prob.y) <= TIGHT_TOL * (1.0 + np.abs(prob.y))
+        return np.abs(1.0 - prob.y * f) <= TIGHT_TOL
+
+    def _accept(self, cell, face, theta, r0, certificate, margin, tight, found_by, verdict, **extra) -> Verdict:
+        """The LocalMinimum record, after re-evaluating the point in ordinary weights.
+
+        Valley dimension: dim null(Phi) for interior points; on a boundary, dim null of Phi
+        stacked with the tight rows and the columns held at zero (the directions that keep the
+        fitted values and the ties)."""
+        prob = face.prob
         lay = prob.layout
         scaled = lay.theta(theta, cell.signs)
         with warnings.catch_warnings(record=True):
@@ -312,7 +343,11 @@ class Certifier:
             return verdict("undetermined", f"units {limit_units} are limit points", r0, **extra)
         if abs(risk - r0) > NUMPY_RTOL * abs(r0) + self.floor:
             return verdict("undetermined", f"ordinary-weight forward pass gives {risk!r}, the cell {r0!r}", r0, **extra)
-        rows = np.vstack([prob.phi, self._face_rows(prob)[0][tight]]) if certificate == "boundary" else prob.phi
+        rows = prob.phi
+        if certificate == "boundary":
+            p = lay.n_params
+            held = np.eye(p)[face.col_lower[:p] == face.col_upper[:p]]
+            rows = np.vstack([prob.phi, face.Q[tight], held])
         minimum = LocalMinimum(
             instance=self.spec.name, cell=cell.key(), risk=float(risk), certificate=certificate,
             margin=float(margin), valley_dim=null_dim(rows), params=params, fitted=fitted, found_by=found_by,
@@ -384,8 +419,9 @@ class Certifier:
         indptr = np.zeros(D.shape[0] + 1, dtype=np.int32)
         np.cumsum(np.bincount(rows, minlength=D.shape[0]), out=indptr[1:])
         h = self._h
+        # integrality: all continuous, given explicitly (HiGHS reads an empty array as garbage)
         h.passModel(nc + k, D.shape[0], len(rows), 2, 1, 0.0, cost, cl, cu, rl, ru, indptr,
-                    cols.astype(np.int32), D[rows, cols], np.zeros(nc + k, dtype=np.int32))  # all continuous; an empty array is read as garbage
+                    cols.astype(np.int32), D[rows, cols], np.zeros(nc + k, dtype=np.int32))
         h.setOptionValue("time_limit", float(h.getRunTime() + self.solver.time_limit))
         h.run()
         self.lp_solves += 1
@@ -558,24 +594,30 @@ class Certifier:
             options.append(opts)
         return options
 
-    def _neighbours(self, cell: Cell, options) -> list[tuple[tuple, list]] | None:
-        """(cache key, choice) of the neighbouring cells to compare (None when there are too many);
-        a choice is a list of (sign, pattern column) per unit."""
+    def _neighbours(self, cell: Cell, options, separable: bool):
+        """(cache key, choice) of the neighbouring cells to compare, cached ones first; a choice is
+        a list of (sign, pattern column) per unit.  Separable (the loss is differentiable at every
+        sample): one unit changed at a time.  Otherwise every combination, with interchangeable
+        units (identical option lists) combined as multisets; returns the count instead of the
+        list when it exceeds max_neighbours."""
         own_key = self.cache_key(cell)
-        m = cell.width
-        if self.loss.kind == "squared":  # first-order condition splits over units
-            own = [o[0] for o in options]
-            combos = []
-            for j in range(m):
+        own = [o[0] for o in options]
+        combos = []
+        if separable:
+            for j in range(cell.width):
                 for opt in options[j][1:]:
                     choice = list(own)
                     choice[j] = opt
                     combos.append(choice)
         else:
-            size = int(np.prod([len(o) for o in options], dtype=float))
+            groups: dict[tuple, list[int]] = {}
+            for j, opts in enumerate(options):
+                groups.setdefault(tuple(sorted(opts)), []).append(j)
+            size = int(np.prod([math.comb(len(k) + len(v) - 1, len(v)) for k, v in groups.items()], dtype=float))
             if size - 1 > self.max_neighbours:
-                return None
-            combos = [list(c) for c in itertools.product(*options)][1:]
+                return size - 1
+            per_group = [list(itertools.combinations_with_replacement(list(k), len(v))) for k, v in groups.items()]
+            combos = [[u for part in parts for u in part] for parts in itertools.product(*per_group)]
         seen = {own_key}
         cached, fresh = [], []
         for choice in combos:

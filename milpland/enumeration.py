@@ -103,8 +103,9 @@ class Realizer:
         indptr = np.zeros(M.shape[0] + 1, dtype=np.int32)
         np.cumsum(np.bincount(nz[0], minlength=M.shape[0]), out=indptr[1:])
         h = self._h
+        # integrality given explicitly: HiGHS reads an empty array as garbage
         h.passModel(nc, M.shape[0], len(nz[0]), 2, 1, 0.0, cost, cl, cu, np.array(rl), np.array(ru),
-                    indptr, nz[1].astype(np.int32), M[nz], np.zeros(nc, dtype=np.int32))  # an empty array is read as garbage
+                    indptr, nz[1].astype(np.int32), M[nz], np.zeros(nc, dtype=np.int32))
         h.run()
         self.lp_solves += 1
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
@@ -265,8 +266,9 @@ def enumerate_minima(spec: InstanceSpec, *, max_cells: int, progress: Progress |
         certifier.remember(cell, res)
 
     t2 = time.perf_counter()
-    counts = {"unit_patterns": P, "cells": len(cells), "cell_errors": 0, "cells_verified_by_absolute_gap": 0, "box_limited": 0, "not_local": 0,
-              "not_attained": 0, "undetermined": 0, "certified_cells": 0, "skipped_same_fit": 0}
+    counts = dict(unit_patterns=P, cells=len(cells), cell_errors=0, cells_verified_by_absolute_gap=0,
+                  box_limited=0, not_local=0, not_attained=0, undetermined=0, certified_cells=0,
+                  skipped_same_fit=0)
     minima = []
     fits = np.zeros((0, spec.n))
     box_best = float("inf")
@@ -279,10 +281,6 @@ def enumerate_minima(spec: InstanceSpec, *, max_cells: int, progress: Progress |
             continue
         if res.status != "optimal":
             counts["cells_verified_by_absolute_gap"] += 1
-        if res.box_active:
-            counts["box_limited"] += 1
-            box_best = min(box_best, res.risk)
-            continue
         # squared loss: a cell optimum's fitted values are unique, and the certified point has
         # exactly them, so a cell fitting the values of an interior minimum adds nothing (a boundary
         # representative is re-examined: another cell may certify the same minimum as interior)

@@ -46,7 +46,7 @@ class LandscapeResult:
     global_result: SolveResult
     global_source: str  # "enumerate" (complete enumeration) | "solve_global"
     minima: list[LocalMinimum]  # ranked by risk, gap and spurious set
-    complete: bool  # the list is every local minimum in the box (enumerate/milp), never for sample
+    complete: bool  # enumerate: every local minimum in the box; milp: every risk level; sample: never
     tolerance: float  # a minimum is spurious when gap > tolerance
     seconds: float
     counts: dict = field(default_factory=dict)
@@ -119,8 +119,9 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int =
         minima, complete, counts, timings = out.minima, out.complete, out.counts, out.seconds
         messages += out.messages
         if out.box_limited_best < float("inf"):
-            messages.append(f"{out.counts['box_limited']} cell optima touch the box (lowest {out.box_limited_best:.10g}): "
-                            "minima over the box only, not listed; a larger box may move them")
+            messages.append(f"{out.counts['box_limited']} cell optima touch the box (lowest "
+                            f"{out.box_limited_best:.10g}): minima over the box only, not listed; "
+                            "a larger box may move them")
         if out.complete:
             glob, source = global_from_enumeration(spec, out, time.perf_counter() - started), "enumerate"
         else:
@@ -177,7 +178,8 @@ def consistency_notes(minima: list[LocalMinimum], glob: SolveResult, tol: float,
     if complete and glob.certified and not glob.box_active and minima and minima[0].gap > tol:
         notes.append("the complete list does not contain the global minimiser as a local minimum")
     if not glob.certified:
-        notes.append("the global result is not certified (see global.message): gaps are relative to the best known point")
+        notes.append("the global result is not certified (see global.message): "
+                     "gaps are relative to the best known point")
     return notes
 
 

@@ -97,7 +97,8 @@ def prepare_spec(args) -> InstanceSpec:
         if not (math.isfinite(args.time_limit) and args.time_limit > 0):
             raise MilplandError(f"--time-limit: must be a positive finite number, got {args.time_limit!r}")
         spec = spec.with_options(time_limit=float(args.time_limit))
-    for flag, value, least in (("--max-cells", args.max_cells, 1), ("--starts", args.starts, 1), ("--seed", args.seed, 0)):
+    limits = (("--max-cells", args.max_cells, 1), ("--starts", args.starts, 1), ("--seed", args.seed, 0))
+    for flag, value, least in limits:
         if value is not None and value < least:
             raise MilplandError(f"{flag}: must be an integer >= {least}, got {value}")
     if args.verbose:
@@ -143,7 +144,8 @@ def format_text(obj: dict) -> str:
     for rank, m in enumerate(obj["minima"], start=1):
         basin = m.get("basin_fraction")
         table.append((
-            str(rank), _num(m["risk"]), _num(m["gap"], 4), "yes" if m["spurious"] else "no", m["certificate"],
+            str(rank), _num(m["risk"]), _gap(m["gap"], obj["tolerance"]), "yes" if m["spurious"] else "no",
+            m["certificate"],
             _num(m["margin"], 3), str(m["valley_dim"]), m["cell"], m["found_by"],
             "-" if basin is None else f"{basin:.3f}",
         ))
@@ -161,6 +163,13 @@ def format_text(obj: dict) -> str:
     if obj.get("message"):
         lines.append(f"message       {obj['message']}")
     return "\n".join(lines)
+
+
+def _gap(gap, tol) -> str:
+    """The gap, shown as 0 when it is within the tolerance (rounding of equal risks)."""
+    if gap is None:
+        return "n/a"
+    return "0" if abs(gap) <= tol else f"{gap:.4g}"
 
 
 def _num(value, digits: int = 10) -> str:
