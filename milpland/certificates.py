@@ -27,7 +27,13 @@ below TIGHT_TOL * max(1, |theta~|_inf).  The rows are the signed cell rows, the 
 
 **The certificate at the examined point theta~0.**
 
-- A box row tight on all of F: *box-limited* (the optimum is a minimum over the box only).
+- Limit points: ordinary weights realise a point of theta~-space only if rho_j > 0 or the whole
+  unit is zero (v_j = 0 forces u~_j = a~_j = 0).  When rho_j = 0 on all of F (non-homogeneous
+  activations), F is restricted to unit j being zero; if that leaves nothing, the cell's
+  optimum is approached only as |w_j| -> inf: *not attained*, no local minimum in this cell.
+- A box row tight on all of F: *box-limited* (the optimum is a minimum over the box only;
+  `CellResult.box_active` is not used: it holds the fitted values fixed, which for the
+  absolute and hinge losses are not unique).
 - No cell row tight and no zero unit: theta~0 is strictly inside its cell, where R = R_C
   near theta~0, so it is a local minimum in theta~-space, hence in theta-space (the map
   theta -> theta~ is continuous): *interior*.  Its margin is the largest distance of an
@@ -39,14 +45,17 @@ below TIGHT_TOL * max(1, |theta~|_inf).  The rows are the signed cell rows, the 
   local minimum of R iff it minimises every such R_{C'}, i.e. iff min R_{C'} >= R(theta~0)
   - tol for all of them.  It suffices to take the strictly realisable C' (their closures
   cover a neighbourhood), and because the cell rows of different units are separate, those
-  are products of realisable unit patterns consistent with the allowed pieces.  For the
-  squared loss the risk is differentiable in f and optimality on a convex set is the
-  first-order condition, which splits over the units' tangent cones: it suffices to change
-  one unit at a time (sum over units instead of product).  The absolute and hinge losses
-  are not differentiable at zero residuals, so there every combination is solved.
-  Each C' is solved exactly and verified by `CellSolver` (and cached): a verified point of
-  C' below R(theta~0) - tol proves a descent direction from theta~0 (convexity of C' and R_{C'}).
-  Valley dimension: dim null of Phi_C stacked with the tight rows.
+  are products of realisable unit patterns consistent with the allowed pieces.  Where the
+  loss is differentiable in f at theta~0 (squared loss; absolute loss without a zero residual;
+  hinge loss without y_i f_i = 1), R_{C'} is differentiable there, optimality on a convex set
+  is the first-order condition, and that splits over the units' tangent cones (the gradient
+  in f is the same in every C'): it suffices to change one unit at a time (a sum over units
+  instead of a product).  Otherwise every combination is compared, interchangeable units as
+  multisets.  Each C' is solved exactly and verified by `CellSolver` (and cached): a verified
+  point of C' below R(theta~0) - tol proves a descent direction from theta~0 (convexity of C'
+  and R_{C'}).  The outcome depends only on the neighbourhood (the allowed choices per unit)
+  and R(theta~0), so cells sharing them share it.
+  Valley dimension: dim null of Phi_C stacked with the tight rows (and the columns held at 0).
 
 Tolerances: a neighbour counts as better when its verified optimum is below
 R(theta~0) - (NEIGHBOUR_RTOL R(theta~0) + floor), floor = RISK_FLOOR_RTOL x the risk of the
