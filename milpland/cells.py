@@ -492,7 +492,8 @@ def _nnls(A: np.ndarray, b: np.ndarray, *, max_iter: int = 500) -> np.ndarray:
 def _nullspace(M: np.ndarray, p: int) -> np.ndarray:
     if M.shape[0] == 0:
         return np.eye(p)
-    _, s, vt = np.linalg.svd(M, full_matrices=True)
+    # with at least p rows the thin SVD already holds all p right singular vectors, and is far cheaper
+    _, s, vt = np.linalg.svd(M, full_matrices=M.shape[0] < p)
     rank = int(np.sum(s > 1e-10 * max(1.0, s[0])))
     return vt[rank:].T
 
