@@ -585,3 +585,28 @@ def test_user_mistakes_raise():
         solver.solve(Cell(np.full((5, 2), 2), np.ones(2)))
     with pytest.raises(MilplandError, match="cell.signs"):
         Cell(np.zeros((5, 2), dtype=int), np.array([1.0, 0.5]))
+
+
+@pytest.mark.parametrize("loss_kind", ["squared", "absolute"])
+def test_exact_fits_are_verified_optimal(loss_kind):
+    """Teacher data fitted exactly by its own cell: risk 0 by construction, so the cell optimum is 0
+    and must be reported optimal, not rejected for a rounding-level bound."""
+    from milpland.activations import relu
+    from milpland.cells import Cell, CellSolver
+    from milpland.losses import Loss
+    from milpland.spec import Box
+
+    rejected = []
+    for seed in [16, 36, 49, 58, 78] + list(range(20)):  # 16, 36, ...: exact fits once rejected
+        rng = np.random.default_rng(seed)
+        n, d, m = 4 + seed % 5, 1 + seed % 2, 1 + seed % 3
+        X = rng.uniform(-1, 1, size=(n, d))
+        W, b, v = rng.normal(size=(m, d)), rng.normal(size=m), rng.normal(size=m)
+        Z = X @ W.T + b
+        y = np.maximum(Z, 0) @ v + rng.normal()  # all units may be off: a constant target
+        cell = Cell(pattern=(Z > 0).astype(int), signs=np.where(v < 0, -1.0, 1.0))
+        res = CellSolver(X, y, relu(), Loss(loss_kind), Box(weight=100.0)).solve(cell)
+        assert res.risk <= 1e-12
+        if res.status != "optimal":
+            rejected.append((seed, res.kkt_residual))
+    assert not rejected
