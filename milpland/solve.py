@@ -544,9 +544,16 @@ def assemble_result(spec: InstanceSpec, incumbent: Incumbent, outcomes: list[Cla
     upper = verification.risk_numpy
     closed = upper - lower <= tolerance(upper, spec, abs_tol)
     status = "optimal" if complete else "time_limit"
-    certified = bool(closed and complete and not incumbent.box_active and verification.ok)
+    # Every loss is >= 0, so a verified risk of zero is a global minimum over all weights: then
+    # neither an active box nor an unfinished class can matter.
+    zero_risk = upper <= abs_tol
+    box_matters = incumbent.box_active and not zero_risk
+    certified = bool(closed and (complete or zero_risk) and not box_matters and verification.ok)
     notes = [note for o in outcomes for note in o.notes] + [str(w.message) for w in caught]
-    if incumbent.box_active:
+    if zero_risk and incumbent.box_active:
+        notes.insert(0, "the risk is zero (to abs_tol), the smallest any network can reach: a global "
+                        "minimum over all weights, although the returned point touches the box")
+    elif incumbent.box_active:
         notes.insert(0, "a box bound is active at the minimiser: this is the minimum over the box, not a "
                         "global minimum; re-solve with a larger box (--box) to see whether it moves")
     build = sum(o.build_seconds for o in outcomes)

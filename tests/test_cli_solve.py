@@ -398,3 +398,21 @@ def test_failed_verification_exits_1(capfd, monkeypatch):
     out, err = capfd.readouterr()
     assert code == 1 and "verification failed" in err
     assert json.loads(out)["verification"]["ok"] is False  # the result is still printed
+
+
+def test_zero_risk_is_certified_global_even_when_the_point_touches_the_box():
+    """Separable +-1 labels: hinge risk 0 needs |weights| large enough; a tiny box forces the
+    point onto the box, yet zero is the smallest risk any network has (hinge >= 0)."""
+    from milpland.solve import solve_global
+    from milpland.spec import spec_from_dict
+
+    spec = spec_from_dict({
+        "name": "separable", "data": {"x": [[-2.0], [-1.0], [1.0], [2.0]], "y": [-1.0, -1.0, 1.0, 1.0]},
+        "network": {"hidden": [1]}, "loss": {"kind": "hinge"}, "box": {"weight": 1.0},
+    })
+    # by hand: f = relu(x) - 1 with u~ = 1, a~ = 0, c = -1 gives margins y f = 1, 1, 0 ... not zero;
+    # f = 2 relu(x) - 1 needs u~ = 2 > box; but c alone cannot separate, and with u~ = 1, a~ = 1:
+    # f(x) = relu(x + 1) * 1 + c with c = -1: f = -1, -1, 1, 2 -> hinge risk 0, u~ and a~ on the box.
+    result = solve_global(spec)
+    assert result.risk <= 1e-12
+    assert result.certified
