@@ -92,6 +92,7 @@ CERT_RTOL = 1e-9  # relative agreement of the cell optimum and the numpy risk
 FREE_RTOL = 1e-8  # cell optimum vs the unconstrained cell minimum (a projected dual vector for absolute loss)
 MAX_EXCLUSIONS = 200  # patterns rejected by certification before a class is given up
 HIGHS_INF = highspy.kHighsInf
+PRIMAL_RISK_ROW = True
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,6 +195,12 @@ def best_constant_risk(spec: InstanceSpec) -> float:
     return spec.loss.risk(np.full_like(y, c), y)
 
 
+def risk_unit(spec: InstanceSpec) -> float:
+    """The scale of risks: the best-constant risk (the loss weight if that is 0)."""
+    trivial = best_constant_risk(spec)
+    return trivial if trivial > 0 else float(spec.loss.weight(spec.n))
+
+
 def residual_bounds(spec: InstanceSpec) -> np.ndarray:
     """Mbar_i >= |r_i| = |f_i - y_i| at every stationary point of every cell (module docstring)."""
     y, n = spec.y, spec.n
@@ -212,14 +219,16 @@ def residual_bounds(spec: InstanceSpec) -> np.ndarray:
 
 
 def add_margins(m: pyo.ConcreteModel, epsilon: float) -> None:
-    """g_ij1 >= eps delta_ij1 and g_ij0 <= -eps delta_ij0: every g_ij is eps away from the kink.
+    """|g_ij| >= eps on the chosen piece:  g_ij1 - g_ij0 >= eps.
 
-    With the hull split g_ij = g_ij0 + g_ij1 only the chosen piece's copy is non-zero, so this
-    reads g_ij >= eps (active) or g_ij <= -eps (inactive).
+    With the hull split g_ij = g_ij0 + g_ij1 (g_ij0 <= 0 <= g_ij1) only the chosen piece's copy
+    is non-zero, so the row reads g_ij >= eps (active) or g_ij <= -eps (inactive).  Written
+    without a coefficient eps on delta: the form g_ij1 >= eps delta_ij1 put 1e-6 next to big-M
+    20 in the matrix, and HiGHS then proved a wrong "optimal" level (skipping a feasible one)
+    on a 6-sample instance.
     """
     eps = float(epsilon)
-    m.margin_up = pyo.Constraint(m.I, m.J, rule=lambda m, i, j: m.g[i, j, 1] >= eps * m.delta[i, j, 1])
-    m.margin_down = pyo.Constraint(m.I, m.J, rule=lambda m, i, j: m.g[i, j, 0] <= -eps * m.delta[i, j, 0])
+    m.margin = pyo.Constraint(m.I, m.J, rule=lambda m, i, j: m.g[i, j, 1] - m.g[i, j, 0] >= eps)
 
 
 def add_residuals(m: pyo.ConcreteModel, spec: InstanceSpec, bound: np.ndarray) -> None:
@@ -277,20 +286,23 @@ def add_sign_duals(m: pyo.ConcreteModel, bound: np.ndarray) -> None:
     m.lam_neg = pyo.Constraint(m.I, rule=lambda m, i: m.lam[i] <= 1 - 2 * m.bneg[i])
 
 
-def add_risk(m: pyo.ConcreteModel, spec: InstanceSpec, *, upper: float, sense) -> None:
+def add_risk(m: pyo.ConcreteModel, spec: InstanceSpec, *, upper: float, unit: float, sense) -> None:
     """The linear risk at stationary points: -w y.r (squared) or -w y.lambda (absolute).
 
-    For the absolute loss the primal value w sum (rpos + rneg) is tied to it as well (equal at
-    every feasible point, and it tightens the relaxation).  0 <= risk <= best-constant risk.
+    The column m.risk holds risk / unit (unit = best-constant risk / OBJECTIVE_TARGET, so it is
+    O(1e3)): the level floor is a bound on this column, and a level step of 1e-7 relative is
+    then 1e-4 in column units, far above HiGHS' feasibility tolerance.  For the absolute loss
+    the primal value w sum (rpos + rneg) is tied to it as well (equal at every feasible point,
+    and it tightens the relaxation).  0 <= risk <= best-constant risk.
     """
-    w = float(spec.loss.weight(spec.n))
+    w = float(spec.loss.weight(spec.n)) / float(unit)
     y = spec.y
     mu = m.resid if spec.loss.kind == "squared" else m.lam
-    m.risk = pyo.Var(bounds=(0.0, float(upper)))
+    m.risk = pyo.Var(bounds=(0.0, float(upper) / float(unit)))
     m.risk_dual = pyo.Constraint(expr=m.risk == -w * sum(float(y[i]) * mu[i] for i in m.I))
-    if spec.loss.kind == "absolute":
+    if spec.loss.kind == "absolute" and PRIMAL_RISK_ROW:
         m.risk_primal = pyo.Constraint(expr=m.risk == w * sum(m.rpos[i] + m.rneg[i] for i in m.I))
-    m.objective = pyo.Objective(expr=m.risk, sense=sense)
+    m.objective = pyo.Objective(expr=float(unit) * m.risk, sense=sense)
 
 
 def build_localmin_model(spec: InstanceSpec, signs: np.ndarray, *, epsilon: float, maximize: bool = False,
@@ -315,8 +327,10 @@ def build_localmin_model(spec: InstanceSpec, signs: np.ndarray, *, epsilon: floa
     else:
         add_sign_duals(m, bound)
         add_stationarity(m, spec, m.lam, np.ones(spec.n))
-    upper = best_constant_risk(spec) * (1.0 + 1e-6) + 1e-12
-    add_risk(m, spec, upper=upper, sense=pyo.maximize if maximize else pyo.minimize)
+    trivial = best_constant_risk(spec)
+    upper = trivial * (1.0 + 1e-6) + 1e-12
+    add_risk(m, spec, upper=upper, unit=risk_unit(spec) / OBJECTIVE_TARGET,
+             sense=pyo.maximize if maximize else pyo.minimize)
     return m
 
 
@@ -340,6 +354,7 @@ class ClassWalk:
         self.compiled = compile_model(self.model)
         self.runner = MipRunner(self.compiled, scale=scale, options=milp_options(spec, abs_gap * scale))
         self.risk_col = self.compiled.column(self.model.risk)
+        self.unit = risk_unit(spec) / OBJECTIVE_TARGET  # the risk column holds risk / unit
         self.upper = float(self.compiled.col_upper[self.risk_col])
         self.floor = 0.0
         self.pending: MipOutcome | None = None
@@ -347,11 +362,12 @@ class ClassWalk:
         self.build_seconds = time.perf_counter() - t0
         self.nodes = 0
         self.solves = 0
+        self.corrections: list[tuple[float, float]] = []  # (claimed level, lower level found by the check)
 
     def raise_floor(self, level: float) -> None:
         """Only levels >= `level` remain (a bound on the risk column, not a new row)."""
         self.floor = max(self.floor, float(level))
-        self.runner.highs.changeColBounds(self.risk_col, min(self.floor, self.upper), self.upper)
+        self.runner.highs.changeColBounds(self.risk_col, min(self.floor / self.unit, self.upper), self.upper)
 
     def exclude(self, pattern: np.ndarray) -> None:
         """No-good cut on the pattern and on its permutations of same-sign units:
@@ -374,19 +390,50 @@ class ClassWalk:
                 self.runner.add_rows(np.array([lower]), np.array([HIGHS_INF]), np.array([0], dtype=np.int32),
                                      cols, coef)
 
-    def solve(self, time_limit: float) -> MipOutcome:
-        out = self.runner.run(time_limit=time_limit)
-        self.nodes += out.nodes
-        self.solves += 1
-        if self.maximize and out.x is not None:
-            # compile_model minimised -risk: report risk and its proven upper bound
-            out = MipOutcome(status=out.status, objective=-out.objective, dual_bound=-out.dual_bound, x=out.x,
-                             nodes=out.nodes, seconds=out.seconds)
-        elif self.maximize:
-            out = MipOutcome(status=out.status, objective=-np.inf, dual_bound=-out.dual_bound, x=None,
-                             nodes=out.nodes, seconds=out.seconds)
+    def solve(self, time_limit: float, *, confirm_below: float | None = None) -> MipOutcome:
+        """The lowest level above the floor (the highest, for a maximising walk).
+
+        ``confirm_below`` (minimising walks): HiGHS' "optimal" is a claim, and on these models
+        it was wrong in about 1 of 1000 level solves (a feasible lower level skipped, found at
+        once with another random seed).  So an optimal / infeasible answer is re-checked with a
+        second seed over [floor, answer - confirm_below]; a point found there replaces it.
+        """
+        start = time.perf_counter()
+        out = self._run(time_limit)
+        if confirm_below is not None and out.status in ("optimal", "infeasible"):
+            top = (out.objective - confirm_below) / self.unit if out.x is not None else self.upper
+            if top >= self.floor / self.unit:
+                check = self._run(time_limit - (time.perf_counter() - start), upper=top,
+                                  seed=int(self.spec.solve.seed) + 1)
+                if check.x is not None:
+                    self.corrections.append((out.objective, check.objective))
+                    out = check
+                elif check.status != "infeasible":  # the check did not finish: the claim stands unconfirmed
+                    out = MipOutcome(status=check.status, objective=out.objective, dual_bound=check.dual_bound,
+                                     x=out.x, nodes=out.nodes + check.nodes, seconds=out.seconds + check.seconds)
         self.pending = out
         return out
+
+    def _run(self, time_limit: float, *, upper: float | None = None, seed: int | None = None) -> MipOutcome:
+        h = self.runner.highs
+        if upper is not None:
+            h.changeColBounds(self.risk_col, min(self.floor / self.unit, self.upper), float(upper))
+        if seed is not None:
+            h.setOptionValue("random_seed", seed)
+        try:
+            out = self.runner.run(time_limit=time_limit)
+        finally:
+            if upper is not None:
+                h.changeColBounds(self.risk_col, min(self.floor / self.unit, self.upper), self.upper)
+            if seed is not None:
+                h.setOptionValue("random_seed", int(self.spec.solve.seed))
+        self.nodes += out.nodes
+        self.solves += 1
+        if not self.maximize:
+            return out
+        # compile_model minimised -risk: report the risk and its proven upper bound
+        return MipOutcome(status=out.status, objective=-out.objective if out.x is not None else -np.inf,
+                          dual_bound=-out.dual_bound, x=out.x, nodes=out.nodes, seconds=out.seconds)
 
     def pattern(self, x: np.ndarray) -> np.ndarray:
         return pattern_of(self.model, x, self.compiled.column)
@@ -399,7 +446,16 @@ class ClassWalk:
 
 
 def milp_options(spec: InstanceSpec, abs_gap_scaled: float) -> dict:
+    """HiGHS options of every level solve.  Primal heuristics are off: every solve must prove its
+    level anyway, and on 3 tiny instances they cost 40 % of the CPU time (8.4 s -> 5.1 s,
+    same node counts); presolve off, restarts off, symmetry detection off, no cuts at nodes and
+    pseudocost reliability 2 measured no better."""
     return {
+        "mip_heuristic_effort": 0.0,
+        "mip_heuristic_run_rins": False,
+        "mip_heuristic_run_rens": False,
+        "mip_heuristic_run_root_reduced_cost": False,
+        "mip_heuristic_run_feasibility_jump": False,
         "mip_rel_gap": 0.0,
         "mip_abs_gap": float(abs_gap_scaled),
         "mip_feasibility_tolerance": 1e-9,
@@ -419,6 +475,15 @@ def milp_options(spec: InstanceSpec, abs_gap_scaled: float) -> dict:
 class Certified:
     minimum: LocalMinimum
     level: float  # the cell's exact optimum (= its unconstrained optimum)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A MILP pattern that did not certify.  ``definitive``: the cell provably holds no
+    eps-interior local minimum, so excluding it keeps the walk complete."""
+
+    reason: str
+    definitive: bool
 
 
 def free_optimum(spec: InstanceSpec, phi: np.ndarray, lam: np.ndarray | None) -> float:
@@ -441,7 +506,8 @@ def free_optimum(spec: InstanceSpec, phi: np.ndarray, lam: np.ndarray | None) ->
     return -w * float(y @ lam)
 
 
-def certify_pattern(spec: InstanceSpec, cell: Cell, certifier: Certifier, *, lam: np.ndarray | None) -> Certified | str:
+def certify_pattern(spec: InstanceSpec, cell: Cell, certifier: Certifier, *,
+                    lam: np.ndarray | None) -> Certified | Rejected:
     """Certify that the cell of a MILP point holds a local minimum; returns it, or why not.
 
     `certificates.Certifier` solves the cell (`CellSolver`, verified), finds a relative-interior
@@ -458,19 +524,22 @@ def certify_pattern(spec: InstanceSpec, cell: Cell, certifier: Certifier, *, lam
     verdict = certifier.certify(cell, found_by="milp")
     _, result = certifier.cell_result(cell)
     if result.status != "optimal" or result.theta is None:
-        return f"cell solve ended {result.status}"
+        return Rejected(f"cell solve ended {result.status}", False)
     phi = certifier.builder.phi(cell, certifier.builder.layout(cell.width))
     free = free_optimum(spec, phi, lam)
     tol = FREE_RTOL * max(result.risk, 1e-12) + 1e-13
     if result.risk > free + tol:
-        return f"cell optimum {result.risk:.12g} above the unconstrained cell minimum {free:.12g}"
+        # squared: free is exact, so no point of the closed cell and box is stationary; absolute:
+        # free is a dual bound from the MILP's lambda, exact only when lambda is optimal
+        return Rejected(f"cell optimum {result.risk:.12g} above the unconstrained cell minimum {free:.12g}",
+                        spec.loss.kind == "squared")
     if verdict.is_local_minimum and verdict.minimum is not None:
         return _numpy_check(spec, cell, verdict.minimum, result.risk, free, tol)
     if verdict.status != "box_limited":
-        return f"certificate: {verdict.status} ({verdict.reason})"
+        return Rejected(f"certificate: {verdict.status} ({verdict.reason})", verdict.status == "not_local_minimum")
     found = max_margin_point(spec, cell, result.fitted, result.risk, certifier)
     if found is None:
-        return "no optimal point strictly inside the cell"
+        return Rejected("no optimal point strictly inside the cell", False)
     x, margin = found
     theta = certifier.builder.layout(cell.width).theta(x, cell.signs)
     params, _ = theta.to_original(spec.network.activation)
@@ -546,7 +615,7 @@ def _lp(cost, A, row_lo, row_hi, col_lo, col_hi) -> np.ndarray | None:
 
 
 def _numpy_check(spec: InstanceSpec, cell: Cell, mn: LocalMinimum, cell_risk: float, free: float,
-                 tol: float) -> Certified | str:
+                 tol: float) -> Certified | Rejected:
     """Forward pass in ordinary weights: the risk equals the cell optimum and every (sample, unit)
     sits strictly on the piece the cell assigns (an interior certificate)."""
     act = spec.network.activation
@@ -554,14 +623,14 @@ def _numpy_check(spec: InstanceSpec, cell: Cell, mn: LocalMinimum, cell_risk: fl
     fitted = params.forward(spec.X, act)
     risk = spec.loss.risk(fitted, spec.y)
     if abs(risk - cell_risk) > 10 * tol or risk > free + 10 * tol:
-        return f"numpy risk {risk:.12g} differs from the cell optimum {cell_risk:.12g}"
+        return Rejected(f"numpy risk {risk:.12g} differs from the cell optimum {cell_risk:.12g}", False)
     if mn.certificate == "interior":
         # the certifier may return a permutation of the cell's units: compare as multisets of columns
         Z = params.pre_activations(spec.X)
         mine = sorted(map(tuple, np.column_stack([act.piece(Z).T, np.sign(params.v)[:, None]]).tolist()))
         theirs = sorted(map(tuple, np.column_stack([cell.pattern.T, cell.signs[:, None]]).tolist()))
         if mine != theirs or np.min(np.abs(Z)) <= 0.0:
-            return "the certified point's pattern differs from the cell (or sits on a kink)"
+            return Rejected("the certified point's pattern differs from the cell (or sits on a kink)", False)
     return Certified(minimum=mn, level=float(cell_risk))
 
 
@@ -572,12 +641,13 @@ def _numpy_check(spec: InstanceSpec, cell: Cell, mn: LocalMinimum, cell_risk: fl
 
 def find_local_minima(spec: InstanceSpec, *, time_limit: float, max_levels: int = 50,
                       epsilon: float = DEFAULT_EPSILON, level_resolution: float = DEFAULT_LEVEL_RESOLUTION,
-                      formulation: FormulationOptions = FormulationOptions(),
+                      formulation: FormulationOptions = FormulationOptions(), confirm: bool = True,
                       progress: Progress | None = None) -> LocalMinimaSearch:
     """The distinct risk levels of the eps-interior local minima inside the box, lowest first.
 
     Stops after `max_levels` levels or `time_limit` seconds; then, time permitting, one
-    maximisation per sign class bounds (and certifies) the worst level.
+    maximisation per sign class bounds (and certifies) the worst level.  ``confirm`` re-checks
+    every level solve with a second HiGHS seed (`ClassWalk.solve`; about twice the MILP time).
     """
     check_supported(spec)
     if not epsilon > 0:
@@ -589,16 +659,15 @@ def find_local_minima(spec: InstanceSpec, *, time_limit: float, max_levels: int 
     started = time.perf_counter()
     deadline = started + float(time_limit)
     say = progress or (lambda _msg: None)
-    trivial = best_constant_risk(spec)
-    risk_unit = trivial if trivial > 0 else float(spec.loss.weight(spec.n))
-    delta = float(level_resolution) * risk_unit
-    scale = OBJECTIVE_TARGET / risk_unit
+    unit = risk_unit(spec)
+    delta = float(level_resolution) * unit
+    scale = OBJECTIVE_TARGET / unit
     cells = CellSolver(spec.X, spec.y, spec.network.activation, spec.loss, spec.box,
                        output_bias=spec.network.output_bias, time_limit=max(1.0, time_limit / 10))
     walks = [ClassWalk(spec, p, epsilon=epsilon, scale=scale, abs_gap=delta / 10, formulation=formulation)
              for p in range(spec.width, -1, -1)]
     certifier = Certifier(spec, solver=cells)
-    state = _WalkState(spec=spec, certifier=certifier, delta=delta, deadline=deadline, say=say)
+    state = _WalkState(spec=spec, certifier=certifier, delta=delta, deadline=deadline, say=say, confirm=confirm)
     for walk in walks:
         state.solve(walk)
     first_bounds = [w.pending.dual_bound if w.pending.status != "infeasible" else np.inf for w in walks]
@@ -628,6 +697,7 @@ class _WalkState:
     levels: list[float] = field(default_factory=list)
     minima: list[LocalMinimum] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    confirm: bool = True
     complete: bool = True
     best_bound: float = np.inf
     solves: int = 0
@@ -641,9 +711,13 @@ class _WalkState:
             walk.pending = MipOutcome("time_limit", np.inf, walk.floor, None, 0, 0.0)
             self.complete = False
             return
-        out = walk.solve(self.remaining())
-        self.solves += 1
-        self.nodes += out.nodes
+        solves, nodes, fixes = walk.solves, walk.nodes, len(walk.corrections)
+        out = walk.solve(self.remaining(), confirm_below=self.delta / 2 if self.confirm else None)
+        self.solves += walk.solves - solves
+        self.nodes += walk.nodes - nodes
+        for claimed, found in walk.corrections[fixes:]:
+            self.notes.append(f"class {walk.n_positive}+: HiGHS claimed {claimed:.10g} as the next level above "
+                              f"{walk.floor:.10g}; the second-seed check found {found:.10g}")
         if out.status not in ("optimal", "infeasible"):
             self.complete = False
             self.notes.append(
@@ -652,54 +726,57 @@ class _WalkState:
             )
 
     def run(self, walks: list[ClassWalk], max_levels: int) -> None:
+        """Lazy merge of the classes' ascending walks: always advance the class whose next level
+        is lowest; every class whose next point is at that level (within delta) moves above it."""
         while True:
             live = [w for w in walks if w.pending is not None and w.pending.x is not None]
             if not live:
                 return
             if len(self.levels) >= max_levels:
-                self.complete = False
-                self.notes.append(f"stopped after max_levels = {max_levels} levels")
+                self.stop(f"stopped after max_levels = {max_levels} levels")
                 return
             if self.remaining() <= 0:
-                self.complete = False
-                self.notes.append("stopped at the time limit")
+                self.stop("stopped at the time limit")
                 return
             walk = min(live, key=lambda w: w.pending.objective)
-            milp_level = walk.pending.objective
+            level = walk.pending.objective
             got = self.certify(walk)
             if got is None:
                 continue  # pattern excluded and the class re-solved (or given up)
-            level = min(got.level, milp_level)
-            self.record(got)
             at_level = [w for w in live if w.pending.objective <= level + self.delta]
             for other in at_level:
-                if other is not walk:  # another sign class reaches the same level: one more representative
-                    more = self.certify(other, quiet=True)
-                    if more is not None:
-                        self.record(more)
+                if other is not walk:  # another sign class at the same level: one more representative
+                    self.certify(other, exclude=False)
             for other in at_level:
                 other.raise_floor(level + self.delta)
                 self.solve(other)
 
-    def certify(self, walk: ClassWalk, *, quiet: bool = False) -> Certified | None:
-        """Certify walk's pending point; on failure exclude its pattern and re-solve the class."""
+    def stop(self, note: str) -> None:
+        self.complete = False
+        self.notes.append(note)
+
+    def certify(self, walk: ClassWalk, *, exclude: bool = True) -> Certified | None:
+        """Certify walk's pending point and record it.  Returns it when its certified level agrees
+        with the MILP's; otherwise (rejected, or a level off by more than delta / 2) the pattern is
+        excluded by a no-good cut and the class re-solved, unless ``exclude`` is False."""
         x = walk.pending.x
+        milp_level = walk.pending.objective
         cell = Cell(pattern=walk.pattern(x), signs=walk.signs)
         got = certify_pattern(self.spec, cell, self.certifier, lam=walk.multipliers(x))
         if isinstance(got, Certified):
-            if abs(got.level - walk.pending.objective) > self.delta / 2:
-                self.notes.append(
-                    f"class {walk.n_positive}+: MILP level {walk.pending.objective:.12g} vs certified "
-                    f"cell level {got.level:.12g}")
-            return got
-        if quiet:
+            self.record(got)  # a certified minimum is real whatever the MILP said
+            if abs(got.level - milp_level) <= self.delta / 2:
+                return got
+            got = Rejected(f"certified level {got.level:.12g} differs from the MILP level", False)
+        self.notes.append(f"class {walk.n_positive}+: pattern at MILP level {milp_level:.10g} rejected "
+                          f"({got.reason})" + ("; excluded" if exclude else ""))
+        if not exclude:
             return None
-        self.notes.append(f"class {walk.n_positive}+: pattern at MILP level {walk.pending.objective:.10g} "
-                          f"rejected ({got}); excluded")
+        if not got.definitive:
+            self.complete = False  # a level could hide behind the excluded pattern
         walk.exclude(cell.pattern)
         if walk.exclusions > MAX_EXCLUSIONS:
-            self.complete = False
-            self.notes.append(f"class {walk.n_positive}+: given up after {MAX_EXCLUSIONS} rejected patterns")
+            self.stop(f"class {walk.n_positive}+: given up after {MAX_EXCLUSIONS} rejected patterns")
             walk.pending = None
             return None
         self.solve(walk)
@@ -732,8 +809,8 @@ def _worst_level(spec: InstanceSpec, state: _WalkState, *, epsilon: float, scale
         walk = ClassWalk(spec, p, epsilon=epsilon, scale=scale, abs_gap=state.delta / 10, maximize=True,
                          formulation=formulation)
         out = walk.solve(state.remaining() / (len(classes) - position))
-        state.solves += 1
-        state.nodes += out.nodes
+        state.solves += walk.solves
+        state.nodes += walk.nodes
         if out.status == "infeasible":
             continue
         if out.status != "optimal":
@@ -747,5 +824,5 @@ def _worst_level(spec: InstanceSpec, state: _WalkState, *, epsilon: float, scale
             if isinstance(got, Certified):
                 state.record(got)
             else:
-                state.notes.append(f"class {p}+: worst-level pattern rejected ({got})")
+                state.notes.append(f"class {p}+: worst-level pattern rejected ({got.reason})")
     return bound

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from milpland.errors import MilplandError
-from milpland.localmin_milp import find_local_minima, residual_bounds
+from milpland.localmin_milp import ClassWalk, find_local_minima, residual_bounds
 from milpland.spec import spec_from_dict
 
 EPS = 1e-6
@@ -35,15 +35,15 @@ AMBIGUOUS = (EPS / 20, EPS * 20)  # brute-force margins here would make the comp
 # ----------------------------------------------------------------------------------------------
 
 
-def make_spec(seed, n, d, width, act, loss, box=BOX):
+def make_spec(seed, n, d, width, act, loss, box=BOX, *, bias=True, reduction="mean"):
     rng = np.random.default_rng(seed)
     X = rng.uniform(-1.0, 1.0, size=(n, d))
     y = rng.normal(size=n)
-    network = {"hidden": [width], "activation": act}
+    network = {"hidden": [width], "activation": act, "output_bias": bias}
     if act == "leaky_relu":
         network["alpha"] = 0.2
     table = {"name": f"lm-{act}-{loss}-s{seed}", "data": {"x": X.tolist(), "y": y.tolist()},
-             "network": network, "loss": {"kind": loss}, "box": {"weight": box}}
+             "network": network, "loss": {"kind": loss, "reduction": reduction}, "box": {"weight": box}}
     return spec_from_dict(table)
 
 
@@ -76,8 +76,9 @@ def all_cells(X, width):
                     np.r_[np.ones(p), -np.ones(width - p)]
 
 
-def cell_arrays(X, pattern, signs, slopes):
-    """Phi (f = Phi theta, theta = (U row-major, a, c)) and signed rows G (G theta = +-g_ij)."""
+def cell_arrays(X, pattern, signs, slopes, bias=True):
+    """Phi (f = Phi theta, theta = (U row-major, a, c)) and signed rows G (G theta = +-g_ij);
+    without output bias the c column is dropped."""
     n, d = X.shape
     m = pattern.shape[1]
     alpha = np.asarray(slopes)[pattern] * signs  # (n, m)
@@ -92,6 +93,8 @@ def cell_arrays(X, pattern, signs, slopes):
         G[j * n:(j + 1) * n, j * d:(j + 1) * d] = side[:, None] * X
         G[j * n:(j + 1) * n, m * d + j] = side
     Phi[:, -1] = 1.0
+    if not bias:
+        return Phi[:, :-1], G[:, :-1], lifted
     return Phi, G, lifted
 
 
@@ -112,15 +115,16 @@ def clarabel_lp(c, A_eq, b_eq, A_ub, b_ub):
     return x, float(np.dot(c, x))
 
 
-def cell_level(X, y, pattern, signs, slopes, loss, box):
+def cell_level(X, y, pattern, signs, slopes, loss, box, *, bias=True, w=None):
     """(level, margin, residual) of the cell's unconstrained minimum; margin = the largest
-    smallest signed g of a minimiser inside the box (<= 1), -inf if none."""
+    smallest signed g of a minimiser inside the box (<= 1), -inf if none.  w: risk weight."""
     n = len(y)
-    w = 1.0 / n
-    Phi, G, _ = cell_arrays(X, pattern, signs, slopes)
+    w = 1.0 / n if w is None else w
+    Phi, G, _ = cell_arrays(X, pattern, signs, slopes, bias)
     p = Phi.shape[1]
-    box_rows = np.vstack([np.eye(p)[:-1], -np.eye(p)[:-1]])  # |U|, |a| <= B (c free)
-    box_rhs = np.full(2 * (p - 1), box)
+    nb = p - 1 if bias else p  # |U|, |a| <= B (c free)
+    box_rows = np.vstack([np.eye(p)[:nb], -np.eye(p)[:nb]])
+    box_rhs = np.full(2 * nb, box)
     if loss == "squared":
         theta0 = np.linalg.lstsq(Phi, y, rcond=None)[0]
         r = Phi @ theta0 - y
@@ -159,10 +163,12 @@ def brute_levels(spec, resolution):
     """Distinct eps-interior local-minimum levels (merged within `resolution`), all residuals."""
     X, y = spec.X, spec.y
     slopes = spec.network.activation.slopes
+    w = 1.0 / len(y) if spec.loss.reduction == "mean" else 0.5
     levels, residuals, ambiguous, n_cells = [], [], 0, 0
     for pattern, signs in all_cells(X, spec.width):
         n_cells += 1
-        level, margin, r = cell_level(X, y, pattern, signs, slopes, spec.loss.kind, spec.box.weight)
+        level, margin, r = cell_level(X, y, pattern, signs, slopes, spec.loss.kind, spec.box.weight,
+                                      bias=spec.network.output_bias, w=w)
         residuals.append(r)
         if AMBIGUOUS[0] <= margin <= AMBIGUOUS[1]:
             ambiguous += 1
@@ -185,7 +191,8 @@ def risk_of(params_W1, b1, v, c, spec):
     Z = spec.X @ params_W1.T + b1
     H = np.where(Z > 0, a1 * Z, a0 * Z)
     r = H @ v + c - spec.y
-    return float(np.mean(r * r)) if spec.loss.kind == "squared" else float(np.mean(np.abs(r)))
+    w = 1.0 / len(r) if spec.loss.reduction == "mean" else 0.5
+    return w * float(np.sum(r * r) if spec.loss.kind == "squared" else np.sum(np.abs(r)))
 
 
 def check_perturbations(spec, mn, rng):
@@ -197,13 +204,13 @@ def check_perturbations(spec, mn, rng):
     lifted_norm = np.sqrt(np.sum(spec.X**2, axis=1) + 1.0)
     safe = float(np.min(np.abs(Z) / lifted_norm[:, None]))  # no pattern change within this radius
     assert safe > 1e-6, f"certified point too close to a kink: {safe}"
-    sizes = [P.W1.size, P.b1.size, P.v.size, 1]
+    sizes = [P.W1.size, P.b1.size, P.v.size, 1 if spec.network.output_bias else 0]  # c is no weight without bias
     for radius in (1e-6, 1e-5, 1e-4, 1e-3):
         for _ in range(15):
             step = rng.normal(size=sum(sizes))
             step *= radius / np.linalg.norm(step)
             dW, db, dv, dc = np.split(step, np.cumsum(sizes)[:-1])
-            got = risk_of(P.W1 + dW.reshape(P.W1.shape), P.b1 + db, P.v + dv, P.c + dc[0], spec)
+            got = risk_of(P.W1 + dW.reshape(P.W1.shape), P.b1 + db, P.v + dv, P.c + dc.sum(), spec)
             assert got >= base - 1e-9 * max(base, 1e-12), (radius, base, got, safe)
 
 
@@ -212,21 +219,26 @@ def check_perturbations(spec, mn, rng):
 # ----------------------------------------------------------------------------------------------
 
 CASES = [
-    # seed, n, d, width, activation, loss
-    (1, 6, 1, 2, "relu", "squared"),
-    (2, 6, 1, 2, "leaky_relu", "absolute"),
-    (3, 5, 2, 2, "relu", "absolute"),
-    (4, 5, 2, 2, "leaky_relu", "squared"),
+    # seed, n, d, width, activation, loss, output bias, reduction
+    (1, 6, 1, 2, "relu", "squared", True, "mean"),
+    (2, 6, 1, 2, "leaky_relu", "absolute", True, "mean"),
+    (3, 5, 2, 2, "relu", "absolute", True, "mean"),
+    (4, 5, 2, 2, "leaky_relu", "squared", True, "mean"),
+    (6, 5, 1, 2, "relu", "squared", False, "half_sum"),
+    (7, 5, 1, 2, "leaky_relu", "absolute", False, "half_sum"),
+    (8, 4, 1, 3, "relu", "squared", True, "mean"),
+    (9, 4, 2, 3, "leaky_relu", "absolute", True, "mean"),
 ]
 
 
-@pytest.mark.parametrize("seed,n,d,width,act,loss", CASES)
-def test_levels_match_bruteforce(seed, n, d, width, act, loss):
-    spec = make_spec(seed, n, d, width, act, loss)
+@pytest.mark.parametrize("seed,n,d,width,act,loss,bias,reduction", CASES)
+def test_levels_match_bruteforce(seed, n, d, width, act, loss, bias, reduction):
+    spec = make_spec(seed, n, d, width, act, loss, bias=bias, reduction=reduction)
     res = find_local_minima(spec, time_limit=120, epsilon=EPS)
     truth, residuals, ambiguous, n_cells = brute_levels(spec, res.level_resolution)
     assert ambiguous == 0, "a brute-force margin is within a factor 20 of eps: pick another seed"
     assert res.complete, res.notes
+    assert not any("rejected" in note for note in res.notes), res.notes  # the MILP itself is exact
     assert len(truth) >= 2  # a non-trivial landscape
     assert len(res.levels) == len(truth), (res.levels, truth)
     np.testing.assert_allclose(res.levels, truth, rtol=1e-6, atol=1e-9)
@@ -248,13 +260,34 @@ def test_levels_match_bruteforce(seed, n, d, width, act, loss):
         assert any(abs(mn.risk - level) <= 1e-6 * max(1.0, level) for mn in res.minima)
 
 
-def test_width_three():
-    spec = make_spec(5, 5, 1, 3, "relu", "squared")
-    res = find_local_minima(spec, time_limit=120, epsilon=EPS)
-    truth, _, ambiguous, _ = brute_levels(spec, res.level_resolution)
+def test_second_seed_check_recovers_a_skipped_level(monkeypatch):
+    """HiGHS' "optimal" is a claim: simulate a wrong one (the first solve of every class skips
+    its lowest level) and check that the second-seed check restores the complete list, and
+    that without the check the lowest level is indeed lost."""
+    spec = make_spec(6, 5, 1, 2, "relu", "squared", bias=False, reduction="half_sum")
+    original = ClassWalk._run
+
+    def faulty(self, time_limit, *, upper=None, seed=None):
+        if upper is None and not getattr(self, "faulted", False):
+            self.faulted = True
+            true = original(self, time_limit)
+            if true.x is None:
+                return true
+            h = self.runner.highs  # re-solve above the true answer: a wrong "optimal" claim
+            h.changeColBounds(self.risk_col, (true.objective * (1 + 1e-4) + 1e-9) / self.unit, self.upper)
+            wrong = original(self, time_limit)
+            h.changeColBounds(self.risk_col, 0.0, self.upper)
+            return wrong
+        return original(self, time_limit, upper=upper, seed=seed)
+
+    monkeypatch.setattr(ClassWalk, "_run", faulty)
+    checked = find_local_minima(spec, time_limit=120, epsilon=EPS)
+    unchecked = find_local_minima(spec, time_limit=120, epsilon=EPS, confirm=False)
+    truth, _, ambiguous, _ = brute_levels(spec, checked.level_resolution)
     assert ambiguous == 0
-    assert res.complete
-    np.testing.assert_allclose(res.levels, truth, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(checked.levels, truth, rtol=1e-6, atol=1e-9)
+    assert any("second-seed check found" in note for note in checked.notes)
+    assert min(unchecked.levels) > truth[0] + 1e-6  # the simulated wrong claims lose the lowest level
 
 
 def test_stopping_early_still_bounds_the_worst_level():
