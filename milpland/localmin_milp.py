@@ -46,17 +46,27 @@ are not seen, and neither are boundary local minima (those need the tied-pair ch
 DESIGN §5).  Units with v_j = 0 have g_ij = 0 and are never eps-interior (DESIGN §7).
 
 The walk over risk levels: per sign class (m + 1 classes) minimise the risk; a found level L
-is certified (below), then the class's risk variable gets the lower bound L + delta
+is certified (below), then the class's risk column gets the lower bound L + delta
 (``level_resolution`` relative to the best-constant risk) and is re-solved.  The classes are
 merged lazily, so the levels come out in ascending order.  Infeasibility of every class above
 the last level proves there is no further eps-interior local minimum, up to delta: levels
-closer than delta to a reported one are merged with it.
+closer than delta to a reported one are merged with it.  HiGHS' "optimal" is a claim: on
+these models it skipped a feasible lower level in about 1 of 1000 level solves (another
+random seed found it at once), so every answer is re-checked with a second seed over
+[floor, answer - delta/2] (``confirm``).  Completeness therefore means: proven infeasible by
+HiGHS twice, with two seeds, at feasibility tolerance 1e-9.  For d = 1 the threshold
+constraints of `formulation.add_threshold_order_1d` are added (valid for every realisable
+pattern).
 
-Every level is certified independently of the MILP: the MILP's pattern is solved as a cell
-(`cells.CellSolver`, verified with a numpy Lagrangian bound); the cell's unconstrained
-minimum (numpy least squares; for the absolute loss the projected dual vector lambda) must
-equal it; the optimal point of largest margin is found with an LP; the point is mapped to
-ordinary weights and its risk, fitted values and pattern re-checked with a numpy forward pass.
+Every level is certified independently of the MILP: the MILP's pattern is a cell, solved
+and verified by `cells.CellSolver` and certified by `certificates.Certifier` (a relative-
+interior optimal point strictly inside the cell and the box).  Our own checks on top: the
+cell optimum equals the cell's unconstrained minimum (numpy least squares; for the absolute
+loss the MILP's lambda projected onto null(Phi_A^T)), and the ordinary-weight point
+reproduces the cell's pattern strictly and its risk with a numpy forward pass.  A stationary
+optimum whose optimal points all touch the box is still a local minimum (no box is needed at
+a stationary point): then `max_margin_point` supplies the interior point.  A pattern that does
+not certify is excluded by a no-good cut (with its permutations of same-sign units).
 """
 
 from __future__ import annotations
@@ -86,13 +96,14 @@ from milpland.spec import InstanceSpec
 Progress = Callable[[str], None]
 SUPPORTED_LOSSES = ("squared", "absolute")
 DEFAULT_EPSILON = 1e-6  # margin of every scaled pre-activation from the kink
-DEFAULT_LEVEL_RESOLUTION = 1e-7  # relative to the best-constant risk: levels closer than this merge
+DEFAULT_LEVEL_RESOLUTION = 1e-6  # relative to the best-constant risk: levels closer than this merge
+# (the MILP's own risk value was measured off by up to 5e-8 relative: stationarity holds to 1e-9 only)
 OBJECTIVE_TARGET = 1e3  # scaled objective of the best-constant risk (DESIGN §4: HiGHS' absolute threshold)
 CERT_RTOL = 1e-9  # relative agreement of the cell optimum and the numpy risk
 FREE_RTOL = 1e-8  # cell optimum vs the unconstrained cell minimum (a projected dual vector for absolute loss)
 MAX_EXCLUSIONS = 200  # patterns rejected by certification before a class is given up
 HIGHS_INF = highspy.kHighsInf
-PRIMAL_RISK_ROW = True
+PRIMAL_RISK_ROW = True  # absolute loss: tie w sum |r| to the dual risk (40 instances: 118 s vs 181 s CPU)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -290,8 +301,8 @@ def add_risk(m: pyo.ConcreteModel, spec: InstanceSpec, *, upper: float, unit: fl
     """The linear risk at stationary points: -w y.r (squared) or -w y.lambda (absolute).
 
     The column m.risk holds risk / unit (unit = best-constant risk / OBJECTIVE_TARGET, so it is
-    O(1e3)): the level floor is a bound on this column, and a level step of 1e-7 relative is
-    then 1e-4 in column units, far above HiGHS' feasibility tolerance.  For the absolute loss
+    O(1e3)): the level floor is a bound on this column, and a level step of 1e-6 relative is
+    then 1e-3 in column units, far above HiGHS' feasibility tolerance.  For the absolute loss
     the primal value w sum (rpos + rneg) is tied to it as well (equal at every feasible point,
     and it tightens the relaxation).  0 <= risk <= best-constant risk.
     """

@@ -14,6 +14,7 @@ The cell holds an eps-interior local minimum iff that margin is >= eps; its risk
 from __future__ import annotations
 
 import itertools
+import json
 
 import clarabel
 import numpy as np
@@ -42,6 +43,8 @@ def make_spec(seed, n, d, width, act, loss, box=BOX, *, bias=True, reduction="me
     network = {"hidden": [width], "activation": act, "output_bias": bias}
     if act == "leaky_relu":
         network["alpha"] = 0.2
+    if act == "two_slope":
+        network.update(s_plus=2.0, s_minus=-0.5)
     table = {"name": f"lm-{act}-{loss}-s{seed}", "data": {"x": X.tolist(), "y": y.tolist()},
              "network": network, "loss": {"kind": loss, "reduction": reduction}, "box": {"weight": box}}
     return spec_from_dict(table)
@@ -228,6 +231,7 @@ CASES = [
     (7, 5, 1, 2, "leaky_relu", "absolute", False, "half_sum"),
     (8, 4, 1, 3, "relu", "squared", True, "mean"),
     (9, 4, 2, 3, "leaky_relu", "absolute", True, "mean"),
+    (10, 5, 1, 2, "two_slope", "squared", True, "mean"),
 ]
 
 
@@ -300,6 +304,9 @@ def test_stopping_early_still_bounds_the_worst_level():
     np.testing.assert_allclose(res.levels[:2], truth[:2], rtol=1e-6, atol=1e-9)
     assert res.levels[-1] == pytest.approx(truth[-1], rel=1e-6)  # the certified worst level
     assert truth[-1] <= res.worst_level_bound <= truth[-1] * (1 + 1e-6) + 1e-9
+    row = res.to_row()
+    assert row["n_levels"] == len(res.levels) and not row["complete"]
+    assert json.loads(json.dumps(res.to_json()))["levels"] == pytest.approx(res.levels)
 
 
 @pytest.mark.parametrize("change,field", [
