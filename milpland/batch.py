@@ -114,7 +114,11 @@ def solve_task(spec, options: dict) -> dict[str, list[dict]]:
     """
     from milpland.solve import solve_global  # imported in the worker: the solver is heavy
 
-    result = solve_global(spec)
+    return {"solves": [solve_row(spec, solve_global(spec))]}
+
+
+def solve_row(spec, result) -> dict:
+    """A ``solves`` row of a SolveResult, with the point re-evaluated in numpy."""
     row = result.to_row()
     row["params"] = json.dumps(result.params.to_json()) if result.params is not None else None
     row["signs"] = json.dumps([int(s) for s in result.signs]) if result.signs is not None else None
@@ -123,12 +127,25 @@ def solve_task(spec, options: dict) -> dict[str, list[dict]]:
         risk = float(spec.loss.risk(fitted, spec.y))
         row["risk_numpy"] = risk
         row["risk_numpy_difference"] = abs(risk - float(result.risk)) / max(1.0, abs(float(result.risk)))
-    return {"solves": [row]}
+    return row
+
+
+def landscape_task(spec, options: dict) -> dict[str, list[dict]]:
+    """The local minima (`landscape`, method from the option ``method``, default enumerate):
+    their ``minima`` rows, and the global minimum they are compared with as a ``solves`` row."""
+    from milpland.landscape import landscape
+
+    result = landscape(spec, method=options.get("method", "enumerate"))
+    return {"solves": [solve_row(spec, result.global_result)], "minima": result.to_rows()}
 
 
 register_task(
     "solve", "milpland.batch:solve_task", tables=("solves",), error_table="solves",
     description="certified global minimum over the box",
+)
+register_task(
+    "landscape", "milpland.batch:landscape_task", tables=("solves", "minima"), error_table="solves",
+    description="certified local minima, spurious minima and their gaps (method enumerate)",
 )
 
 

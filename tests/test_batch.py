@@ -481,3 +481,32 @@ def test_progress_rewrites_one_line_on_a_terminal():
     assert "\r[1/3] 1 done, 0 failed, 1 running" in text
     assert re.search(r"\rFAILED sine-squared: it broke *\n\r\[2/3\] 1 done, 1 failed", text)
     assert text.rstrip().endswith("sine-squared FAILED")
+
+
+def test_landscape_task_writes_minima_whose_best_is_the_brute_force_minimum(tmp_path):
+    bruteforce = pytest.importorskip("bruteforce")
+    suite = write_suite(tmp_path, """
+        [suite]
+        name = "land"
+        [[grid]]
+        group = "tent"
+        [grid.base]
+        data = { x = [[0.0], [1.0], [2.0], [3.0]], y = [0.0, 1.0, 0.0, 1.0] }
+        network = { hidden = [2] }
+        box = { weight = 10.0 }
+        [grid.vary]
+        "loss.kind" = ["squared", "absolute"]
+    """)
+    out = tmp_path / "out"
+    summary = batch.run_batch([str(suite)], out=out, task="landscape", jobs=1, time_limit=30,
+                              stream=open(os.devnull, "w"))
+    assert (summary.done, summary.failed) == (2, 0)
+    loaded = tables.load(out)
+    for inst in resolve([str(suite)]):
+        spec = inst.spec
+        ref = bruteforce.brute_force_global(spec.X, spec.y, spec.network.activation, spec.loss, spec.box.weight,
+                                            spec.box.output, spec.network.output_bias, width=spec.width)
+        minima = loaded["minima"][loaded["minima"]["instance"] == inst.name]
+        assert minima["risk"].min() == pytest.approx(ref.risk, rel=1e-6, abs=1e-9)
+        assert (minima["gap"] >= -1e-9).all() and minima["spurious"].any()  # tent: linear/constant fits
+        assert loaded["solves"].set_index("instance").loc[inst.name, "risk"] == pytest.approx(ref.risk, rel=1e-6)
