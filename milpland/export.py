@@ -7,7 +7,7 @@ file holds the piecewise-linear outer-approximation master (DESIGN §4): every
 per-sample loss is bounded below by tangents of (f_i - y_i)^2 at `cuts` residual
 values evenly spaced on [-R, R], R = 2 max_i |y_i - mean(y)| (plus 0).  Its optimum
 is therefore a LOWER BOUND on the squared-loss minimum, exact only in the limit of
-many cuts; the header comment of each file says so.
+many cuts; the header comment of each file says so (and names the sign class and box).
 """
 
 from __future__ import annotations
@@ -62,5 +62,21 @@ def export_model(spec: InstanceSpec, *, out_prefix: str | Path, fmt: str = "mps"
             add_squared_tangents(model, spec, tangent_points(spec, cuts))
         path = prefix.parent / f"{prefix.name}-pos{n_positive}.{fmt}"
         model.write(str(path), io_options={"symbolic_solver_labels": True})  # format from the suffix
+        prepend_comment(path, fmt, header(spec, n_positive, cuts))
         paths.append(path)
     return paths
+
+
+def header(spec: InstanceSpec, n_positive: int, cuts: int) -> list[str]:
+    lines = [f"milpland export of {spec.name} (instance hash {spec.instance_hash()}), {spec.architecture()}",
+             f"sign class: the first {n_positive} of {spec.width} output weights positive; the global minimum "
+             f"over the box is the smallest optimum over the {len(sign_class_order(spec))} class files",
+             f"box: |u~|, |a~| <= {spec.box.weight}; loss {spec.loss.kind} ({spec.loss.reduction})"]
+    if spec.loss.kind == "squared":
+        lines.append(f"squared loss replaced by {cuts} tangents per sample: the optimum is a LOWER BOUND")
+    return lines
+
+
+def prepend_comment(path: Path, fmt: str, lines: list[str]) -> None:
+    marked = [f"\\* {line} *\\" if fmt == "lp" else f"* {line}" for line in lines]
+    path.write_text("\n".join(marked) + "\n" + path.read_text())

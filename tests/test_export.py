@@ -50,6 +50,7 @@ def test_exported_absolute_milp_attains_the_brute_force_minimum(tmp_path, seed):
 def test_exported_squared_master_is_a_lower_bound(tmp_path):
     spec = tiny_spec("squared", 3)
     paths = export_model(spec, out_prefix=tmp_path / "m", fmt="lp", cuts=21)
+    assert all("LOWER BOUND" in p.read_text().splitlines()[3] for p in paths)  # the header says what it is
     bound = min(solve_file(p)[0] for p in paths)
     expected = brute(spec).risk
     assert bound <= expected + 1e-9
