@@ -95,9 +95,12 @@ class LandscapeResult:
 
 
 def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int = DEFAULT_MAX_CELLS,
-              starts: int = DEFAULT_STARTS, seed: int | None = None,
+              starts: int = DEFAULT_STARTS, seed: int | None = None, milp_options: dict | None = None,
               progress: Progress | None = None) -> LandscapeResult:
-    """The local minima of ``spec`` by ``method``, ranked by risk, with gaps to the global minimum."""
+    """The local minima of ``spec`` by ``method``, ranked by risk, with gaps to the global minimum.
+
+    ``milp_options`` go to `milpland.localmin_milp.find_local_minima` (epsilon, max_levels, ...).
+    """
     if method not in METHODS:
         raise MilplandError(f"--method: unknown method {method!r}; use one of {', '.join(METHODS)}")
     if spec.network.depth != 1:
@@ -134,11 +137,9 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int =
         messages += out.messages
         glob, source = _solve_global(spec, say), "solve_global"
     else:
-        try:
-            from milpland.localmin_milp import find_local_minima
-        except ImportError:
-            raise MilplandError("--method: method milp not available yet; use enumerate or sample") from None
-        out = find_local_minima(spec, time_limit=spec.solve.time_limit, progress=say)
+        from milpland.localmin_milp import find_local_minima
+
+        out = find_local_minima(spec, time_limit=spec.solve.time_limit, progress=say, **(milp_options or {}))
         minima, complete = list(out.minima), bool(out.complete)
         counts = {k: v for k, v in out.to_json().items() if k not in ("minima", "instance", "method")}
         timings = {"search": float(out.seconds)}

@@ -45,6 +45,10 @@ def register(subparsers) -> None:
                    help="enumerate: refuse instances with more cells than this (default: 20000)")
     p.add_argument("--starts", type=int, metavar="N", help="sample: number of random starts (default: 100)")
     p.add_argument("--seed", type=int, metavar="S", help="sample: seed of the starts (default: [solve] seed)")
+    p.add_argument("--epsilon", type=float, metavar="E",
+                   help="milp: margin of the minima searched (|g_ij| >= E; default 1e-6); completeness is "
+                        "relative to it")
+    p.add_argument("--max-levels", type=int, metavar="N", help="milp: stop after this many risk levels (default 50)")
     p.add_argument("--time-limit", type=float, metavar="S",
                    help="seconds for each global solve / MILP search (overrides [solve])")
     p.add_argument("--verbose", action="store_true", help="progress on stderr; traceback on solver errors")
@@ -65,7 +69,7 @@ def run(args) -> int:
                 spec, method=args.method,
                 max_cells=DEFAULT_MAX_CELLS if args.max_cells is None else args.max_cells,
                 starts=DEFAULT_STARTS if args.starts is None else args.starts,
-                seed=args.seed, progress=say,
+                seed=args.seed, milp_options=_milp_options(args), progress=say,
             )
     except MilplandError:
         raise
@@ -124,6 +128,26 @@ def write_minima(out_dir: Path, rows: list[dict]) -> Path:
     return final
 
 
+def _milp_options(args) -> dict:
+    options = {}
+    if args.epsilon is not None:
+        if not args.epsilon > 0:
+            raise MilplandError(f"--epsilon: must be positive, got {args.epsilon}")
+        options["epsilon"] = args.epsilon
+    if args.max_levels is not None:
+        if args.max_levels < 1:
+            raise MilplandError(f"--max-levels: must be a positive integer, got {args.max_levels}")
+        options["max_levels"] = args.max_levels
+    return options
+
+
+COMPLETE_MEANS = {
+    "enumerate": "every local minimum in the box",
+    "milp": "every eps-interior risk level in the box",
+    "sample": "never: sampling proves nothing is missing",
+}
+
+
 def format_text(obj: dict) -> str:
     """A readable table of ``LandscapeResult.to_json()``."""
     g = obj["global"]
@@ -132,7 +156,8 @@ def format_text(obj: dict) -> str:
     lines = [
         f"instance      {obj['instance']}  (hash {obj['instance_hash']})",
         f"architecture  {g.get('architecture', '?')}, {g.get('loss', '?')} loss ({g.get('reduction', '?')})",
-        f"method        {obj['method']}  (complete list: {'yes' if obj['complete'] else 'no'})",
+        f"method        {obj['method']}  (complete, i.e. {COMPLETE_MEANS.get(obj['method'], '?')}: "
+        f"{'yes' if obj['complete'] else 'no'})",
         f"global        {_num(obj['global_risk'])}  from {source}; certified: {'yes' if g['certified'] else 'NO'}"
         + ("; box bound active" if g.get("box_active") else ""),
         f"minima        {obj['n_minima']} distinct local minima, {obj['n_spurious']} spurious "
