@@ -194,11 +194,11 @@ def test_cli_refuses_too_many_cells(tmp_path, capsys):
     assert "--max-cells" in err
 
 
-def test_milp_method_unavailable_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "milpland.localmin_milp", None)  # import raises ImportError
+def test_milp_method_refuses_what_it_cannot_certify(tmp_path):
+    """The local-minima MILP is written for homogeneous activations only (DESIGN §5)."""
     spec = spec_from_dict({"name": "t", "data": {"x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 0.0]},
-                           "network": {"hidden": [1]}})
-    with pytest.raises(MilplandError, match="milp not available"):
+                           "network": {"hidden": [1], "activation": "hardtanh"}})
+    with pytest.raises(MilplandError, match="network.activation"):
         landscape(spec, method="milp")
 
 
