@@ -8,6 +8,9 @@ and returns one row per (instance, method).  Methods:
   permutations), each cell's convex problem solved; skipped above a cell limit.
 - ``gd``: seeded multistart gradient descent; time, best risk, and the fraction of
   starts that reach the certified global minimum (within 1e-6 relative).
+- ``landscape-enumerate``, ``landscape-milp``, ``landscape-sample``: the local-minimum
+  methods (`milpland.landscape`), timed, with the number of minima and of interior risk
+  levels; milp's levels and sample's minima are checked against the enumeration's.
 - ``scip``: SCIP (pyscipopt) on the same per-sign-class model, the squared loss as a
   quadratic epigraph (an MIQP; the same MILP for absolute and hinge), with
   ``numerics/feastol = 1e-9`` (DESIGN §4).  Only when pyscipopt is installed.
@@ -167,8 +170,51 @@ def scip_model(pyscipopt, spec: InstanceSpec, model, compiled):
     return scip
 
 
+def run_landscape(method: str) -> Callable[[InstanceSpec, dict], dict]:
+    """A landscape method, timed, with its list checked against the enumeration's in the same run:
+    milp must find the enumeration's interior risk levels, sample only minima enumeration has."""
+
+    def run(spec: InstanceSpec, ctx: dict) -> dict:
+        from milpland.landscape import landscape
+
+        started = time.perf_counter()
+        result = landscape(spec, method=method, max_cells=ctx["max_cells"], starts=ctx["starts"])
+        seconds = time.perf_counter() - started
+        tol = 1e-6 * max(1.0, abs(result.global_risk))
+        levels = distinct_levels([m.risk for m in result.minima if m.certificate == "interior"], tol)
+        row = {"status": "optimal" if result.complete else "incomplete", "certified": bool(result.complete),
+               "risk": result.global_risk, "seconds": seconds, "local_minima": len(result.minima),
+               "spurious": sum(m.spurious for m in result.minima), "interior_levels": len(levels)}
+        if method == "enumerate":
+            ctx["enumerated"] = (result.complete, levels, np.array([m.fitted for m in result.minima]))
+            cells, cell_seconds = result.counts.get("cells", 0), result.timings.get("cells", np.nan)
+            row.update(cells=cells, cells_per_second=cells / cell_seconds if cell_seconds else np.nan)
+        elif ctx.get("enumerated") and ctx["enumerated"][0]:
+            _, reference, fits = ctx["enumerated"]
+            if method == "milp":
+                row["matches_enumerate"] = len(levels) == len(reference) and bool(
+                    np.allclose(levels, reference, rtol=0, atol=tol))
+            else:
+                scale = 1e-6 * (1.0 + np.abs(spec.y).max())
+                row["matches_enumerate"] = all(
+                    len(fits) and np.min(np.abs(fits - m.fitted).max(axis=1)) <= scale for m in result.minima)
+        return row
+
+    return run
+
+
+def distinct_levels(risks: list[float], tol: float) -> np.ndarray:
+    levels: list[float] = []
+    for risk in sorted(risks):
+        if not levels or risk - levels[-1] > tol:
+            levels.append(risk)
+    return np.array(levels)
+
+
 METHODS: dict[str, Callable[[InstanceSpec, dict], dict]] = {
     "milp": run_milp, "enumerate": run_enumerate, "gd": run_gd, "scip": run_scip,
+    "landscape-enumerate": run_landscape("enumerate"), "landscape-milp": run_landscape("milp"),
+    "landscape-sample": run_landscape("sample"),
 }
 
 
@@ -206,8 +252,9 @@ def run_bench(targets: list[str], *, methods: list[str], time_limit: float | Non
 
 
 def milp_first(methods: list[str]) -> list[str]:
-    """milp runs first: the baselines are measured against its certified global risk."""
-    return sorted(methods, key=lambda m: m != "milp")
+    """milp runs first (the baselines are measured against its certified global risk), and the
+    landscape enumeration before the other landscape methods (they are checked against it)."""
+    return sorted(methods, key=lambda m: (m != "milp", m != "landscape-enumerate"))
 
 
 def describe(spec: InstanceSpec) -> dict:
@@ -251,7 +298,8 @@ def write_report(table: pd.DataFrame, *, name: str, out_dir: str | Path, command
     ratios = headline_ratios(table)
     columns = [c for c in ["instance", "method", "n", "d", "width", "loss", "status", "certified", "risk",
                            "lower_bound", "gap", "seconds_build", "seconds_solve", "seconds", "nodes", "rounds",
-                           "cells", "cells_per_second", "fraction_global", "box_active", "message"] if c in table.columns]
+                           "cells", "cells_per_second", "fraction_global", "local_minima", "spurious",
+                           "interior_levels", "matches_enumerate", "box_active", "message"] if c in table.columns]
     lines = [f"# Benchmark `{name}`", "", f"Command: `{command}`", "", f"Machine: {machine_description()}",
              f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}", "", "## Headline ratios (time of baseline / time of milp)", "",
              markdown_table(ratios) if len(ratios) else "(no instance finished by both)",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from milpland.errors import MilplandError
 
-METHOD_NAMES = ("milp", "enumerate", "gd", "scip")  # milpland.bench.METHODS, without importing pandas here
+METHOD_NAMES = ("milp", "enumerate", "gd", "scip", "landscape-enumerate", "landscape-milp", "landscape-sample")  # milpland.bench.METHODS, without importing pandas here
 
 
 def register(subparsers) -> None:
