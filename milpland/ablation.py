@@ -21,7 +21,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import highspy
-import numpy as np
 import pandas as pd
 
 from milpland.formulation import FormulationOptions

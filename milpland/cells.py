@@ -325,7 +325,7 @@ class _Builder:
 
     def cell_rows(self, cell: Cell, lay: CellLayout):
         """Dense signed cell rows G (G x >= 0) and their (sample, unit, side, breakpoint)."""
-        n, m, d = self.n, lay.m, self.d
+        d = self.d
         k = cell.pattern
         lo, hi = self.t_lo[k], self.t_hi[k]  # (n, m)
         # side +1: g - rho t_lo >= 0 (exists when t_lo finite); side -1: rho t_hi - g >= 0.

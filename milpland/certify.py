@@ -79,6 +79,7 @@ from scipy.optimize import minimize
 
 from milpland.activations import Activation
 from milpland.cells import FEAS_TOL, Cell, CellResult, CellSolver
+from milpland.constructions import choose_piece, frame
 from milpland.deep import DeepParams, as_deep
 from milpland.errors import MilplandError, SpecError
 from milpland.escape import EscapeReport, escape_test
@@ -643,7 +644,7 @@ def _global_one_hidden(spec, params, risk, global_result, run_global, limit, not
 
 
 def _deep(spec, params: DeepParams, risk, group: GroupBound | None, notes) -> _Decision:
-    X, y, act, loss = spec.X, spec.y, spec.network.activation, spec.loss
+    X, act, loss = spec.X, spec.network.activation, spec.loss
     if group is not None and group.certified:
         return _Decision("local_min", "group_lsq", True,
                          f"strictly inside its cell and the risk equals the group least-squares bound "
@@ -778,7 +779,7 @@ def carry_layers(params: DeepParams, X, act: Activation, widths, *, output_bias:
     Exact on the data (not everywhere).  Without an output bias the constant μ − ν/(ακ) is
     carried by the constant unit 1 (needs width ≥ 2 and ν ≠ 0).
     """
-    q = _linear_piece(act)
+    q = choose_piece(act)
     alpha, beta = act.slopes[q], act.intercepts[q]
     Ws, bs = list(params.W[:-1]), list(params.b[:-1])
     V, c = params.W[-1], params.b[-1]
@@ -786,7 +787,7 @@ def carry_layers(params: DeepParams, X, act: Activation, widths, *, output_bias:
     target = F.copy()
     for m in widths:
         mu = float(np.mean(F))
-        tau, kappa = _frame(act, q, float(np.max(np.abs(F - mu))))
+        tau, kappa = frame(act, q, float(np.max(np.abs(F - mu))))
         nu = alpha * tau + beta
         W = np.zeros((m, V.shape[1]))
         b = np.full(m, tau)
@@ -807,24 +808,6 @@ def carry_layers(params: DeepParams, X, act: Activation, widths, *, output_bias:
     if np.max(np.abs(got - target)) > 1e-8 * max(1.0, float(np.max(np.abs(target)))):
         raise MilplandError(f"internal: carried network misses the shallow one by {np.max(np.abs(got - target)):.3g}")
     return out
-
-
-def _linear_piece(act: Activation) -> int:
-    """A piece with non-zero slope: unbounded first (roomier), then the steepest."""
-    cands = [k for k in range(act.n_pieces) if act.slopes[k] != 0.0]
-    if not cands:
-        raise MilplandError(f"activation {act.name!r} has no piece with non-zero slope")
-    return max(cands, key=lambda k: (not (np.isfinite(act.lower(k)) and np.isfinite(act.upper(k))), abs(act.slopes[k])))
-
-
-def _frame(act: Activation, q: int, spread: float) -> tuple[float, float]:
-    """(τ, κ): τ + κs inside piece q, a quarter piece (bounded) or max(spread, 1) (half-line) from its ends."""
-    spread = max(float(spread), 1e-12)
-    lo, hi = act.lower(q), act.upper(q)
-    if np.isfinite(lo) and np.isfinite(hi):
-        return 0.5 * (lo + hi), 0.25 * (hi - lo) / spread
-    room = max(spread, 1.0)
-    return (lo + 2.0 * room, 1.0) if np.isfinite(lo) else (hi - 2.0 * room, 1.0)
 
 
 def multistart_descent(spec: InstanceSpec, params: DeepParams, *, starts: int = 4, seed: int = 0,

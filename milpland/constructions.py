@@ -247,7 +247,7 @@ def he_deep(X, y, activation: Activation, hidden_widths, *, piece: int | None = 
     k = Y.shape[1]
     if min(widths) < k:
         raise MilplandError(f"hidden_widths: every layer needs at least {k} units to carry {k} outputs, got {list(widths)}")
-    q = _choose_piece(activation) if piece is None else _check_piece(activation, piece)
+    q = choose_piece(activation) if piece is None else _check_piece(activation, piece)
     coef, _ = _ls(X, Y)
     V, c = coef[:-1].T, coef[-1]  # readout F = x V^T + c
     Ws, bs = [], []
@@ -270,7 +270,7 @@ def _carry_layer(a, V, c, m, act, q):
     F = a @ V.T + c
     mu = F.mean(axis=0)
     spread = max(float(np.max(np.abs(F - mu))), 1e-300)
-    tau, kappa = _frame(act, q, spread)
+    tau, kappa = frame(act, q, spread)
     alpha, beta = act.slopes[q], act.intercepts[q]
     W = np.zeros((m, V.shape[1]))
     b = np.full(m, tau)
@@ -442,16 +442,16 @@ def liu_groups(X, y, activation: Activation, hidden_widths, groups, *, loss: Los
             f"({sum(kinds)} hinge units for junctions of sizes {kinds}"
             f"{' + 1 carrier for the affine part' if need_carrier else ''}), the width is {widths[0]}"
         )
-    q = _choose_piece(activation)
+    q = choose_piece(activation)
     if need_carrier:
         h = X @ remainder[:d]
         h_mu = float(np.mean(h))
-        tau, kappa = _frame(activation, q, float(np.max(np.abs(h - h_mu))))
+        tau, kappa = frame(activation, q, float(np.max(np.abs(h - h_mu))))
         alpha_q = activation.slopes[q]
         rows.append(kappa * remainder[:d])
         biases.append(tau - kappa * h_mu)
         outs.append(1.0 / (alpha_q * kappa))
-    tau0, _ = _frame(activation, q, 1.0)
+    tau0, _ = frame(activation, q, 1.0)
     while len(rows) < widths[0]:
         rows.append(np.zeros(d))
         biases.append(tau0)
@@ -677,7 +677,7 @@ def _widths(hidden_widths) -> tuple[int, ...]:
     return widths
 
 
-def _choose_piece(act: Activation) -> int:
+def choose_piece(act: Activation) -> int:
     """A piece with non-zero slope: unbounded ones first (roomier), then the steepest."""
     cands = [k for k in range(act.n_pieces) if act.slopes[k] != 0.0]
     if not cands:
@@ -693,7 +693,7 @@ def _check_piece(act: Activation, piece: int) -> int:
     return piece
 
 
-def _frame(act: Activation, q: int, spread: float) -> tuple[float, float]:
+def frame(act: Activation, q: int, spread: float) -> tuple[float, float]:
     """(τ, κ) with τ + κs inside piece q for every |s| ≤ spread, away from the piece's ends by
 
     at least a quarter of the piece (bounded piece: τ = midpoint, κ = width/(4·spread)) or by

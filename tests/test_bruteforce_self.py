@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import itertools
 import zlib
 
 import numpy as np

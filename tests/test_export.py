@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import highspy
-import numpy as np
 import pytest
 
 from milpland.cli import main

@@ -54,10 +54,10 @@ def run(args) -> int:
         raise MilplandError(f"--gd-starts: must be a non-negative integer, got {args.gd_starts}")
     params = load_params_for_spec(args.params, spec)
     from milpland.certify import certify_point  # imported late: building the parser must stay cheap
-    from milpland.commands.solve import _stdout_to_stderr
+    from milpland.commands import stdout_to_stderr
 
     try:
-        with _stdout_to_stderr():
+        with stdout_to_stderr():
             cert = certify_point(spec, params, run_global=not args.no_global, time_limit=args.time_limit,
                                  gd_starts=args.gd_starts, seed=args.seed, check_cell_min=args.check_cell_min)
     except MilplandError:

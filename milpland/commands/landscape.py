@@ -12,7 +12,6 @@ minimum (the ``minima`` columns of milpland.tables plus rank, method, global_ris
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -22,6 +21,7 @@ import traceback
 import uuid
 from pathlib import Path
 
+from milpland.commands import stdout_to_stderr
 from milpland.errors import MilplandError
 from milpland.spec import InstanceSpec, load_spec
 
@@ -64,7 +64,7 @@ def run(args) -> int:
         if (args.verbose or args.format == "json") else None
     started = time.perf_counter()
     try:
-        with _stdout_to_stderr():
+        with stdout_to_stderr():
             result = landscape(
                 spec, method=args.method,
                 max_cells=DEFAULT_MAX_CELLS if args.max_cells is None else args.max_cells,
@@ -213,25 +213,3 @@ def _check_out(name: str | None) -> Path | None:
     if path.exists() and not path.is_dir():
         raise MilplandError(f"--out: {path} exists and is not a folder")
     return path
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr():
-    """Send everything written to stdout (Python and C level, e.g. HiGHS logs) to stderr."""
-    sys.stdout.flush()
-    try:
-        fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
-        saved = os.dup(fd)
-    except (AttributeError, OSError, ValueError):  # stdout is not a real file (captured in tests)
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-        return
-    try:
-        sys.stderr.flush()
-        os.dup2(err_fd, fd)
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, fd)
-        os.close(saved)

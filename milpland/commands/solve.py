@@ -11,15 +11,14 @@ itself is redirected during the solve, not only ``sys.stdout``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import sys
 import time
 import traceback
 from pathlib import Path
 
+from milpland.commands import stdout_to_stderr
 from milpland.errors import MilplandError
 from milpland.spec import InstanceSpec, load_spec
 
@@ -51,7 +50,7 @@ def run(args) -> int:
     _progress(args, f"solving {spec.name} ({spec.architecture()}, {spec.loss.kind} loss, n = {spec.n}) ...")
     started = time.perf_counter()
     try:
-        with _stdout_to_stderr():
+        with stdout_to_stderr():
             result = solve_global(spec, progress=(lambda msg: _progress(args, msg)) if args.verbose else None)
     except MilplandError:
         raise
@@ -210,25 +209,3 @@ def _check_params_out(name: str | None) -> Path | None:
     if not path.parent.is_dir():
         raise MilplandError(f"--params-out: directory {path.parent} does not exist")
     return path
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr():
-    """Send everything written to stdout (Python and C level) to stderr while the block runs."""
-    sys.stdout.flush()
-    try:
-        fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
-        saved = os.dup(fd)
-    except (AttributeError, OSError, ValueError):  # stdout is not a real file (e.g. captured in tests)
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-        return
-    try:
-        sys.stderr.flush()
-        os.dup2(err_fd, fd)
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, fd)
-        os.close(saved)
