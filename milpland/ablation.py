@@ -44,7 +44,7 @@ CONFIGS: dict[str, tuple[FormulationOptions, SolveStrategy]] = {
     "no-cutoff": (DEFAULT_F, replace(DEFAULT_S, cutoff=False)),
     "no-warm-start": (DEFAULT_F, replace(DEFAULT_S, warm_start=False)),
     "no-class-order": (DEFAULT_F, replace(DEFAULT_S, incumbent_class_first=False)),
-    "tangent-grid-9": (DEFAULT_F, replace(DEFAULT_S, tangent_grid=9)),
+    "no-tangent-grid": (DEFAULT_F, replace(DEFAULT_S, tangent_grid=0)),
     "no-candidate-tangents": (DEFAULT_F, replace(DEFAULT_S, candidate_tangents=0)),
     "parallel-2": (DEFAULT_F, replace(DEFAULT_S, processes=2)),
     "all-off": (

@@ -66,7 +66,7 @@ class SolveStrategy:
     warm_start: bool = True
     incumbent_class_first: bool = True
     candidate_tangents: int = 4
-    tangent_grid: int = 0
+    tangent_grid: int = 9  # measured: fewer nodes on 6 of 6 squared instances, n40-d1-w2 certified
     processes: int = 1
     incumbent_share: float = 0.25
 
