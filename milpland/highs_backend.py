@@ -160,7 +160,6 @@ class MipRunner:
         x = np.asarray(h.getSolution().col_value) if has_point else None
         if status == highspy.HighsModelStatus.kOptimal:
             kind = "optimal"
-            bound = max(bound, -np.inf)
         elif status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kObjectiveBound):
             kind, bound = "infeasible", cutoff
         elif status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt,
@@ -170,7 +169,7 @@ class MipRunner:
             kind = "error"
             bound = -np.inf
         if objective >= cutoff:  # a point above the cutoff proves nothing new
-            x, objective = (x, objective) if not np.isfinite(cutoff) else (None, np.inf)
+            x, objective = None, np.inf
         return MipOutcome(
             status=kind, objective=objective, dual_bound=min(bound, cutoff), x=x,
             nodes=int(info.mip_node_count), seconds=seconds,
