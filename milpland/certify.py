@@ -85,6 +85,7 @@ from milpland.errors import MilplandError, SpecError
 from milpland.escape import EscapeReport, escape_test
 from milpland.grouplsq import GroupBound, group_bound
 from milpland.losses import Loss
+from milpland.results import jsonable
 from milpland.network import OneHiddenParams
 from milpland.params_io import check_shapes
 from milpland.scaled import from_original
@@ -137,7 +138,7 @@ class DescentPath:
             "points": [
                 {"t": t, "risk": r, "params": p.to_json()} for t, r, p in zip(self.ts, self.risks, self.params)
             ],
-            "details": _jsonable(self.details),
+            "details": jsonable(self.details),
         }
 
 
@@ -882,15 +883,3 @@ def _nan(value) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (np.floating, np.integer, np.bool_)):
-        return obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj

@@ -29,6 +29,7 @@ from milpland.deep import DeepParams, as_deep
 from milpland.errors import MilplandError
 from milpland.grouplsq import affine_fit
 from milpland.losses import Loss
+from milpland.results import jsonable
 
 EMBEDDINGS = ("zero", "dead", "split")
 
@@ -49,7 +50,7 @@ class Construction:
             "activation": self.activation.describe() if self.activation is not None else None,
             "risk": float(self.risk) if np.isfinite(self.risk) else None,
             "loss": {"kind": self.loss.kind, "reduction": self.loss.reduction},
-            "details": _jsonable(self.details),
+            "details": jsonable(self.details),
         }
 
 
@@ -714,13 +715,3 @@ def _risk(params: DeepParams, X, y, act, loss: Loss) -> float:
     return loss.risk(f, np.asarray(y, dtype=float).reshape(f.shape))
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (np.floating, np.integer, np.bool_)):
-        return obj.item()
-    return obj

@@ -148,5 +148,20 @@ def load(out_dir, *, raw: bool = False) -> dict:
     return load_tables(out_dir, raw=raw)
 
 
+def jsonable(obj):
+    """Plain JSON values: numpy arrays and scalars converted, non-finite floats as null."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
 def _finite_or_none(value: float):
     return float(value) if value is not None and np.isfinite(value) else None

@@ -5,6 +5,30 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from pathlib import Path
+
+from milpland.errors import MilplandError
+
+
+def number_text(value, digits: int = 10) -> str:
+    """A number for the readable tables: 10 significant digits, n/a for a missing value."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def writable_file(option: str, name: str | None) -> Path | None:
+    """Fail before the work, not after it, when the output file cannot be written."""
+    if name is None:
+        return None
+    path = Path(name)
+    if path.is_dir():
+        raise MilplandError(f"{option}: {path} is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise MilplandError(f"{option}: directory {path.parent} does not exist")
+    return path
 
 
 @contextlib.contextmanager

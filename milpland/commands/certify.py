@@ -17,6 +17,7 @@ import math
 import sys
 import traceback
 
+from milpland.commands import number_text
 from milpland.errors import MilplandError
 from milpland.spec import load_spec
 
@@ -96,26 +97,26 @@ CERTIFICATE_TEXT = {
 def format_text(obj: dict) -> str:
     lines = [
         f"instance      {obj['instance']}  ({obj['architecture']}, {obj['loss']} loss, {obj['reduction']})",
-        f"risk          {_num(obj['risk'])}",
+        f"risk          {number_text(obj['risk'])}",
         f"verdict       {VERDICT_TEXT.get(obj['verdict'], obj['verdict'])}",
         f"certificate   {obj['certificate'] or '-'}: {CERTIFICATE_TEXT.get(obj['certificate'], '')}",
         f"reason        {obj['reason']}",
         f"stationary    {_tri(obj['stationary'])}",
-        f"cell          {obj['cell']}  (margin {_num(obj['margin'])}, {obj['ties']} tied pair(s)"
+        f"cell          {obj['cell']}  (margin {number_text(obj['margin'])}, {obj['ties']} tied pair(s)"
         + (f", zero-output units {obj['zero_units']}" if obj["zero_units"] else "") + ")",
     ]
     if obj["depth"] == 1:
         box = obj.get("cell_box") or [None, None]
         note = "  (touches the box: the cell's infimum may be lower)" if obj.get("cell_min_box_active") else ""
-        lines.append(f"cell minimum  {_num(obj['cell_min'])}  over |scaled weights| <= {_num(box[0])}{note}")
+        lines.append(f"cell minimum  {number_text(obj['cell_min'])}  over |scaled weights| <= {number_text(box[0])}{note}")
         if obj.get("cell_min_verdict"):
             lines.append(f"cell's best   {obj['cell_min_verdict']} (milpland.certificates)")
         if obj.get("global_risk") is not None:
             cert = "certified" if obj["global_certified"] else "NOT certified"
             act = ", a box bound is active" if obj["global_box_active"] else ""
-            lines.append(f"global min    {_num(obj['global_risk'])}  (over the spec's box; {cert}{act}; "
-                         f"lower bound {_num(obj['global_lower_bound'])})")
-            lines.append(f"gap           {_num(obj['gap'])}  (risk - global minimum)")
+            lines.append(f"global min    {number_text(obj['global_risk'])}  (over the spec's box; {cert}{act}; "
+                         f"lower bound {number_text(obj['global_lower_bound'])})")
+            lines.append(f"gap           {number_text(obj['gap'])}  (risk - global minimum)")
             if obj.get("point_in_box") is False:
                 lines.append("              the point lies OUTSIDE the spec's box: the global value is over the box "
                              "only and need not be below the point")
@@ -124,27 +125,27 @@ def format_text(obj: dict) -> str:
     else:
         best = obj.get("best_point")
         if best is not None:
-            lines.append(f"best found    {_num(best['risk'])}  by {best['method']}")
-            lines.append(f"gap >=        {_num(obj['gap_lower_bound'])}  (a LOWER BOUND on the gap to the global "
+            lines.append(f"best found    {number_text(best['risk'])}  by {best['method']}")
+            lines.append(f"gap >=        {number_text(obj['gap_lower_bound'])}  (a LOWER BOUND on the gap to the global "
                          "minimum: risk - best point found; no global minimum is known for deeper nets)")
         else:
             lines.append("best found    none searched")
     gb = obj.get("group_bound")
     if gb is not None:
-        lines.append(f"group bound   {_num(gb['bound'])}  ({gb['groups']} group(s), {gb['verdict']})")
+        lines.append(f"group bound   {number_text(gb['bound'])}  ({gb['groups']} group(s), {gb['verdict']})")
     esc = obj.get("escape")
     if esc is not None:
         lines.append(f"escape test   {esc['verdict']}" + (f", escape units {esc['escape_units']}" if esc["escape_units"] else ""))
     path = obj.get("descent_path")
     if path is not None:
-        lines.append(f"descent path  {path['kind']}: risk from {_num(path['start_risk'])} to "
-                     f"{_num(min(p['risk'] for p in path['points']))} over t in "
-                     f"[{_num(path['points'][0]['t'], 3)}, {_num(path['points'][-1]['t'], 3)}]"
+        lines.append(f"descent path  {path['kind']}: risk from {number_text(path['start_risk'])} to "
+                     f"{number_text(min(p['risk'] for p in path['points']))} over t in "
+                     f"[{number_text(path['points'][0]['t'], 3)}, {number_text(path['points'][-1]['t'], 3)}]"
                      + ("" if path["descends"] else "  (NOT below the start everywhere)"))
         lines.append("              (every point with its parameters in --format json)")
     for note in obj.get("notes") or []:
         lines.append(f"note          {note}")
-    lines.append(f"seconds       {_num(obj['seconds'], 3)}")
+    lines.append(f"seconds       {number_text(obj['seconds'], 3)}")
     return "\n".join(lines)
 
 
@@ -152,9 +153,3 @@ def _tri(value) -> str:
     return "undecided" if value is None else ("yes" if value else "no")
 
 
-def _num(value, digits: int = 10) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from milpland.commands import number_text, writable_file
 from milpland.errors import MilplandError
 
 KINDS = ("yun-step1", "yun-step2", "he-deep", "liu-groups", "embed")
@@ -70,7 +71,7 @@ def run(args) -> int:
     obj = summary(args, spec, construction)
     params_json = params.to_json() | {"activation": spec.network.activation.describe()}
     if args.out is not None:
-        out = _out_path(args.out)
+        out = writable_file("--out", args.out)
         out.write_text(json.dumps(params_json, indent=1) + "\n")
         obj["out"] = str(out)
         print(json.dumps(obj | {"params": params.to_json()}, allow_nan=False) if args.format == "json"
@@ -208,19 +209,10 @@ def _check_result(spec, params) -> None:
         )
 
 
-def _out_path(name: str) -> Path:
-    path = Path(name)
-    if path.is_dir():
-        raise MilplandError(f"--out: {path} is a directory; give a file name")
-    if not path.parent.is_dir():
-        raise MilplandError(f"--out: directory {path.parent} does not exist")
-    return path
-
-
 def summary(args, spec, construction) -> dict:
-    from milpland.certify import _jsonable
+    from milpland.results import jsonable
 
-    details = _jsonable(construction.details)
+    details = jsonable(construction.details)
     obj = {
         "kind": args.kind,
         "construction": construction.name,
@@ -242,22 +234,22 @@ def format_text(obj: dict) -> str:
     lines = [
         f"construction  {obj['construction']}  ({obj['kind']})",
         f"instance      {obj['instance']}  ({obj['architecture']}, {obj['loss']} loss, {obj['reduction']})",
-        f"risk          {_num(obj['risk'])}",
+        f"risk          {number_text(obj['risk'])}",
     ]
     if obj["kind"] == "yun-step2":
-        lines.append(f"step-1 risk   {_num(obj.get('step1_risk'))}")
+        lines.append(f"step-1 risk   {number_text(obj.get('step1_risk'))}")
         if d.get("better"):
-            lines.append(f"improvement   {_num(obj.get('improvement'))}  (closed form w S^2/Q: exact drop from "
+            lines.append(f"improvement   {number_text(obj.get('improvement'))}  (closed form w S^2/Q: exact drop from "
                          "step 1, a lower bound on its gap to the global minimum)")
         else:
             lines.append(f"improvement   0  ({d.get('reason', 'no better point')})")
     if obj["kind"] == "yun-step1":
-        lines.append(f"linear fit    risk {_num(d.get('ls_risk'))}; linearly fittable: {d.get('linearly_fittable')}")
+        lines.append(f"linear fit    risk {number_text(d.get('ls_risk'))}; linearly fittable: {d.get('linearly_fittable')}")
     if "valley_t" in d:
-        lines.append(f"valley        t = {_num(d['valley_t'])} on layer {d['valley_layer']} "
-                     f"(the cell is kept for 0 < t < {_num(d['valley_t_max']) if d['valley_t_max'] is not None else 'infinity'})")
+        lines.append(f"valley        t = {number_text(d['valley_t'])} on layer {d['valley_layer']} "
+                     f"(the cell is kept for 0 < t < {number_text(d['valley_t_max']) if d['valley_t_max'] is not None else 'infinity'})")
     if obj["kind"] == "liu-groups":
-        lines.append(f"groups        {d.get('groups')}  (expected risk {_num(d.get('expected_risk'))})")
+        lines.append(f"groups        {d.get('groups')}  (expected risk {number_text(d.get('expected_risk'))})")
     if obj["kind"] == "embed":
         extra = {k: v for k, v in d.items() if k in ("how", "layer", "unit", "lam", "new_unit")}
         lines.append(f"embedding     {extra}")
@@ -266,9 +258,3 @@ def format_text(obj: dict) -> str:
     return "\n".join(lines)
 
 
-def _num(value, digits: int = 10) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)

@@ -21,7 +21,7 @@ import traceback
 import uuid
 from pathlib import Path
 
-from milpland.commands import stdout_to_stderr
+from milpland.commands import number_text, stdout_to_stderr
 from milpland.errors import MilplandError
 from milpland.spec import InstanceSpec, load_spec
 
@@ -158,10 +158,10 @@ def format_text(obj: dict) -> str:
         f"architecture  {g.get('architecture', '?')}, {g.get('loss', '?')} loss ({g.get('reduction', '?')})",
         f"method        {obj['method']}  (complete, i.e. {COMPLETE_MEANS.get(obj['method'], '?')}: "
         f"{'yes' if obj['complete'] else 'no'})",
-        f"global        {_num(obj['global_risk'])}  from {source}; certified: {'yes' if g['certified'] else 'NO'}"
+        f"global        {number_text(obj['global_risk'])}  from {source}; certified: {'yes' if g['certified'] else 'NO'}"
         + ("; box bound active" if g.get("box_active") else ""),
         f"minima        {obj['n_minima']} distinct local minima, {obj['n_spurious']} spurious "
-        f"(gap > {_num(obj['tolerance'], 3)})",
+        f"(gap > {number_text(obj['tolerance'], 3)})",
         "",
     ]
     header = ("#", "risk", "gap", "spurious", "certificate", "margin", "valley_dim", "cell", "found_by", "basin")
@@ -169,9 +169,9 @@ def format_text(obj: dict) -> str:
     for rank, m in enumerate(obj["minima"], start=1):
         basin = m.get("basin_fraction")
         table.append((
-            str(rank), _num(m["risk"]), _gap(m["gap"], obj["tolerance"]), "yes" if m["spurious"] else "no",
+            str(rank), number_text(m["risk"]), _gap(m["gap"], obj["tolerance"]), "yes" if m["spurious"] else "no",
             m["certificate"],
-            _num(m["margin"], 3), str(m["valley_dim"]), m["cell"], m["found_by"],
+            number_text(m["margin"], 3), str(m["valley_dim"]), m["cell"], m["found_by"],
             "-" if basin is None else f"{basin:.3f}",
         ))
     if len(table) == 1:
@@ -184,7 +184,7 @@ def format_text(obj: dict) -> str:
     shown = ", ".join(f"{k} {v}" for k, v in counts.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
     if shown:
         lines.append(f"counts        {shown}")
-    lines.append(f"seconds       {_num(obj['seconds'], 3)}")
+    lines.append(f"seconds       {number_text(obj['seconds'], 3)}")
     if obj.get("message"):
         lines.append(f"message       {obj['message']}")
     return "\n".join(lines)
@@ -195,14 +195,6 @@ def _gap(gap, tol) -> str:
     if gap is None:
         return "n/a"
     return "0" if abs(gap) <= tol else f"{gap:.4g}"
-
-
-def _num(value, digits: int = 10) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
 
 
 def _check_out(name: str | None) -> Path | None:

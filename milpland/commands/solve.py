@@ -16,9 +16,8 @@ import math
 import sys
 import time
 import traceback
-from pathlib import Path
 
-from milpland.commands import stdout_to_stderr
+from milpland.commands import number_text, writable_file, stdout_to_stderr
 from milpland.errors import MilplandError
 from milpland.spec import InstanceSpec, load_spec
 
@@ -44,7 +43,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     spec = prepare_spec(args)
-    params_out = _check_params_out(args.params_out)
+    params_out = writable_file("--params-out", args.params_out)
     from milpland.solve import solve_global  # imported late: building the parser must stay cheap
 
     _progress(args, f"solving {spec.name} ({spec.architecture()}, {spec.loss.kind} loss, n = {spec.n}) ...")
@@ -123,10 +122,10 @@ def format_text(obj: dict, *, rel_gap: float | None = None) -> str:
         f"architecture  {obj.get('architecture', '?')}, {obj.get('loss', '?')} loss ({obj.get('reduction', '?')})",
         f"method        {obj.get('method', '?')}",
         f"status        {obj['status']}",
-        f"risk          {_num(obj['risk'])}   (upper bound: risk of the returned point)",
-        f"lower bound   {_num(obj['lower_bound'])}",
-        f"gap           {_num(obj['gap'])}   (relative; rel_gap = {_num(rel_gap)})",
-        f"box           |scaled weights| <= {_num(box.get('weight'))}, output scale <= {_num(box.get('output'))}",
+        f"risk          {number_text(obj['risk'])}   (upper bound: risk of the returned point)",
+        f"lower bound   {number_text(obj['lower_bound'])}",
+        f"gap           {number_text(obj['gap'])}   (relative; rel_gap = {number_text(rel_gap)})",
+        f"box           |scaled weights| <= {number_text(box.get('weight'))}, output scale <= {number_text(box.get('output'))}",
         f"box active    {'YES' if obj['box_active'] else 'no'}" + _box_note(obj["box_active"]),
         f"certified     {_certificate_line(obj, rel_gap)}",
     ]
@@ -134,13 +133,13 @@ def format_text(obj: dict, *, rel_gap: float | None = None) -> str:
     if params is not None:
         lines.append("minimiser     f(x) = sum_j v_j sigma(W1[j] . x + b1[j]) + c")
         for j, (w, b, v) in enumerate(zip(params["W1"], params["b1"], params["v"])):
-            ws = ", ".join(_num(t) for t in w)
-            lines.append(f"  unit {j}: W1 = [{ws}]  b1 = {_num(b)}  v = {_num(v)}")
-        lines.append(f"  c = {_num(params['c'])}")
+            ws = ", ".join(number_text(t) for t in w)
+            lines.append(f"  unit {j}: W1 = [{ws}]  b1 = {number_text(b)}  v = {number_text(v)}")
+        lines.append(f"  c = {number_text(params['c'])}")
     lines.append(f"verification  {_verification_line(obj.get('verification'))}")
     sec = obj.get("seconds") or {}
     lines.append(
-        f"seconds       build {_num(sec.get('build'), 3)}, solve {_num(sec.get('solve'), 3)}, total {_num(sec.get('total'), 3)}"
+        f"seconds       build {number_text(sec.get('build'), 3)}, solve {number_text(sec.get('solve'), 3)}, total {number_text(sec.get('total'), 3)}"
         f"  ({obj.get('nodes', 0)} nodes, {obj.get('iterations', 0)} iterations)"
     )
     solver = obj.get("solver") or {}
@@ -178,7 +177,7 @@ def _verification_line(ver: dict | None) -> str:
         return "not run"
     state = "ok" if ver.get("ok") else "FAILED"
     text = (
-        f"{state}: numpy risk {_num(ver.get('risk_numpy'))}, relative difference {_num(ver.get('risk_difference'))}, "
+        f"{state}: numpy risk {number_text(ver.get('risk_numpy'))}, relative difference {number_text(ver.get('risk_difference'))}, "
         f"{ver.get('pattern_mismatches')} pattern mismatches, {ver.get('ties')} ties"
     )
     if ver.get("limit_units"):
@@ -186,26 +185,8 @@ def _verification_line(ver: dict | None) -> str:
     return text
 
 
-def _num(value, digits: int = 10) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
 def _progress(args, message: str) -> None:
     if args.verbose or args.format == "json":
         print(f"milpland solve: {message}", file=sys.stderr, flush=True)
 
 
-def _check_params_out(name: str | None) -> Path | None:
-    """Fail before solving, not after, when the params file cannot be written."""
-    if name is None:
-        return None
-    path = Path(name)
-    if path.is_dir():
-        raise MilplandError(f"--params-out: {path} is a directory; give a file name")
-    if not path.parent.is_dir():
-        raise MilplandError(f"--params-out: directory {path.parent} does not exist")
-    return path
