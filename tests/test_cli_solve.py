@@ -401,8 +401,11 @@ def test_failed_verification_exits_1(capfd, monkeypatch):
 
 
 def test_zero_risk_is_certified_global_even_when_the_point_touches_the_box():
-    """Separable +-1 labels: hinge risk 0 needs |weights| large enough; a tiny box forces the
-    point onto the box, yet zero is the smallest risk any network has (hinge >= 0)."""
+    """Separable +-1 labels with a box of 1.  By hand: f(x) = relu(x + 1) - 1 (u~ = 1, a~ = 1, both
+    on the box) gives f = -1, -1, 1, 2, i.e. margins y f >= 1 and hinge risk 0.  Risk 0 needs
+    f(1) - f(-1) >= 2, i.e. |relu(u~ + a~) - relu(a~ - u~)| >= 2, which |u~|, |a~| <= 1 allows only
+    with |u~| = a~ = 1: every zero-risk point touches the box.
+    Zero is the smallest risk any network has (hinge >= 0): certified although the box is active."""
     from milpland.solve import solve_global
     from milpland.spec import spec_from_dict
 
@@ -410,9 +413,7 @@ def test_zero_risk_is_certified_global_even_when_the_point_touches_the_box():
         "name": "separable", "data": {"x": [[-2.0], [-1.0], [1.0], [2.0]], "y": [-1.0, -1.0, 1.0, 1.0]},
         "network": {"hidden": [1]}, "loss": {"kind": "hinge"}, "box": {"weight": 1.0},
     })
-    # by hand: f = relu(x) - 1 with u~ = 1, a~ = 0, c = -1 gives margins y f = 1, 1, 0 ... not zero;
-    # f = 2 relu(x) - 1 needs u~ = 2 > box; but c alone cannot separate, and with u~ = 1, a~ = 1:
-    # f(x) = relu(x + 1) * 1 + c with c = -1: f = -1, -1, 1, 2 -> hinge risk 0, u~ and a~ on the box.
     result = solve_global(spec)
     assert result.risk <= 1e-12
+    assert result.box_active  # the case the rule is for
     assert result.certified
