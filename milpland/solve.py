@@ -125,6 +125,7 @@ def solve_global(
         )
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
+    method = choose_method(spec)
     cells = make_cell_solver(spec)
     incumbent = baseline_incumbent(spec, cells)
     abs_tol = ABS_TOL_FACTOR * incumbent.risk
@@ -146,12 +147,31 @@ def solve_global(
                                                                                    strategy))
         order = class_order(spec, incumbent, candidates, strategy)
         deadline = started + spec.solve.time_limit
-        if strategy.processes > 1 and len(order) > 1:
+        if method == "bnb":
+            from milpland import pattern_bnb  # imported here: it imports this module
+
+            outcomes = pattern_bnb.search(spec, incumbent, cells, order, deadline=deadline, abs_tol=abs_tol, say=say)
+        elif strategy.processes > 1 and len(order) > 1:
             outcomes = solve_classes_parallel(ctx, order, incumbent, cells, deadline, say)
         else:
             outcomes = solve_classes_sequential(ctx, order, incumbent, cells, deadline, say)
     return assemble_result(spec, incumbent, outcomes, abs_tol, started, formulation=formulation,
-                           strategy=strategy, search_seconds=search_seconds)
+                           strategy=strategy, search_seconds=search_seconds, method=method)
+
+
+def choose_method(spec: InstanceSpec) -> str:
+    """The search behind `solve_global`: ``[solve] method`` = milp (sign-class MILPs, any activation
+    and loss), bnb (`milpland.pattern_bnb`: homogeneous two-piece activation, squared loss), or auto:
+    bnb for 1-D inputs where it applies (measured faster there, results/bench-*.md), else milp."""
+    from milpland.pattern_bnb import applies
+
+    requested = spec.solve.method
+    reason = applies(spec)
+    if requested == "bnb" and reason:
+        raise MilplandError(f"solve.method = \"bnb\": {reason}; use method = \"milp\" or \"auto\"")
+    if requested == "auto":
+        return "bnb" if reason is None and spec.d == 1 else "milp"
+    return requested
 
 
 def make_cell_solver(spec: InstanceSpec) -> CellSolver:
@@ -515,6 +535,19 @@ def highs_options(spec: InstanceSpec, abs_gap_scaled: float) -> dict:
     }
 
 
+def solver_name(method: str) -> str:
+    """bnb bounds its nodes with Clarabel QPs and solves the cells with HiGHS."""
+    return "highs" if method == "milp" else "clarabel+highs"
+
+
+def solver_version(method: str) -> str:
+    if method == "milp":
+        return highspy.Highs().version()
+    import clarabel
+
+    return f"{clarabel.__version__}+{highspy.Highs().version()}"
+
+
 def class_record(o: ClassOutcome) -> dict:
     """What the result keeps of one class: bound, effort and the master's coefficient ranges."""
     return {"positive": o.n_positive, "lower_bound": float(o.lower_bound), "complete": o.complete,
@@ -528,7 +561,8 @@ def tolerance(risk: float, spec: InstanceSpec, abs_tol: float) -> float:
 
 def assemble_result(spec: InstanceSpec, incumbent: Incumbent, outcomes: list[ClassOutcome],
                     abs_tol: float, started: float, *, formulation: FormulationOptions = FormulationOptions(),
-                    strategy: SolveStrategy = SolveStrategy(), search_seconds: float = 0.0) -> SolveResult:
+                    strategy: SolveStrategy = SolveStrategy(), search_seconds: float = 0.0,
+                    method: str = "milp") -> SolveResult:
     """Bounds, status, certificate and verification of the whole solve.
 
     Without any class solved the incumbent's risk is zero up to the absolute tolerance, and the
@@ -559,17 +593,17 @@ def assemble_result(spec: InstanceSpec, incumbent: Incumbent, outcomes: list[Cla
     build = sum(o.build_seconds for o in outcomes)
     solve = sum(o.solve_seconds for o in outcomes) + search_seconds
     return SolveResult(
-        instance=spec.name, instance_hash=spec.instance_hash(), method="milp",
+        instance=spec.name, instance_hash=spec.instance_hash(), method=method,
         loss=spec.loss.kind, reduction=spec.loss.reduction, architecture=spec.architecture(),
         status=status, risk=upper, lower_bound=min(lower, upper),
         box_weight=spec.box.weight, box_output=spec.box.output, box_active=incumbent.box_active,
         certified=certified, params=params, pattern=incumbent.cell.pattern, signs=incumbent.theta.signs,
         seconds=Seconds(build=build, solve=solve, total=time.perf_counter() - started),
         nodes=sum(o.nodes for o in outcomes), iterations=sum(o.rounds for o in outcomes),
-        solver_name="highs", solver_version=highspy.Highs().version(),
+        solver_name=solver_name(method), solver_version=solver_version(method),
         options={**highs_options(spec, 0.0), "time_limit": spec.solve.time_limit,
                  "abs_tol": abs_tol, "objective_target": OBJECTIVE_TARGET,
-                 "formulation": formulation.describe(), "strategy": strategy.describe(),
+                 "method": method, "formulation": formulation.describe(), "strategy": strategy.describe(),
                  "incumbent_found_by": incumbent.found_by, "incumbent_seconds": search_seconds,
                  "classes": [class_record(o) for o in outcomes]},
         seed=spec.solve.seed, verification=verification, message="; ".join(notes),

@@ -29,7 +29,8 @@ NETWORK_KEYS = {
 }
 LOSS_KEYS = {"kind", "reduction"}
 BOX_KEYS = {"weight", "output"}
-SOLVE_KEYS = {"time_limit", "rel_gap", "seed", "threads", "verbose"}
+SOLVE_KEYS = {"time_limit", "rel_gap", "seed", "threads", "verbose", "method"}
+SOLVE_METHODS = ("auto", "milp", "bnb")
 DEFAULT_BOX = 100.0  # generous on purpose: an active bound is reported, a tight box hides minima (DESIGN §3)
 
 
@@ -59,6 +60,7 @@ class SolveOptions:
     seed: int = 0
     threads: int = 1
     verbose: bool = False
+    method: str = "auto"  # auto | milp | bnb (milpland.solve.choose_method)
 
 
 @dataclass(frozen=True, eq=False)
@@ -323,10 +325,13 @@ def _parse_solve(table: dict) -> SolveOptions:
     verbose = table.get("verbose", False)
     if not isinstance(verbose, bool):
         raise SpecError("solve.verbose", f"must be true or false, got {verbose!r}")
+    method = table.get("method", defaults.method)
+    if method not in SOLVE_METHODS:
+        raise SpecError("solve.method", f"must be one of {', '.join(SOLVE_METHODS)}, got {method!r}")
     return SolveOptions(
         time_limit=_number(table, "time_limit", "solve", defaults.time_limit, positive=True),
         rel_gap=_number(table, "rel_gap", "solve", defaults.rel_gap, positive=True),
-        seed=seed, threads=threads, verbose=verbose,
+        seed=seed, threads=threads, verbose=verbose, method=method,
     )
 
 

@@ -146,8 +146,14 @@ def check_result(spec, obj: dict) -> None:
     assert set(obj["params"]) == {"W1", "b1", "v", "c"}
     assert set(obj["seconds"]) >= {"build", "solve", "total"}
     assert obj["seconds"]["total"] >= obj["seconds"]["solve"] >= 0
-    assert obj["solver"]["name"] == "highs"
-    assert obj["solver"]["version"] == importlib.metadata.version("highspy")
+    if obj["method"] == "milp":
+        assert obj["solver"]["name"] == "highs"
+        assert obj["solver"]["version"] == importlib.metadata.version("highspy")
+    else:  # the pattern branch-and-bound: Clarabel node QPs, HiGHS cell solves
+        assert obj["method"] == "bnb"
+        assert obj["solver"]["name"] == "clarabel+highs"
+        assert obj["solver"]["version"] == (importlib.metadata.version("clarabel") + "+"
+                                            + importlib.metadata.version("highspy"))
     risk = numpy_risk(spec, obj["params"])
     assert risk == pytest.approx(obj["risk"], rel=1e-7, abs=1e-12), "numpy forward pass reproduces the risk"
     assert obj["lower_bound"] <= obj["risk"] + 1e-9 * max(1.0, abs(obj["risk"]))
@@ -192,7 +198,8 @@ def test_tent_text(capfd):
     out, _ = capfd.readouterr()
     assert code == 0
     for words in ("tent-relu-w2", "1-2-1 relu", "status        optimal", "risk          0.125",
-                  "certified     yes", "box active    no", "unit 0:", "unit 1:", "verification  ok", "highs 1.15"):
+                  "certified     yes", "box active    no", "unit 0:", "unit 1:", "verification  ok", "clarabel+highs",
+                  "method        bnb"):
         assert words in out, words
 
 

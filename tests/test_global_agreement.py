@@ -148,6 +148,22 @@ def test_global_solve_agrees_with_brute_force(family, loss, seed):
     check_against_brute(spec, result, brute(spec))
 
 
+# `auto` picks the pattern branch-and-bound for 1-D squared-loss instances with a homogeneous
+# activation and the MILP otherwise: each homogeneous squared case is solved here by the search
+# that `auto` does not pick, so that both are checked against the brute force on every case.
+OTHER_METHOD_CASES = [(fam, seed) for fam in sorted(HOMOGENEOUS) for seed in range(N_SEEDS)]
+
+
+@pytest.mark.parametrize("family,seed", OTHER_METHOD_CASES, ids=[f"{f}-{s}" for f, s in OTHER_METHOD_CASES])
+def test_the_search_auto_does_not_pick_agrees_with_brute_force(family, seed):
+    table = instance(family, "squared", seed)
+    method = "milp" if len(table["data"]["x"][0]) == 1 else "bnb"
+    spec = spec_from_dict({**table, "solve": {"method": method}})
+    result = solve.solve_global(spec)
+    assert result.method == method
+    check_against_brute(spec, result, brute(spec))
+
+
 HINGE_CASES = [("relu", 1, 7, 2), ("relu", 2, 6, 1), ("leaky_relu", 2, 5, 2), ("hardtanh", 1, 6, 1),
                ("hardtanh", 2, 5, 1), ("pwl3", 1, 6, 1), ("two_slope", 1, 6, 2)]
 

@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     p.add_argument("--time-limit", type=float, metavar="S", help="wall-clock limit in seconds (overrides [solve])")
     p.add_argument("--rel-gap", type=float, metavar="G", help="relative gap that counts as certified (overrides [solve])")
     p.add_argument("--box", type=float, metavar="B", help="box bound on every scaled weight and output scale (overrides [box])")
+    p.add_argument("--method", choices=("auto", "milp", "bnb"),
+                   help="search: milp (sign-class MILPs), bnb (pattern branch-and-bound: homogeneous two-piece "
+                        "activation, squared loss), auto (bnb for 1-D inputs where it applies; overrides [solve])")
     p.add_argument("--params-out", metavar="FILE", help="write the minimiser's weights as JSON (same shape as 'params')")
     p.add_argument("--verbose", action="store_true", help="solver log on stderr; traceback on solver errors")
     p.set_defaults(func=run)
@@ -87,6 +90,8 @@ def prepare_spec(args) -> InstanceSpec:
         options["rel_gap"] = float(args.rel_gap)
     if args.verbose:
         options["verbose"] = True
+    if args.method is not None:
+        options["method"] = args.method
     if options:
         spec = spec.with_options(**options)
     if args.box is not None:
