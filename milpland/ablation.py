@@ -2,7 +2,8 @@
 
 Runs a small seeded grid of instances (teacher data and random labels, widths 2-3, d 1-2,
 n 10-100, squared and absolute loss, ReLU) with each technique of `FormulationOptions` /
-`SolveStrategy` toggled against the default, and records status, certificate, risk, lower
+`SolveStrategy` (the MILP search) and of `BnbOptions` (the pattern branch-and-bound, configurations
+named bnb-*) toggled against the default, and records status, certificate, risk, lower
 bound, gap, nodes, outer-approximation rounds and build / solve seconds.  Writes the rows
 (CSV) and a Markdown summary (medians over repeats, with the machine) next to it.
 
@@ -25,6 +26,7 @@ import pandas as pd
 
 from milpland.formulation import FormulationOptions
 from milpland.incumbents import MultistartOptions
+from milpland.pattern_bnb import BnbOptions
 from milpland.solve import SolveStrategy, solve_global
 from milpland.spec import InstanceSpec, spec_from_dict
 
@@ -54,6 +56,15 @@ CONFIGS: dict[str, tuple[FormulationOptions, SolveStrategy]] = {
                       incumbent_class_first=False, candidate_tangents=0, tangent_grid=0),
     ),
 }
+# The pattern branch-and-bound (method bnb, squared loss only): each technique off in turn.
+BNB_CONFIGS: dict[str, BnbOptions] = {
+    "bnb": BnbOptions(),
+    "bnb-middle-branching": BnbOptions(branching="middle"),
+    "bnb-no-convexity": BnbOptions(convexity=False),
+    "bnb-no-symmetry": BnbOptions(symmetry=False),
+    "bnb-no-relaxation-incumbents": BnbOptions(relaxation_incumbents=False),
+}
+CONFIGS.update({name: (DEFAULT_F, replace(DEFAULT_S, bnb=options)) for name, options in BNB_CONFIGS.items()})
 # (generator, n, d, width, loss): the full grid and the reduced one used while developing
 GRID = [
     ("teacher", 20, 1, 3, "squared"), ("random_labels", 20, 1, 3, "squared"), ("teacher", 40, 1, 3, "squared"),
@@ -62,6 +73,8 @@ GRID = [
 ]
 REDUCED = [("teacher", 20, 1, 3, "squared"), ("random_labels", 14, 1, 2, "squared"),
            ("random_labels", 10, 2, 2, "squared"), ("teacher", 14, 1, 2, "absolute")]
+BNB_GRID = [("teacher", 20, 1, 3, "squared"), ("random_labels", 20, 1, 3, "squared"), ("teacher", 40, 1, 3, "squared"),
+            ("teacher", 100, 1, 3, "squared"), ("teacher", 10, 2, 2, "squared")]
 REDUCED_CONFIGS = ["default", "no-hull-1d", "no-geometry", "no-multistart", "no-cutoff", "no-warm-start",
                    "order-bias", "obbt", "all-off"]
 
@@ -78,7 +91,13 @@ def make_instance(generator: str, n: int, d: int, width: int, loss: str, *, seed
 
 
 def run_one(spec: InstanceSpec, config: str, repeat: int) -> dict:
+    """One solve; the MILP configurations force method milp, the bnb ones method bnb (a bnb
+    configuration on an instance bnb cannot handle is recorded as skipped)."""
     formulation, strategy = CONFIGS[config]
+    method = "bnb" if config in BNB_CONFIGS else "milp"
+    if method == "bnb" and spec.loss.kind != "squared":
+        return {"instance": spec.name, "config": config, "repeat": repeat, "status": "skipped"}
+    spec = spec.with_options(method=method)
     started = time.perf_counter()
     result = solve_global(spec, formulation=formulation, strategy=strategy)
     wall = time.perf_counter() - started
@@ -112,6 +131,7 @@ def machine() -> dict:
 
 def summarise(rows: pd.DataFrame, info: dict) -> str:
     """Markdown: the machine, then per instance and configuration the medians over repeats."""
+    rows = rows[rows["status"] != "skipped"]
     g = rows.groupby(["instance", "config"], sort=False)
     table = g.agg(runs=("repeat", "count"), certified=("certified", "mean"), nodes=("nodes", "median"),
                   rounds=("rounds", "median"), build_s=("build_s", "median"), solve_s=("solve_s", "median"),
@@ -132,14 +152,16 @@ def summarise(rows: pd.DataFrame, info: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m milpland.ablation", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/ablation.csv", help="CSV of every run (the .md goes next to it)")
-    p.add_argument("--grid", choices=("full", "reduced"), default="full")
+    p.add_argument("--grid", choices=("full", "reduced", "bnb"), default="full",
+                   help="full / reduced: the MILP grid; bnb: 1-D squared-loss instances for the bnb-* configurations")
     p.add_argument("--configs", help="comma-separated configuration names (default: all for the grid)")
     p.add_argument("--time-limit", type=float, default=20.0, help="seconds per solve (default 20)")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--seed", type=int, default=0, help="data seed")
     args = p.parse_args(argv)
-    grid = GRID if args.grid == "full" else REDUCED
-    configs = args.configs.split(",") if args.configs else (list(CONFIGS) if args.grid == "full" else REDUCED_CONFIGS)
+    grid = {"full": GRID, "reduced": REDUCED, "bnb": BNB_GRID}[args.grid]
+    default_configs = {"full": list(CONFIGS), "reduced": REDUCED_CONFIGS, "bnb": ["default", *BNB_CONFIGS]}
+    configs = args.configs.split(",") if args.configs else default_configs[args.grid]
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         p.error(f"unknown configuration(s) {unknown}; choose from {', '.join(CONFIGS)}")
@@ -153,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
             for repeat in range(args.repeats):
                 row = run_one(spec, config, repeat)
                 rows.append(row)
-                print(f"{row['instance']:<36} {config:<22} {row['status']:<10} cert={row['certified']!s:<5} "
-                      f"nodes={row['nodes']:<7} rounds={row['rounds']:<3} total={row['total_s']:.1f}s", flush=True)
+                print(f"{row['instance']:<36} {config:<28} {row['status']:<10} cert={row.get('certified')!s:<5} "
+                      f"nodes={row.get('nodes', '-')!s:<7} rounds={row.get('rounds', '-')!s:<3} "
+                      f"total={row.get('total_s', float('nan')):.1f}s", flush=True)
                 pd.DataFrame(rows).to_csv(out, index=False)  # after every run: an interruption loses nothing
     frame = pd.DataFrame(rows)
     out.with_suffix(".md").write_text(summarise(frame, info), encoding="utf-8")

@@ -47,9 +47,31 @@ from milpland.errors import MilplandError
 from milpland.formulation import containing_simplices
 from milpland.spec import InstanceSpec
 
+BRANCHING = ("excess", "middle")
 UNDECIDED = -1
 VIOLATION_TOL = 1e-9  # h - relu(g) below this (relative to the weights) is no violation
 SOLVER_TOL = 1e-10
+
+
+@dataclass(frozen=True)
+class BnbOptions:
+    """The search's techniques, each switchable for the ablation (milpland/ablation.py).
+
+    branching: "excess" (the pair whose h exceeds relu(g) most) or "middle" (the middle undecided
+        sample of the unit with most undecided samples).
+    convexity: the convexity rows (without them an undecided h is bounded only by h >= relu(g), M_i).
+    symmetry: lexicographic order of equal-sign units' pattern columns.
+    relaxation_incumbents: the relaxation's weights, as a network, are offered as incumbents.
+    """
+
+    branching: str = "excess"
+    convexity: bool = True
+    symmetry: bool = True
+    relaxation_incumbents: bool = True
+
+    def __post_init__(self):
+        if self.branching not in BRANCHING:
+            raise MilplandError(f"branching: unknown {self.branching!r}; use one of {', '.join(BRANCHING)}")
 
 
 def applies(spec: InstanceSpec) -> str | None:
@@ -108,7 +130,7 @@ class NodeProblem:
 class Relaxation:
     """Builds the node problems of one instance and bounds them (see the module docstring)."""
 
-    def __init__(self, spec: InstanceSpec):
+    def __init__(self, spec: InstanceSpec, *, convexity: bool = True):
         reason = applies(spec)
         if reason:
             raise MilplandError(f"pattern branch-and-bound: {reason}")
@@ -124,7 +146,7 @@ class Relaxation:
         # |c| of an optimal point: c = mean(y - rest) with |rest_i| <= m (|a0| + |a1 - a0|) M_i
         reach = abs(self.alpha[0]) + abs(self.alpha[1] - self.alpha[0])
         self.c_bound = float(np.max(np.abs(self.y)) + self.m * reach * self.M.max() + 1.0)
-        self.simplices = convexity_simplices(self.X)
+        self.simplices = convexity_simplices(self.X) if convexity else []
         self.scale = max(float(np.mean((self.y - self.y.mean()) ** 2)), 1e-12)
 
     def problem(self, P: np.ndarray, signs: np.ndarray) -> NodeProblem:
@@ -300,12 +322,13 @@ def lex_ordered(P: np.ndarray, signs: np.ndarray) -> bool:
     return True
 
 
-def branching_pair(P: np.ndarray, excess: np.ndarray) -> tuple[int, int]:
+def branching_pair(P: np.ndarray, excess: np.ndarray, rule: str = "excess") -> tuple[int, int]:
     """The undecided pair with the largest excess h - relu(g) in the unit with the largest total
-    excess; without excess, the middle undecided sample of the unit with most undecided samples."""
+    excess; without excess (or with rule "middle"), the middle undecided sample (in the order of
+    `excess` rows) of the unit with most undecided samples."""
     undecided = P == UNDECIDED
     excess = np.where(undecided, excess, 0.0)
-    if excess.max(initial=0.0) > 0.0:
+    if rule == "excess" and excess.max(initial=0.0) > 0.0:
         j = int(np.argmax(excess.sum(axis=0)))
         return int(np.argmax(np.where(undecided[:, j], excess[:, j], -1.0))), j
     j = int(np.argmax(undecided.sum(axis=0)))
@@ -352,7 +375,7 @@ def evaluate(relaxation: Relaxation, node: Node) -> NodeOutcome:
 
 
 def children(node: Node, i: int, j: int, x_sorted_order: np.ndarray | None, x1: np.ndarray | None,
-             bound: float, counter) -> list[Node]:
+             bound: float, counter, *, symmetry: bool = True) -> list[Node]:
     """The two children (i, j) -> bottom / top, completed by the threshold rule (d = 1) and kept
     only when lexicographically ordered."""
     out = []
@@ -364,7 +387,7 @@ def children(node: Node, i: int, j: int, x_sorted_order: np.ndarray | None, x1: 
             if P is None:
                 continue
         ordered = P if x_sorted_order is None else P[x_sorted_order]
-        if lex_ordered(ordered, node.signs):
+        if not symmetry or lex_ordered(ordered, node.signs):
             out.append(Node(bound=bound, tiebreak=next(counter), pattern=P, signs=node.signs))
     return out
 
@@ -392,7 +415,7 @@ def push_all(heap: list[Node], nodes: list[Node]) -> None:
 
 
 def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline: float, abs_tol: float,
-           say) -> list:
+           say, options: BnbOptions = BnbOptions()) -> list:
     """Best-first search over the partial patterns of the sign classes `classes` (numbers of positive
     units), improving `incumbent` (solve.Incumbent) in place; one `solve.ClassOutcome` per class.
 
@@ -403,7 +426,7 @@ def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline
     from milpland.solve import ClassOutcome, consider, tolerance
 
     started = time.perf_counter()
-    relaxation = Relaxation(spec)
+    relaxation = Relaxation(spec, convexity=options.convexity)
     counter = itertools.count()
     heap = root_nodes(spec, classes, counter)
     heapq.heapify(heap)
@@ -423,7 +446,7 @@ def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline
         result = evaluate(relaxation, node)
         if result.bound >= cutoff():
             continue
-        if result.z is not None:
+        if result.z is not None and options.relaxation_incumbents:
             _try_relaxation_point(spec, relaxation, result.z, node.signs, cells, incumbent, outcomes[k])
         if (node.pattern != UNDECIDED).all():
             cell = Cell(pattern=node.pattern.astype(int), signs=node.signs)
@@ -437,8 +460,12 @@ def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline
         if result.bound >= cutoff():
             continue
         excess = result.excess if result.excess is not None else np.zeros(node.pattern.shape)
-        i, j = branching_pair(node.pattern, excess)
-        push_all(heap, children(node, i, j, order, x1, result.bound, counter))
+        if options.branching == "middle" and order is not None:  # middle of the sorted undecided inputs
+            i, j = branching_pair(node.pattern[order], excess[order], "middle")
+            i = int(order[i])
+        else:
+            i, j = branching_pair(node.pattern, excess, options.branching)
+        push_all(heap, children(node, i, j, order, x1, result.bound, counter, symmetry=options.symmetry))
         if time.perf_counter() - last_report > 2.0:
             last_report = time.perf_counter()
             say(f"{sum(o.nodes for o in outcomes.values())} nodes, bound {heap[0].bound if heap else cutoff():.6g}, "

@@ -35,6 +35,7 @@ from milpland.formulation import (
 )
 from milpland.highs_backend import MipRunner
 from milpland.incumbents import Candidate, MultistartOptions, first_incumbents
+from milpland.pattern_bnb import BnbOptions
 from milpland.results import Seconds, SolveResult
 from milpland.scaled import ScaledParams, sign_class
 from milpland.spec import InstanceSpec
@@ -59,6 +60,7 @@ class SolveStrategy:
     tangent_grid: squared loss: tangents per sample at evenly spaced residuals within the cutoff radius.
     processes: sign classes solved in this many processes at once (1: in sequence).
     incumbent_share: at most this fraction of the time limit goes to the incumbent search.
+    bnb: the pattern branch-and-bound's techniques (method bnb).
     """
 
     multistart: MultistartOptions = MultistartOptions()
@@ -69,6 +71,7 @@ class SolveStrategy:
     tangent_grid: int = 9  # measured: fewer nodes on 6 of 6 squared instances, n40-d1-w2 certified
     processes: int = 1
     incumbent_share: float = 0.25
+    bnb: BnbOptions = BnbOptions()
 
     def describe(self) -> dict:
         return asdict(self)
@@ -148,9 +151,10 @@ def solve_global(
         order = class_order(spec, incumbent, candidates, strategy)
         deadline = started + spec.solve.time_limit
         if method == "bnb":
-            from milpland import pattern_bnb  # imported here: it imports this module
+            from milpland import pattern_bnb
 
-            outcomes = pattern_bnb.search(spec, incumbent, cells, order, deadline=deadline, abs_tol=abs_tol, say=say)
+            outcomes = pattern_bnb.search(spec, incumbent, cells, order, deadline=deadline, abs_tol=abs_tol, say=say,
+                                          options=strategy.bnb)
         elif strategy.processes > 1 and len(order) > 1:
             outcomes = solve_classes_parallel(ctx, order, incumbent, cells, deadline, say)
         else:

@@ -124,3 +124,21 @@ def test_lower_bound_is_valid_for_arbitrary_multipliers():
         z = rng.normal(size=prob.Phi.shape[1])
         lam = rng.exponential(size=prob.A.shape[0])
         assert relaxation.lower_bound(prob, z, lam) <= exact.risk + 1e-12
+
+
+def test_bench_runs_both_searches_and_they_agree_with_the_brute_force(tmp_path):
+    from bruteforce import brute_force_global
+    from milpland.bench import run_bench
+
+    rng = np.random.default_rng(11)
+    X = np.sort(rng.uniform(-1, 1, (7, 1)), axis=0)
+    y = np.abs(X[:, 0]) - 0.3 + 0.1 * rng.normal(size=7)
+    path = tmp_path / "v.toml"
+    path.write_text(f'name = "vee"\n[data]\nx = {X.tolist()}\ny = {y.tolist()}\n[network]\nhidden = [2]\n'
+                    '[box]\nweight = 10.0\n')
+    table = run_bench([str(path)], methods=["bnb", "milp"])
+    spec = spec_of(X, y)
+    ref = brute_force_global(spec.X, spec.y, spec.network.activation, spec.loss, 10.0, 10.0, True, width=2)
+    assert list(table["method"]) == ["milp", "bnb"]
+    assert list(table["status"]) == ["optimal", "optimal"]
+    assert np.allclose(table["risk"], ref.risk, rtol=1e-6, atol=1e-12)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from milpland.errors import MilplandError
 
-METHOD_NAMES = ("milp", "enumerate", "gd", "scip", "landscape-enumerate", "landscape-milp", "landscape-sample")  # milpland.bench.METHODS, without importing pandas here
+METHOD_NAMES = ("milp", "bnb", "enumerate", "gd", "scip", "landscape-enumerate", "landscape-milp", "landscape-sample")  # milpland.bench.METHODS, without importing pandas here
 
 
 def register(subparsers) -> None:
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
         description="Run a benchmark suite (or spec files) with baselines and write tables and a figure.",
     )
     p.add_argument("targets", nargs="+", metavar="SUITE_OR_SPEC", help="suite files, spec files or globs")
-    p.add_argument("--methods", default="milp,enumerate,gd,scip",
+    p.add_argument("--methods", default="milp,bnb,enumerate,gd,scip",
                    help=f"comma-separated, from {', '.join(METHOD_NAMES)} (default: all; scip only if installed)")
     p.add_argument("--out", default="results", metavar="DIR", help="output folder (default: results/)")
     p.add_argument("--name", help="report name (default: the first target's file name)")
