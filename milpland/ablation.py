@@ -26,7 +26,7 @@ import pandas as pd
 
 from milpland.formulation import FormulationOptions
 from milpland.incumbents import MultistartOptions
-from milpland.pattern_bnb import BnbOptions
+from milpland.pattern_bnb import BnbOptions, applies
 from milpland.solve import SolveStrategy, solve_global
 from milpland.spec import InstanceSpec, spec_from_dict
 
@@ -95,7 +95,7 @@ def run_one(spec: InstanceSpec, config: str, repeat: int) -> dict:
     configuration on an instance bnb cannot handle is recorded as skipped)."""
     formulation, strategy = CONFIGS[config]
     method = "bnb" if config in BNB_CONFIGS else "milp"
-    if method == "bnb" and spec.loss.kind != "squared":
+    if method == "bnb" and applies(spec):
         return {"instance": spec.name, "config": config, "repeat": repeat, "status": "skipped"}
     spec = spec.with_options(method=method)
     started = time.perf_counter()

@@ -42,24 +42,20 @@ def run_solve(method: str) -> Callable[[InstanceSpec, dict], dict]:
     baselines (`gd`'s fraction of starts that reach it)."""
 
     def run(spec: InstanceSpec, ctx: dict) -> dict:
-        return _solve_row(spec.with_options(method=method), ctx)
+        from milpland.solve import solve_global
+
+        result = solve_global(spec.with_options(method=method))
+        if result.status == "optimal" and not np.isfinite(ctx.get("global_risk", np.nan)):
+            ctx["global_risk"] = result.risk
+        return {
+            "status": result.status, "certified": result.certified, "risk": result.risk,
+            "lower_bound": result.lower_bound, "gap": result.gap, "box_active": result.box_active,
+            "seconds_build": result.seconds.build, "seconds_solve": result.seconds.solve,
+            "seconds": result.seconds.total, "nodes": result.nodes, "rounds": result.iterations,
+            "verified": bool(result.verification and result.verification.ok),
+        }
 
     return run
-
-
-def _solve_row(spec: InstanceSpec, ctx: dict) -> dict:
-    from milpland.solve import solve_global
-
-    result = solve_global(spec)
-    if result.status == "optimal" and not np.isfinite(ctx.get("global_risk", np.nan)):
-        ctx["global_risk"] = result.risk
-    return {
-        "status": result.status, "certified": result.certified, "risk": result.risk,
-        "lower_bound": result.lower_bound, "gap": result.gap, "box_active": result.box_active,
-        "seconds_build": result.seconds.build, "seconds_solve": result.seconds.solve,
-        "seconds": result.seconds.total, "nodes": result.nodes, "rounds": result.iterations,
-        "verified": bool(result.verification and result.verification.ok),
-    }
 
 
 def run_enumerate(spec: InstanceSpec, ctx: dict) -> dict:

@@ -43,8 +43,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from milpland.cells import Cell
 from milpland.errors import MilplandError
 from milpland.formulation import containing_simplices
+from milpland.scaled import ScaledParams, sign_class
 from milpland.spec import InstanceSpec
 
 BRANCHING = ("excess", "middle")
@@ -222,6 +224,12 @@ class Relaxation:
                 rows.append(row)
         return np.array(rows).reshape(-1, N)
 
+    def theta(self, z: np.ndarray, signs: np.ndarray) -> ScaledParams:
+        """The network held in the parameter columns of z."""
+        m, d, p = self.m, self.d, self.p
+        return ScaledParams(U=z[: m * d].reshape(m, d).copy(), a=z[m * d:m * d + m].copy(), rho=np.zeros(m),
+                            c=float(z[p - 1]), signs=np.asarray(signs, dtype=float).copy())
+
     def lower_bound(self, prob: NodeProblem, z: np.ndarray, lam: np.ndarray) -> float:
         """A certified lower bound on the node problem from any point z and multipliers lam >= 0.
 
@@ -257,7 +265,6 @@ def solve_node(prob: NodeProblem, relaxation: Relaxation) -> tuple[np.ndarray, n
     finite_hi = np.flatnonzero(np.isfinite(prob.upper))
     finite_lo = np.flatnonzero(np.isfinite(prob.lower))
     eye = sp.identity(N, format="csr")
-    zeros = sp.csr_matrix((0, n))
     A = sp.vstack([
         sp.hstack([sp.csr_matrix(prob.Phi), -sp.identity(n)]),
         sp.hstack([sp.csr_matrix(-prob.A), sp.csr_matrix((R, n))]),
@@ -365,8 +372,8 @@ def evaluate(relaxation: Relaxation, node: Node) -> NodeOutcome:
         return NodeOutcome(bound=node.bound, z=None, excess=None)
     z, lam = solved
     bound = max(node.bound, relaxation.lower_bound(prob, z, lam))
-    n, m, d, p = relaxation.n, relaxation.m, relaxation.d, relaxation.p
-    G = relaxation.X @ z[: m * d].reshape(m, d).T + z[m * d:m * d + m]
+    n, m, p = relaxation.n, relaxation.m, relaxation.p
+    G = relaxation.theta(z, node.signs).scaled_pre_activations(relaxation.X)
     excess = np.zeros((n, m))
     scale = max(1.0, float(np.max(np.abs(z[: p - 1]))))
     gap = z[p:] - np.maximum(G[prob.free_i, prob.free_j], 0.0)
@@ -393,8 +400,6 @@ def children(node: Node, i: int, j: int, x_sorted_order: np.ndarray | None, x1: 
 
 
 def root_nodes(spec: InstanceSpec, classes: list[int], counter) -> list[Node]:
-    from milpland.scaled import sign_class
-
     empty = np.full((spec.n, spec.width), UNDECIDED, dtype=np.int8)
     return [Node(bound=0.0, tiebreak=next(counter), pattern=empty.copy(), signs=sign_class(k, spec.width))
             for k in classes]
@@ -422,8 +427,7 @@ def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline
     A class's lower bound is the smallest bound of its open nodes and of its solved leaves, capped
     by the final cutoff (every pruned node's bound reached the cutoff in force then, which only falls).
     """
-    from milpland.cells import Cell
-    from milpland.solve import ClassOutcome, consider, tolerance
+    from milpland.solve import ClassOutcome, consider, tolerance  # here: solve imports this module
 
     started = time.perf_counter()
     relaxation = Relaxation(spec, convexity=options.convexity)
@@ -484,13 +488,9 @@ def _try_relaxation_point(spec: InstanceSpec, relaxation: Relaxation, z: np.ndar
                           cells, incumbent, outcome) -> None:
     """The relaxation's weights as a network: when its numpy risk beats the incumbent, its own
     pattern's cell is solved exactly and offered as the incumbent."""
-    from milpland.cells import Cell
-    from milpland.scaled import ScaledParams
-    from milpland.solve import consider
+    from milpland.solve import consider  # here: solve imports this module
 
-    m, d, p = relaxation.m, relaxation.d, relaxation.p
-    theta = ScaledParams(U=z[: m * d].reshape(m, d).copy(), a=z[m * d:m * d + m].copy(), rho=np.zeros(m),
-                         c=float(z[p - 1]), signs=np.asarray(signs, dtype=float).copy())
+    theta = relaxation.theta(z, signs)
     act = spec.network.activation
     if spec.loss.risk(theta.forward(spec.X, act), spec.y) >= incumbent.risk:
         return

@@ -35,6 +35,7 @@ from milpland.formulation import (
 )
 from milpland.highs_backend import MipRunner
 from milpland.incumbents import Candidate, MultistartOptions, first_incumbents
+from milpland import pattern_bnb
 from milpland.pattern_bnb import BnbOptions
 from milpland.results import Seconds, SolveResult
 from milpland.scaled import ScaledParams, sign_class
@@ -151,8 +152,6 @@ def solve_global(
         order = class_order(spec, incumbent, candidates, strategy)
         deadline = started + spec.solve.time_limit
         if method == "bnb":
-            from milpland import pattern_bnb
-
             outcomes = pattern_bnb.search(spec, incumbent, cells, order, deadline=deadline, abs_tol=abs_tol, say=say,
                                           options=strategy.bnb)
         elif strategy.processes > 1 and len(order) > 1:
@@ -167,10 +166,8 @@ def choose_method(spec: InstanceSpec) -> str:
     """The search behind `solve_global`: ``[solve] method`` = milp (sign-class MILPs, any activation
     and loss), bnb (`milpland.pattern_bnb`: homogeneous two-piece activation, squared loss), or auto:
     bnb for 1-D inputs where it applies (measured faster there, results/bench-*.md), else milp."""
-    from milpland.pattern_bnb import applies
-
     requested = spec.solve.method
-    reason = applies(spec)
+    reason = pattern_bnb.applies(spec)
     if requested == "bnb" and reason:
         raise MilplandError(f"solve.method = \"bnb\": {reason}; use method = \"milp\" or \"auto\"")
     if requested == "auto":
