@@ -71,6 +71,17 @@ def test_closed_form_counts_d1_relu():
         assert unit_patterns(np.linspace(0, 1, n)[:, None], acts.relu()).shape[0] == 2 * n
 
 
+@pytest.mark.parametrize("d,n,seed", [(2, 8, 0), (2, 9, 1), (3, 7, 0), (3, 7, 1), (3, 8, 2)])
+def test_closed_form_counts_general_position_relu(d, n, seed):
+    """n points in general position in R^d have 2 sum_{k<=d} C(n-1, k) affine dichotomies (Cover
+    1965).  Before the presolve retry HiGHS returned status "unknown" on some margin LPs and
+    7 Gaussian points in 3-D (seed 0 here) lost 2 of their 84 patterns."""
+    from math import comb
+
+    X = np.random.default_rng(10 * d + n + seed).normal(size=(n, d))
+    assert unit_patterns(X, acts.relu()).shape[0] == 2 * sum(comb(n - 1, k) for k in range(d + 1))
+
+
 def test_restricted_patterns_equal_filtered_exhaustive():
     X, act = CASES["hardtanh-d2"]
     rng = np.random.default_rng(3)
