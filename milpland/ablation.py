@@ -60,9 +60,10 @@ CONFIGS: dict[str, tuple[FormulationOptions, SolveStrategy]] = {
 BNB_CONFIGS: dict[str, BnbOptions] = {
     "bnb": BnbOptions(),
     "bnb-middle-branching": BnbOptions(branching="middle"),
-    "bnb-no-convexity": BnbOptions(convexity=False),
     "bnb-no-symmetry": BnbOptions(symmetry=False),
     "bnb-no-relaxation-incumbents": BnbOptions(relaxation_incumbents=False),
+    "bnb-convexity-relaxation": BnbOptions(relaxation="convexity"),
+    "bnb-convexity-no-rows": BnbOptions(relaxation="convexity", convexity=False),
 }
 CONFIGS.update({name: (DEFAULT_F, replace(DEFAULT_S, bnb=options)) for name, options in BNB_CONFIGS.items()})
 # (generator, n, d, width, loss): the full grid and the reduced one used while developing
@@ -74,7 +75,8 @@ GRID = [
 REDUCED = [("teacher", 20, 1, 3, "squared"), ("random_labels", 14, 1, 2, "squared"),
            ("random_labels", 10, 2, 2, "squared"), ("teacher", 14, 1, 2, "absolute")]
 BNB_GRID = [("teacher", 20, 1, 3, "squared"), ("random_labels", 20, 1, 3, "squared"), ("teacher", 40, 1, 3, "squared"),
-            ("teacher", 100, 1, 3, "squared"), ("teacher", 10, 2, 2, "squared")]
+            ("teacher", 100, 1, 3, "squared"), ("teacher", 10, 2, 2, "squared"), ("teacher", 20, 2, 3, "squared"),
+            ("random_labels", 12, 2, 3, "squared"), ("teacher", 40, 2, 3, "squared")]
 REDUCED_CONFIGS = ["default", "no-hull-1d", "no-geometry", "no-multistart", "no-cutoff", "no-warm-start",
                    "order-bias", "obbt", "all-off"]
 

@@ -48,8 +48,10 @@ from milpland.errors import MilplandError
 from milpland.formulation import containing_simplices
 from milpland.scaled import ScaledParams, sign_class
 from milpland.spec import InstanceSpec
+from milpland.unit_hull import UnitHull, hull_applies
 
 BRANCHING = ("excess", "middle")
+RELAXATIONS = ("hull", "convexity")
 UNDECIDED = -1
 VIOLATION_TOL = 1e-9  # h - relu(g) below this (relative to the weights) is no violation
 SOLVER_TOL = 1e-10
@@ -59,19 +61,26 @@ SOLVER_TOL = 1e-10
 class BnbOptions:
     """The search's techniques, each switchable for the ablation (milpland/ablation.py).
 
+    relaxation: "hull" (the convex hull of each unit's graph over its cone, `milpland.unit_hull`;
+        falls back to "convexity" where it cannot be built) or "convexity" (h >= relu(g) variables
+        with convexity rows, solved by Clarabel).
     branching: "excess" (the pair whose h exceeds relu(g) most) or "middle" (the middle undecided
         sample of the unit with most undecided samples).
-    convexity: the convexity rows (without them an undecided h is bounded only by h >= relu(g), M_i).
+    convexity: the convexity rows of the "convexity" relaxation (without them an undecided h is
+        bounded only by h >= relu(g), M_i).
     symmetry: lexicographic order of equal-sign units' pattern columns.
     relaxation_incumbents: the relaxation's weights, as a network, are offered as incumbents.
     """
 
+    relaxation: str = "hull"
     branching: str = "excess"
     convexity: bool = True
     symmetry: bool = True
     relaxation_incumbents: bool = True
 
     def __post_init__(self):
+        if self.relaxation not in RELAXATIONS:
+            raise MilplandError(f"relaxation: unknown {self.relaxation!r}; use one of {', '.join(RELAXATIONS)}")
         if self.branching not in BRANCHING:
             raise MilplandError(f"branching: unknown {self.branching!r}; use one of {', '.join(BRANCHING)}")
 
@@ -86,6 +95,14 @@ def applies(spec: InstanceSpec) -> str | None:
     if spec.loss.kind != "squared":
         return f"needs the squared loss, not {spec.loss.kind}"
     return None
+
+
+def output_bias_bound(spec: InstanceSpec) -> float:
+    """|c| of an optimal point: c = mean(y - rest) with |rest_i| <= m (|a0| + |a1 - a0|) M_i."""
+    alpha = spec.network.activation.slopes
+    reach = abs(alpha[0]) + abs(alpha[1] - alpha[0])
+    M = float(spec.box.weight) * (np.abs(spec.X).sum(axis=1) + 1.0)
+    return float(np.max(np.abs(spec.y)) + spec.width * reach * M.max() + 1.0)
 
 
 def barycentric(X: np.ndarray, k: int, S) -> np.ndarray:
@@ -145,9 +162,7 @@ class Relaxation:
         self.B = float(spec.box.weight)
         self.M = self.B * (np.abs(self.X).sum(axis=1) + 1.0)
         self.p = self.m * (self.d + 1) + 1  # the c column is always there; fixed to 0 without bias
-        # |c| of an optimal point: c = mean(y - rest) with |rest_i| <= m (|a0| + |a1 - a0|) M_i
-        reach = abs(self.alpha[0]) + abs(self.alpha[1] - self.alpha[0])
-        self.c_bound = float(np.max(np.abs(self.y)) + self.m * reach * self.M.max() + 1.0)
+        self.c_bound = output_bias_bound(spec)
         self.simplices = convexity_simplices(self.X) if convexity else []
         self.scale = max(float(np.mean((self.y - self.y.mean()) ** 2)), 1e-12)
 
@@ -223,6 +238,25 @@ class Relaxation:
                     self._h_term(row, P, hcol, s, int(j), float(weight))
                 rows.append(row)
         return np.array(rows).reshape(-1, N)
+
+    def propagate(self, P: np.ndarray) -> np.ndarray | None:
+        """What the pattern forces (d = 1: the threshold rule); None when it is not realisable."""
+        return propagate_1d(P, self.X[:, 0]) if self.d == 1 else P
+
+    def evaluate(self, node: Node) -> NodeOutcome:
+        prob = self.problem(node.pattern, node.signs)
+        solved = solve_node(prob, self)
+        if solved is None:
+            return NodeOutcome(bound=node.bound, theta=None, excess=None)
+        z, lam = solved
+        bound = max(node.bound, self.lower_bound(prob, z, lam))
+        theta = self.theta(z, node.signs)
+        G = theta.scaled_pre_activations(self.X)
+        excess = np.zeros((self.n, self.m))
+        scale = max(1.0, float(np.max(np.abs(z[: self.p - 1]))))
+        gap = z[self.p:] - np.maximum(G[prob.free_i, prob.free_j], 0.0)
+        excess[prob.free_i, prob.free_j] = np.where(gap > VIOLATION_TOL * scale, gap, 0.0)
+        return NodeOutcome(bound=bound, theta=theta, excess=excess)
 
     def theta(self, z: np.ndarray, signs: np.ndarray) -> ScaledParams:
         """The network held in the parameter columns of z."""
@@ -354,48 +388,75 @@ class Node:
     tiebreak: int
     pattern: np.ndarray = field(compare=False)
     signs: np.ndarray = field(compare=False)
+    warm: np.ndarray | None = field(default=None, compare=False)  # the parent's relaxation point
 
 
 @dataclass
 class NodeOutcome:
-    """What one node's relaxation gave: its bound, the relaxation's weights and their excess."""
+    """What one node's relaxation gave: its bound, the relaxation's network, each pair's excess
+    (how far the relaxation is from the unit's graph there) and a warm start for the children."""
 
     bound: float
-    z: np.ndarray | None
+    theta: ScaledParams | None
     excess: np.ndarray | None
+    warm: np.ndarray | None = None
 
 
-def evaluate(relaxation: Relaxation, node: Node) -> NodeOutcome:
-    prob = relaxation.problem(node.pattern, node.signs)
-    solved = solve_node(prob, relaxation)
-    if solved is None:
-        return NodeOutcome(bound=node.bound, z=None, excess=None)
-    z, lam = solved
-    bound = max(node.bound, relaxation.lower_bound(prob, z, lam))
-    n, m, p = relaxation.n, relaxation.m, relaxation.p
-    G = relaxation.theta(z, node.signs).scaled_pre_activations(relaxation.X)
-    excess = np.zeros((n, m))
-    scale = max(1.0, float(np.max(np.abs(z[: p - 1]))))
-    gap = z[p:] - np.maximum(G[prob.free_i, prob.free_j], 0.0)
-    excess[prob.free_i, prob.free_j] = np.where(gap > VIOLATION_TOL * scale, gap, 0.0)
-    return NodeOutcome(bound=bound, z=z, excess=excess)
+class HullRelaxation:
+    """The hull relaxation (`milpland.unit_hull`) behind the interface of `Relaxation`."""
+
+    def __init__(self, spec: InstanceSpec, *, gap_tol: float = 0.0):
+        self.X, self.n, self.m = spec.X, spec.n, spec.width
+        self.gap_tol = gap_tol
+        self.hull = UnitHull(spec.X, spec.y, spec.network.activation, width=spec.width,
+                             box_weight=float(spec.box.weight), output_bias=bool(spec.network.output_bias),
+                             c_bound=output_bias_bound(spec), loss_weight=float(spec.loss.weight(spec.n)))
+
+    def propagate(self, P: np.ndarray) -> np.ndarray:
+        return self.hull.propagate(P)
+
+    def evaluate(self, node: Node) -> NodeOutcome:
+        prob = self.hull.problem(node.pattern, node.signs)
+        z, bound = self.hull.solve(prob, node.warm, gap_tol=self.gap_tol)
+        weights = self.hull.ray_weights(prob, z)
+        theta, excess = self.hull.network(weights, z[-1], node.signs)
+        excess[node.pattern != UNDECIDED] = 0.0
+        scale = max(1.0, float(np.abs(theta.U).max(initial=0.0)), float(np.abs(theta.a).max(initial=0.0)))
+        excess[excess <= VIOLATION_TOL * scale] = 0.0
+        return NodeOutcome(bound=max(node.bound, bound), theta=theta, excess=excess, warm=weights)
 
 
-def children(node: Node, i: int, j: int, x_sorted_order: np.ndarray | None, x1: np.ndarray | None,
-             bound: float, counter, *, symmetry: bool = True) -> list[Node]:
-    """The two children (i, j) -> bottom / top, completed by the threshold rule (d = 1) and kept
-    only when lexicographically ordered."""
+def uses_hull(spec: InstanceSpec, options: BnbOptions) -> bool:
+    """Whether bnb bounds the nodes of `spec` by the hull relaxation (else the convexity one)."""
+    return options.relaxation == "hull" and hull_applies(spec.X) is None
+
+
+def make_relaxation(spec: InstanceSpec, options: BnbOptions, say, *,
+                    gap_tol: float = 0.0) -> Relaxation | HullRelaxation:
+    """The node relaxation `options` asks for; the convexity relaxation where the hull cannot be
+    built.  gap_tol: how much weaker than exact (risk units) a hull node bound may be."""
+    if uses_hull(spec, options):
+        return HullRelaxation(spec, gap_tol=gap_tol)
+    if options.relaxation == "hull":
+        say(f"bnb: hull relaxation not available ({hull_applies(spec.X)}); using the convexity relaxation")
+    return Relaxation(spec, convexity=options.convexity)
+
+
+def children(node: Node, i: int, j: int, relaxation, x_sorted_order: np.ndarray | None,
+             outcome: NodeOutcome, counter, *, symmetry: bool = True) -> list[Node]:
+    """The two children (i, j) -> bottom / top, completed by what the relaxation's propagation
+    forces and kept only when lexicographically ordered."""
     out = []
     for piece in (0, 1):
         P = node.pattern.copy()
         P[i, j] = piece
-        if x1 is not None:
-            P = propagate_1d(P, x1)
-            if P is None:
-                continue
+        P = relaxation.propagate(P)
+        if P is None:
+            continue
         ordered = P if x_sorted_order is None else P[x_sorted_order]
         if not symmetry or lex_ordered(ordered, node.signs):
-            out.append(Node(bound=bound, tiebreak=next(counter), pattern=P, signs=node.signs))
+            out.append(Node(bound=outcome.bound, tiebreak=next(counter), pattern=P, signs=node.signs,
+                            warm=outcome.warm))
     return out
 
 
@@ -430,12 +491,12 @@ def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline
     from milpland.solve import ClassOutcome, consider, tolerance  # here: solve imports this module
 
     started = time.perf_counter()
-    relaxation = Relaxation(spec, convexity=options.convexity)
+    # a node bound this much below its relaxation's minimum costs at most a few nodes near the end
+    relaxation = make_relaxation(spec, options, say, gap_tol=tolerance(incumbent.risk, spec, abs_tol) / 10)
     counter = itertools.count()
     heap = root_nodes(spec, classes, counter)
     heapq.heapify(heap)
-    x1 = spec.X[:, 0] if spec.d == 1 else None
-    order = np.argsort(x1, kind="stable") if x1 is not None else None
+    order = np.argsort(spec.X[:, 0], kind="stable") if spec.d == 1 else None
     outcomes = {k: ClassOutcome(n_positive=k, lower_bound=0.0, complete=False) for k in classes}
     leaf_floor = {k: np.inf for k in classes}
     last_report = started
@@ -447,11 +508,11 @@ def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline
         node = heapq.heappop(heap)
         k = int(np.sum(node.signs > 0))
         outcomes[k].nodes += 1
-        result = evaluate(relaxation, node)
+        result = relaxation.evaluate(node)
         if result.bound >= cutoff():
             continue
-        if result.z is not None and options.relaxation_incumbents:
-            _try_relaxation_point(spec, relaxation, result.z, node.signs, cells, incumbent, outcomes[k])
+        if result.theta is not None and options.relaxation_incumbents:
+            _try_relaxation_point(spec, result.theta, cells, incumbent, outcomes[k])
         if (node.pattern != UNDECIDED).all():
             cell = Cell(pattern=node.pattern.astype(int), signs=node.signs)
             cell_result = cells.solve(cell)
@@ -469,7 +530,7 @@ def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline
             i = int(order[i])
         else:
             i, j = branching_pair(node.pattern, excess, options.branching)
-        push_all(heap, children(node, i, j, order, x1, result.bound, counter, symmetry=options.symmetry))
+        push_all(heap, children(node, i, j, relaxation, order, result, counter, symmetry=options.symmetry))
         if time.perf_counter() - last_report > 2.0:
             last_report = time.perf_counter()
             say(f"{sum(o.nodes for o in outcomes.values())} nodes, bound {heap[0].bound if heap else cutoff():.6g}, "
@@ -484,13 +545,11 @@ def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline
     return [outcomes[k] for k in classes]
 
 
-def _try_relaxation_point(spec: InstanceSpec, relaxation: Relaxation, z: np.ndarray, signs: np.ndarray,
-                          cells, incumbent, outcome) -> None:
+def _try_relaxation_point(spec: InstanceSpec, theta: ScaledParams, cells, incumbent, outcome) -> None:
     """The relaxation's weights as a network: when its numpy risk beats the incumbent, its own
     pattern's cell is solved exactly and offered as the incumbent."""
     from milpland.solve import consider  # here: solve imports this module
 
-    theta = relaxation.theta(z, signs)
     act = spec.network.activation
     if spec.loss.risk(theta.forward(spec.X, act), spec.y) >= incumbent.risk:
         return

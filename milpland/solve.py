@@ -162,16 +162,20 @@ def solve_global(
                            strategy=strategy, search_seconds=search_seconds, method=method)
 
 
+AUTO_BNB_MAX_D = 2  # width 2-3, n = 20: bnb faster at d <= 2, milp as fast at d = 3-4, bnb timed out at d = 6
+
+
 def choose_method(spec: InstanceSpec) -> str:
     """The search behind `solve_global`: ``[solve] method`` = milp (sign-class MILPs, any activation
     and loss), bnb (`milpland.pattern_bnb`: homogeneous two-piece activation, squared loss), or auto:
-    bnb for 1-D inputs where it applies (measured faster there, results/bench-*.md), else milp."""
+    bnb for inputs of dimension 1 or 2 where it applies (measured faster there, results/bench-*.md),
+    else milp."""
     requested = spec.solve.method
     reason = pattern_bnb.applies(spec)
     if requested == "bnb" and reason:
         raise MilplandError(f"solve.method = \"bnb\": {reason}; use method = \"milp\" or \"auto\"")
     if requested == "auto":
-        return "bnb" if reason is None and spec.d == 1 else "milp"
+        return "bnb" if reason is None and spec.d <= AUTO_BNB_MAX_D else "milp"
     return requested
 
 
@@ -536,17 +540,19 @@ def highs_options(spec: InstanceSpec, abs_gap_scaled: float) -> dict:
     }
 
 
-def solver_name(method: str) -> str:
-    """bnb bounds its nodes with Clarabel QPs and solves the cells with HiGHS."""
-    return "highs" if method == "milp" else "clarabel+highs"
-
-
-def solver_version(method: str) -> str:
+def solver_name_and_version(method: str, spec: InstanceSpec, strategy: SolveStrategy) -> tuple[str, str]:
+    """milp: HiGHS.  bnb: what bounds the nodes (milpland's NNLS with scipy's BVLS for the hull
+    relaxation, Clarabel for the convexity relaxation), then HiGHS for the cells."""
+    highs = highspy.Highs().version()
     if method == "milp":
-        return highspy.Highs().version()
+        return "highs", highs
+    if pattern_bnb.uses_hull(spec, strategy.bnb):
+        import scipy
+
+        return "nnls+highs", f"scipy-{scipy.__version__}+{highs}"
     import clarabel
 
-    return f"{clarabel.__version__}+{highspy.Highs().version()}"
+    return "clarabel+highs", f"{clarabel.__version__}+{highs}"
 
 
 def class_record(o: ClassOutcome) -> dict:
@@ -593,6 +599,7 @@ def assemble_result(spec: InstanceSpec, incumbent: Incumbent, outcomes: list[Cla
                         "global minimum; re-solve with a larger box (--box) to see whether it moves")
     build = sum(o.build_seconds for o in outcomes)
     solve = sum(o.solve_seconds for o in outcomes) + search_seconds
+    name, version = solver_name_and_version(method, spec, strategy)
     return SolveResult(
         instance=spec.name, instance_hash=spec.instance_hash(), method=method,
         loss=spec.loss.kind, reduction=spec.loss.reduction, architecture=spec.architecture(),
@@ -601,7 +608,7 @@ def assemble_result(spec: InstanceSpec, incumbent: Incumbent, outcomes: list[Cla
         certified=certified, params=params, pattern=incumbent.cell.pattern, signs=incumbent.theta.signs,
         seconds=Seconds(build=build, solve=solve, total=time.perf_counter() - started),
         nodes=sum(o.nodes for o in outcomes), iterations=sum(o.rounds for o in outcomes),
-        solver_name=solver_name(method), solver_version=solver_version(method),
+        solver_name=name, solver_version=version,
         options={**highs_options(spec, 0.0), "time_limit": spec.solve.time_limit,
                  "abs_tol": abs_tol, "objective_target": OBJECTIVE_TARGET,
                  "method": method, "formulation": formulation.describe(), "strategy": strategy.describe(),

@@ -16,9 +16,10 @@ import pytest
 from bruteforce import BruteResult, brute_force_global, forward, risk_of
 from milpland import activations as acts
 from milpland.network import OneHiddenParams
+from milpland import solve
+from milpland.pattern_bnb import BnbOptions
+from milpland.solve import SolveStrategy
 from milpland.spec import InstanceSpec, spec_from_dict
-
-solve = pytest.importorskip("milpland.solve", reason="milpland.solve is not there yet")
 
 FAMILIES = {
     "relu": {"activation": "relu"},
@@ -50,9 +51,9 @@ def tol(value: float, rel: float = REL) -> float:
     return rel * max(1.0, abs(value))
 
 
-def instance(family: str, loss: str, seed: int) -> dict:
+def instance(family: str, loss: str, seed: int, sizes=None) -> dict:
     """A seeded spec table.  Teachers are networks of the same family with scaled weights in the box."""
-    sizes = SIZES_TWO_PIECE if family in HOMOGENEOUS else SIZES_THREE_PIECE
+    sizes = sizes or (SIZES_TWO_PIECE if family in HOMOGENEOUS else SIZES_THREE_PIECE)
     d, n, width = sizes[seed % len(sizes)]
     target = TARGETS[(seed // len(sizes)) % len(TARGETS)]
     rng = np.random.default_rng([seed, sorted(FAMILIES).index(family), ("squared", "absolute", "hinge").index(loss)])
@@ -148,19 +149,44 @@ def test_global_solve_agrees_with_brute_force(family, loss, seed):
     check_against_brute(spec, result, brute(spec))
 
 
-# `auto` picks the pattern branch-and-bound for 1-D squared-loss instances with a homogeneous
-# activation and the MILP otherwise: each homogeneous squared case is solved here by the search
-# that `auto` does not pick, so that both are checked against the brute force on every case.
+# `auto` picks the pattern branch-and-bound for squared-loss instances with a homogeneous
+# activation and d <= AUTO_BNB_MAX_D, the MILP otherwise: each homogeneous squared case is solved
+# here by the search that `auto` does not pick, so that both are checked against the brute force
+# on every case.
 OTHER_METHOD_CASES = [(fam, seed) for fam in sorted(HOMOGENEOUS) for seed in range(N_SEEDS)]
 
 
 @pytest.mark.parametrize("family,seed", OTHER_METHOD_CASES, ids=[f"{f}-{s}" for f, s in OTHER_METHOD_CASES])
 def test_the_search_auto_does_not_pick_agrees_with_brute_force(family, seed):
     table = instance(family, "squared", seed)
-    method = "milp" if len(table["data"]["x"][0]) == 1 else "bnb"
+    method = "milp" if len(table["data"]["x"][0]) <= solve.AUTO_BNB_MAX_D else "bnb"
     spec = spec_from_dict({**table, "solve": {"method": method}})
     result = solve.solve_global(spec)
     assert result.method == method
+    check_against_brute(spec, result, brute(spec))
+
+
+@pytest.mark.parametrize("family,seed", OTHER_METHOD_CASES, ids=[f"{f}-{s}" for f, s in OTHER_METHOD_CASES])
+def test_bnb_with_the_convexity_relaxation_agrees_with_brute_force(family, seed):
+    """bnb's default node relaxation is the per-unit hull; the older convexity relaxation stays
+    selectable (and is the fallback where the hull cannot be built), so it is checked too."""
+    spec = spec_from_dict({**instance(family, "squared", seed), "solve": {"method": "bnb"}})
+    result = solve.solve_global(spec, strategy=SolveStrategy(bnb=BnbOptions(relaxation="convexity")))
+    assert result.method == "bnb"
+    check_against_brute(spec, result, brute(spec))
+
+
+# The hull relaxation's vertex rays are lines where d hyperplanes meet: d = 3 exercises the
+# general cofactor formula (the cases above have d <= 2).
+SIZES_D3 = [(3, 6, 1), (3, 5, 2)]
+D3_CASES = [(fam, seed) for fam in sorted(HOMOGENEOUS) for seed in range(6)]
+
+
+@pytest.mark.parametrize("family,seed", D3_CASES, ids=[f"{f}-{s}" for f, s in D3_CASES])
+def test_bnb_agrees_with_brute_force_in_three_dimensions(family, seed):
+    spec = spec_from_dict({**instance(family, "squared", seed, SIZES_D3), "solve": {"method": "bnb"}})
+    result = solve.solve_global(spec)
+    assert result.solver_name == "nnls+highs"
     check_against_brute(spec, result, brute(spec))
 
 
