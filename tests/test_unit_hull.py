@@ -8,11 +8,11 @@ from math import comb
 
 import numpy as np
 import pytest
-from scipy.optimize import nnls
+from scipy.optimize import lsq_linear, nnls
 
 from milpland.activations import relu
 from milpland.enumeration import unit_patterns
-from milpland.unit_hull import (UNDECIDED, UnitHull, cancel_opposite_rays, hull_applies, nnls_active_set,
+from milpland.unit_hull import (UNDECIDED, UnitHull, bvls_active_set, cancel_opposite_rays, hull_applies,
                                 vertex_rays)
 
 RELU = relu()
@@ -95,23 +95,28 @@ def test_a_pattern_no_weight_vector_but_zero_realises_kills_the_unit():
     assert hull.propagate(column[:, None])[3, 0] == 0
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_active_set_nnls_matches_scipy_also_with_dependent_columns(seed):
-    """Same objective as scipy's NNLS on problems with duplicated and opposite columns (the node
-    problems have both), from a cold and from a random warm start."""
+@pytest.mark.parametrize("seed", range(8))
+def test_active_set_matches_scipy_also_with_dependent_columns(seed):
+    """Same objective as scipy's NNLS (no upper bounds binding) and scipy's BVLS (tight upper
+    bounds) on problems with duplicated and opposite columns (the node problems have both), from
+    a cold and from a random warm start."""
     rng = np.random.default_rng(seed)
     n, k = 8, 30
     A = np.maximum(rng.normal(size=(n, k)), 0.0)
     A = np.hstack([A, A[:, :5], -A[:, 5:10]])
-    b = rng.normal(size=n)
-    reference = nnls(A, b, maxiter=10_000)[1] ** 2
-    for start in (None, rng.exponential(size=A.shape[1])):
-        x, converged = nnls_active_set(A, b, start)
-        assert (x >= 0).all()
-        if converged:
-            assert np.sum((A @ x - b) ** 2) == pytest.approx(reference, rel=1e-9, abs=1e-12)
-        else:  # allowed, but then the objective must still not beat the optimum
-            assert np.sum((A @ x - b) ** 2) >= reference - 1e-12
+    b = rng.normal(size=n) * 3
+    for upper in (np.full(A.shape[1], 1e6), rng.uniform(0.05, 0.5, size=A.shape[1])):
+        reference = lsq_linear(A, b, bounds=(0.0, upper), method="bvls", tol=1e-14).cost * 2
+        if upper[0] == 1e6:
+            assert nnls(A, b, maxiter=10_000)[1] ** 2 == pytest.approx(reference, rel=1e-9, abs=1e-12)
+        for start in (None, rng.exponential(size=A.shape[1])):
+            x, converged = bvls_active_set(A, b, upper, start)
+            assert (x >= 0).all() and (x <= upper).all()
+            value = np.sum((A @ x - b) ** 2)
+            if converged:
+                assert value == pytest.approx(reference, rel=1e-9, abs=1e-12)
+            else:  # allowed, but then the objective must still not beat the optimum
+                assert value >= reference - 1e-12
 
 
 def test_cancelling_opposite_rays_keeps_every_output():
