@@ -59,6 +59,7 @@ CONFIGS: dict[str, tuple[FormulationOptions, SolveStrategy]] = {
 # The pattern branch-and-bound (method bnb, squared loss only): each technique off in turn.
 BNB_CONFIGS: dict[str, BnbOptions] = {
     "bnb": BnbOptions(),
+    "bnb-hull": BnbOptions(relaxation="hull"),
     "bnb-middle-branching": BnbOptions(branching="middle"),
     "bnb-no-symmetry": BnbOptions(symmetry=False),
     "bnb-no-relaxation-incumbents": BnbOptions(relaxation_incumbents=False),

@@ -166,13 +166,15 @@ def test_the_search_auto_does_not_pick_agrees_with_brute_force(family, seed):
     check_against_brute(spec, result, brute(spec))
 
 
+@pytest.mark.parametrize("relaxation", ["convexity", "hull"])
 @pytest.mark.parametrize("family,seed", OTHER_METHOD_CASES, ids=[f"{f}-{s}" for f, s in OTHER_METHOD_CASES])
-def test_bnb_with_the_convexity_relaxation_agrees_with_brute_force(family, seed):
-    """bnb's default node relaxation is the per-unit hull; the older convexity relaxation stays
-    selectable (and is the fallback where the hull cannot be built), so it is checked too."""
+def test_bnb_with_each_node_relaxation_agrees_with_brute_force(family, seed, relaxation):
+    """bnb's default ("auto") uses the convexity relaxation in 1-D and the hull from d = 2; each is
+    forced here on every case, so both are checked in both settings."""
     spec = spec_from_dict({**instance(family, "squared", seed), "solve": {"method": "bnb"}})
-    result = solve.solve_global(spec, strategy=SolveStrategy(bnb=BnbOptions(relaxation="convexity")))
+    result = solve.solve_global(spec, strategy=SolveStrategy(bnb=BnbOptions(relaxation=relaxation)))
     assert result.method == "bnb"
+    assert result.solver_name == {"convexity": "clarabel+highs", "hull": "nnls+highs"}[relaxation]
     check_against_brute(spec, result, brute(spec))
 
 
