@@ -23,6 +23,7 @@ headline ratios) and ``bench-<name>.png`` (time against n) to the output folder.
 
 from __future__ import annotations
 
+import multiprocessing
 import platform
 import time
 from pathlib import Path
@@ -107,6 +108,18 @@ def run_gd(spec: InstanceSpec, ctx: dict) -> dict:
 
 
 def run_scip(spec: InstanceSpec, ctx: dict) -> dict:
+    """`scip_in_process` in a child process: a crash inside SCIP (measured once: "munmap_chunk():
+    invalid pointer", which killed the whole benchmark) becomes an error row."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        pending = pool.apply_async(scip_in_process, (spec, ctx))
+        try:
+            return pending.get(timeout=spec.solve.time_limit + 600)
+        except multiprocessing.TimeoutError:
+            raise RuntimeError("SCIP did not return within its time limit + 600 s") from None
+
+
+def scip_in_process(spec: InstanceSpec, ctx: dict) -> dict:
     """The same sign-class models solved by SCIP directly (an MIQP for squared loss).
 
     Each class's Pyomo model is compiled to the arrays that HiGHS receives and handed to
@@ -230,8 +243,11 @@ METHODS: dict[str, Callable[[InstanceSpec, dict], dict]] = {
 
 def run_bench(targets: list[str], *, methods: list[str], time_limit: float | None = None,
               max_cells: int = 200_000, starts: int = 200,
-              progress: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """One row per (instance, method); a method that fails records its error and the run goes on."""
+              progress: Callable[[str], None] | None = None,
+              on_row: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
+    """One row per (instance, method); a method that fails records its error and the run goes on.
+    on_row gets the table so far after every row (the command saves it: an interruption loses
+    nothing)."""
     from milpland.suites import resolve
 
     unknown = [m for m in methods if m not in METHODS]
@@ -256,6 +272,8 @@ def run_bench(targets: list[str], *, methods: list[str], time_limit: float | Non
             except Exception as exc:  # a baseline failing must not stop the benchmark
                 row.update({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
             rows.append(row)
+            if on_row is not None:
+                on_row(pd.DataFrame(rows))
             say(f"[{position}/{len(instances)}] {inst.name} {method}: {row.get('status')} "
                 f"risk {row.get('risk', float('nan')):.6g} in {row.get('seconds', float('nan')):.2f} s")
     return pd.DataFrame(rows)

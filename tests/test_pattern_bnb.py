@@ -139,9 +139,11 @@ def test_bench_runs_both_searches_and_they_agree_with_the_brute_force(tmp_path):
     path = tmp_path / "v.toml"
     path.write_text(f'name = "vee"\n[data]\nx = {X.tolist()}\ny = {y.tolist()}\n[network]\nhidden = [2]\n'
                     '[box]\nweight = 10.0\n')
-    table = run_bench([str(path)], methods=["bnb", "milp"])
+    seen = []
+    table = run_bench([str(path)], methods=["bnb", "milp", "scip"], on_row=lambda rows: seen.append(len(rows)))
     spec = spec_of(X, y)
     ref = brute_force_global(spec.X, spec.y, spec.network.activation, spec.loss, 10.0, 10.0, True, width=2)
-    assert list(table["method"]) == ["milp", "bnb"]
-    assert list(table["status"]) == ["optimal", "optimal"]
+    assert list(table["method"]) == ["milp", "bnb", "scip"]
+    assert seen == [1, 2, 3]  # the table so far after every row
+    assert list(table["status"]) == ["optimal", "optimal", "optimal"]  # SCIP runs in a child process
     assert np.allclose(table["risk"], ref.risk, rtol=1e-6, atol=1e-12)

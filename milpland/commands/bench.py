@@ -1,7 +1,8 @@
 """``milpland bench SUITE...``: the certified global solve against baselines, in one run.
 
 Writes bench-<name>.csv, bench-<name>.md (with the machine and headline ratios) and
-bench-<name>.png to --out (default results/).  See milpland/bench.py for the methods.
+bench-<name>.png to --out (default results/).  While it runs, bench-<name>.partial.csv holds
+every finished row (removed when the report is written).  See milpland/bench.py for the methods.
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ def run(args) -> int:
     except OSError as exc:
         raise MilplandError(f"cannot create output folder {out}: {exc.strerror}") from None
     name = args.name or Path(args.targets[0]).stem
+    partial = out / f"bench-{name}.partial.csv"
     table = run_bench(args.targets, methods=methods, time_limit=args.time_limit, max_cells=args.max_cells,
-                      starts=args.starts, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+                      starts=args.starts, progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+                      on_row=lambda rows: rows.to_csv(partial, index=False))
     command = "milpland bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     for path in write_report(table, name=name, out_dir=out, command=command):
         print(f"wrote {path}")
+    partial.unlink(missing_ok=True)
     return 0
