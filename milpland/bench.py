@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import multiprocessing
 import platform
+import queue
 import time
 from pathlib import Path
 from typing import Callable
@@ -108,15 +109,49 @@ def run_gd(spec: InstanceSpec, ctx: dict) -> dict:
 
 
 def run_scip(spec: InstanceSpec, ctx: dict) -> dict:
-    """`scip_in_process` in a child process: a crash inside SCIP (measured once: "munmap_chunk():
-    invalid pointer", which killed the whole benchmark) becomes an error row."""
+    """`scip_in_process` in a child process: a crash inside SCIP (measured twice at the end of a
+    solve: "munmap_chunk(): invalid pointer", which killed the whole benchmark) becomes an error
+    row."""
+    return run_in_child(scip_in_process, (spec, ctx), limit=spec.solve.time_limit + 600)
+
+
+def run_in_child(function, args: tuple, *, limit: float):
+    """function(*args) in a spawned process.  Its MilplandError and other exceptions come back as
+    such; a child that dies (a native crash) or runs past `limit` seconds raises RuntimeError.
+    A result sent before the child dies is kept."""
     context = multiprocessing.get_context("spawn")
-    with context.Pool(1) as pool:
-        pending = pool.apply_async(scip_in_process, (spec, ctx))
-        try:
-            return pending.get(timeout=spec.solve.time_limit + 600)
-        except multiprocessing.TimeoutError:
-            raise RuntimeError("SCIP did not return within its time limit + 600 s") from None
+    results = context.Queue()
+    child = context.Process(target=_child, args=(function, args, results), daemon=True)
+    child.start()
+    give_up = time.perf_counter() + limit
+    try:
+        while True:
+            try:
+                kind, value = results.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if not child.is_alive() and results.empty():
+                    raise RuntimeError(f"the child process died (exit code {child.exitcode})") from None
+                if time.perf_counter() > give_up:
+                    raise RuntimeError(f"no result within {limit:.0f} s") from None
+    finally:
+        child.join(timeout=5)
+        if child.is_alive():
+            child.terminate()
+    if kind == "skipped":
+        raise MilplandError(value)
+    if kind == "error":
+        raise RuntimeError(value)
+    return value
+
+
+def _child(function, args: tuple, results) -> None:
+    try:
+        results.put(("ok", function(*args)))
+    except MilplandError as exc:
+        results.put(("skipped", str(exc)))
+    except Exception as exc:  # reported by the parent as an error row
+        results.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
 def scip_in_process(spec: InstanceSpec, ctx: dict) -> dict:

@@ -147,3 +147,18 @@ def test_bench_runs_both_searches_and_they_agree_with_the_brute_force(tmp_path):
     assert seen == [1, 2, 3]  # the table so far after every row
     assert list(table["status"]) == ["optimal", "optimal", "optimal"]  # SCIP runs in a child process
     assert np.allclose(table["risk"], ref.risk, rtol=1e-6, atol=1e-12)
+
+
+def test_a_baseline_that_crashes_its_process_becomes_an_error_not_a_dead_benchmark():
+    """run_in_child (SCIP's wrapper) turns a native crash (os.abort) into RuntimeError and passes
+    results and user errors through."""
+    import os
+
+    from milpland.bench import run_in_child
+
+    with pytest.raises(RuntimeError, match="died"):
+        run_in_child(os.abort, (), limit=60)
+    assert run_in_child(divmod, (7, 3), limit=60) == (2, 1)
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        run_in_child(divmod, (1, 0), limit=60)
+
