@@ -58,6 +58,7 @@ from milpland.unit_hull import UnitHull, hull_applies
 
 BRANCHING = ("excess", "middle")
 RELAXATIONS = ("auto", "hull", "convexity")
+HULL_MAX_N_1D = 100  # "auto" relaxation: in 1-D the hull up to this many samples (BnbOptions)
 UNDECIDED = -1
 VIOLATION_TOL = 1e-9  # h - relu(g) below this (relative to the weights) is no violation
 SOLVER_TOL = 1e-10
@@ -69,9 +70,10 @@ class BnbOptions:
 
     relaxation: "hull" (the convex hull of each unit's graph over its cone, `milpland.unit_hull`;
         falls back to "convexity" where it cannot be built), "convexity" (h >= relu(g) variables
-        with convexity rows, solved by Clarabel) or "auto": hull for d >= 2, convexity for d = 1
-        (in 1-D both took the same nodes -- 63/65 at n = 80, 173/169 at n = 160, width 2 -- and
-        the convexity QPs were 10x faster at n = 160; at d = 2 only the hull certified n >= 20).
+        with convexity rows, solved by Clarabel) or "auto": the hull unless d = 1 and
+        n > HULL_MAX_N_1D (measured in 1-D, width 3: hull 0.9 / 1.9 / 6.2 s against 4.0 / 10.5 /
+        21.5 s at n = 20 / 40 / 100; width 2, n = 160: hull 36 s against 3.7 s with equal nodes,
+        its dense least squares grows with n; at d = 2 only the hull certified n >= 20).
     branching: "excess" (the pair whose h exceeds relu(g) most) or "middle" (the middle undecided
         sample of the unit with most undecided samples).
     convexity: the convexity rows of the "convexity" relaxation (without them an undecided h is
@@ -443,8 +445,12 @@ class HullRelaxation:
 
 def uses_hull(spec: InstanceSpec, options: BnbOptions) -> bool:
     """Whether bnb bounds the nodes of `spec` by the hull relaxation (else the convexity one)."""
-    wanted = options.relaxation == "hull" or (options.relaxation == "auto" and spec.d >= 2)
-    return wanted and hull_applies(spec.X) is None
+    return _wants_hull(spec, options) and hull_applies(spec.X) is None
+
+
+def _wants_hull(spec: InstanceSpec, options: BnbOptions) -> bool:
+    auto = spec.d >= 2 or spec.n <= HULL_MAX_N_1D
+    return options.relaxation == "hull" or (options.relaxation == "auto" and auto)
 
 
 def make_relaxation(spec: InstanceSpec, options: BnbOptions, say, *, gap_tol: float = 0.0,
@@ -453,7 +459,7 @@ def make_relaxation(spec: InstanceSpec, options: BnbOptions, say, *, gap_tol: fl
     built.  gap_tol: how much weaker than exact (risk units) a hull node bound may be."""
     if uses_hull(spec, options):
         return HullRelaxation(spec, gap_tol=gap_tol, deadline=deadline)
-    if options.relaxation == "hull" or (options.relaxation == "auto" and spec.d >= 2):
+    if _wants_hull(spec, options):
         say(f"bnb: hull relaxation not available ({hull_applies(spec.X)}); using the convexity relaxation")
     return Relaxation(spec, convexity=options.convexity)
 

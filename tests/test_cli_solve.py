@@ -149,9 +149,9 @@ def check_result(spec, obj: dict) -> None:
     if obj["method"] == "milp":
         assert obj["solver"]["name"] == "highs"
         assert obj["solver"]["version"] == importlib.metadata.version("highspy")
-    else:  # the pattern branch-and-bound: hull nodes (d >= 2) or Clarabel QP nodes (d = 1), HiGHS cells
+    else:  # the pattern branch-and-bound: hull nodes (d >= 2 or n <= 100) or Clarabel QP nodes, HiGHS cells
         assert obj["method"] == "bnb"
-        node_solver = ("nnls+highs", "scipy") if spec.d >= 2 else ("clarabel+highs", "clarabel")
+        node_solver = ("nnls+highs", "scipy") if spec.d >= 2 or spec.n <= 100 else ("clarabel+highs", "clarabel")
         assert obj["solver"]["name"] == node_solver[0]
         prefix = "scipy-" if node_solver[1] == "scipy" else ""
         assert obj["solver"]["version"] == (prefix + importlib.metadata.version(node_solver[1]) + "+"
@@ -200,7 +200,7 @@ def test_tent_text(capfd):
     out, _ = capfd.readouterr()
     assert code == 0
     for words in ("tent-relu-w2", "1-2-1 relu", "status        optimal", "risk          0.125",
-                  "certified     yes", "box active    no", "unit 0:", "unit 1:", "verification  ok", "clarabel+highs",
+                  "certified     yes", "box active    no", "unit 0:", "unit 1:", "verification  ok", "nnls+highs",
                   "method        bnb"):
         assert words in out, words
 
