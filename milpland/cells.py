@@ -49,6 +49,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from milpland.activations import Activation
+from milpland.bounded_lsq import bvls_active_set
 from milpland.errors import MilplandError
 from milpland.losses import Loss
 from milpland.network import OneHiddenParams
@@ -460,35 +461,6 @@ class _Polish:
     converged: bool
 
 
-def _nnls(A: np.ndarray, b: np.ndarray, *, max_iter: int = 500) -> np.ndarray:
-    """Lawson-Hanson non-negative least squares  min |A x - b|, x >= 0.
-
-    Our own because scipy.optimize.nnls (1.17) returned, on degenerate working sets of this module,
-    a "residual norm" of 1e-15 for a point whose true residual was 28 (measured)."""
-    n = A.shape[1]
-    x = np.zeros(n)
-    P = np.zeros(n, dtype=bool)
-    tol = 10.0 * np.finfo(float).eps * max(1.0, float(np.abs(A).sum(axis=0).max(initial=0.0))) * max(A.shape)
-    w = A.T @ b
-    it = 0
-    while (~P).any() and np.max(np.where(P, -np.inf, w)) > tol and it < max_iter:
-        P[int(np.argmax(np.where(P, -np.inf, w)))] = True
-        while it < max_iter:
-            it += 1
-            s = np.zeros(n)
-            s[P] = np.linalg.lstsq(A[:, P], b, rcond=None)[0]
-            if np.all(s[P] > 0):
-                x = s
-                break
-            neg = P & (s <= 0)
-            alpha = float(np.min(x[neg] / (x[neg] - s[neg])))
-            x = x + alpha * (s - x)
-            P &= x > tol
-            x[~P] = 0.0
-        w = A.T @ (b - A @ x)
-    return x
-
-
 def _nullspace(M: np.ndarray, p: int) -> np.ndarray:
     if M.shape[0] == 0:
         return np.eye(p)
@@ -540,7 +512,7 @@ def _polish_least_squares(phi, target, G, h, x0, *, max_steps: int) -> _Polish:
         if GW.shape[0]:
             lam_w = np.linalg.lstsq(GW.T, grad, rcond=None)[0]  # the usual, non-degenerate case
             if lam_w.min() < 0.0:
-                lam_w = _nnls(GW.T, grad)
+                lam_w = bvls_active_set(GW.T, grad, np.full(GW.shape[0], np.inf))[0]
             res = grad - GW.T @ lam_w
         else:
             lam_w, res = np.zeros(0), grad

@@ -54,12 +54,11 @@ from milpland.errors import MilplandError
 from milpland.formulation import containing_simplices
 from milpland.scaled import ScaledParams, sign_class
 from milpland.spec import InstanceSpec
-from milpland.unit_hull import UnitHull, hull_applies
+from milpland.unit_hull import UNDECIDED, UnitHull, hull_applies
 
 BRANCHING = ("excess", "middle")
 RELAXATIONS = ("auto", "hull", "convexity")
 HULL_MAX_N_1D = 100  # "auto" relaxation: in 1-D the hull up to this many samples (BnbOptions)
-UNDECIDED = -1
 VIOLATION_TOL = 1e-9  # h - relu(g) below this (relative to the weights) is no violation
 SOLVER_TOL = 1e-10
 

@@ -311,11 +311,12 @@ def test_active_set_from_zero_on_degenerate_relu_cells(monkeypatch):
 
 
 def test_nnls_satisfies_its_optimality_conditions():
-    """The module's own Lawson-Hanson NNLS (scipy's returned wrong answers on degenerate working sets):
-    x >= 0, A^T r <= 0 and x_i (A^T r)_i = 0, residual equal to scipy's bounded least squares."""
+    """The active set the cell polish uses for its multipliers (scipy's NNLS returned wrong answers
+    on degenerate working sets): x >= 0, A^T r <= 0 and x_i (A^T r)_i = 0, residual equal to scipy's
+    bounded least squares."""
     from scipy.optimize import lsq_linear
 
-    from milpland.cells import _nnls
+    from milpland.bounded_lsq import bvls_active_set
 
     rng = np.random.default_rng(61)
     for t in range(100):
@@ -324,7 +325,8 @@ def test_nnls_satisfies_its_optimality_conditions():
         if t % 2:  # many dependent columns, as in a degenerate working set
             A[:, k // 2 :] = A[:, : k - k // 2] @ rng.normal(size=(k - k // 2, k - k // 2))
         b = rng.normal(size=p)
-        x = _nnls(A, b)
+        x, converged = bvls_active_set(A, b, np.full(k, np.inf))
+        assert converged
         g = A.T @ (b - A @ x)
         assert x.min() >= 0.0 and g.max() <= 1e-9 and abs(x @ g) <= 1e-9
         ref = lsq_linear(A, b, bounds=(0, np.inf), method="bvls", tol=1e-14).x

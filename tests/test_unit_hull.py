@@ -11,9 +11,9 @@ import pytest
 from scipy.optimize import lsq_linear, nnls
 
 from milpland.activations import relu
+from milpland.bounded_lsq import bvls_active_set
 from milpland.enumeration import unit_patterns
-from milpland.unit_hull import (UNDECIDED, UnitHull, bvls_active_set, cancel_opposite_rays, hull_applies,
-                                vertex_rays)
+from milpland.unit_hull import UNDECIDED, UnitHull, cancel_opposite_rays, hull_applies, vertex_rays
 
 RELU = relu()
 
