@@ -167,7 +167,7 @@ AUTO_BNB_MAX_D = 2  # width 2-3, n = 20: bnb faster at d <= 2, milp as fast at d
 
 def choose_method(spec: InstanceSpec) -> str:
     """The search behind `solve_global`: ``[solve] method`` = milp (sign-class MILPs, any activation
-    and loss), bnb (`milpland.pattern_bnb`: homogeneous two-piece activation, squared loss), or auto:
+    and loss), bnb (`milpland.pattern_bnb`: homogeneous two-piece activation), or auto:
     bnb for inputs of dimension 1 or 2 where it applies (measured faster there, results/bench-*.md),
     else milp."""
     requested = spec.solve.method
@@ -542,9 +542,10 @@ def highs_options(spec: InstanceSpec, abs_gap_scaled: float) -> dict:
 
 def solver_name_and_version(method: str, spec: InstanceSpec, strategy: SolveStrategy) -> tuple[str, str]:
     """milp: HiGHS.  bnb: what bounds the nodes (milpland's NNLS with scipy's BVLS for the hull
-    relaxation, Clarabel for the convexity relaxation), then HiGHS for the cells."""
+    relaxation, Clarabel for the convexity relaxation, HiGHS's LP for the absolute and hinge
+    losses), then HiGHS for the cells."""
     highs = highspy.Highs().version()
-    if method == "milp":
+    if method == "milp" or spec.loss.kind != "squared":  # bnb's node LPs are HiGHS's too
         return "highs", highs
     if pattern_bnb.uses_hull(spec, strategy.bnb):
         import scipy

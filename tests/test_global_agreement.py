@@ -149,16 +149,18 @@ def test_global_solve_agrees_with_brute_force(family, loss, seed):
     check_against_brute(spec, result, brute(spec))
 
 
-# `auto` picks the pattern branch-and-bound for squared-loss instances with a homogeneous
-# activation and d <= AUTO_BNB_MAX_D, the MILP otherwise: each homogeneous squared case is solved
-# here by the search that `auto` does not pick, so that both are checked against the brute force
-# on every case.
-OTHER_METHOD_CASES = [(fam, seed) for fam in sorted(HOMOGENEOUS) for seed in range(N_SEEDS)]
+# `auto` picks the pattern branch-and-bound for instances with a homogeneous activation and
+# d <= AUTO_BNB_MAX_D (squared loss: node least squares; absolute: node LPs), the MILP otherwise:
+# each homogeneous case is solved here by the search that `auto` does not pick, so that both are
+# checked against the brute force on every case.
+OTHER_METHOD_CASES = [(fam, loss, seed) for fam in sorted(HOMOGENEOUS) for loss in ("squared", "absolute")
+                      for seed in range(N_SEEDS)]
 
 
-@pytest.mark.parametrize("family,seed", OTHER_METHOD_CASES, ids=[f"{f}-{s}" for f, s in OTHER_METHOD_CASES])
-def test_the_search_auto_does_not_pick_agrees_with_brute_force(family, seed):
-    table = instance(family, "squared", seed)
+@pytest.mark.parametrize("family,loss,seed", OTHER_METHOD_CASES,
+                         ids=[f"{f}-{l}-{s}" for f, l, s in OTHER_METHOD_CASES])
+def test_the_search_auto_does_not_pick_agrees_with_brute_force(family, loss, seed):
+    table = instance(family, loss, seed)
     method = "milp" if len(table["data"]["x"][0]) <= solve.AUTO_BNB_MAX_D else "bnb"
     spec = spec_from_dict({**table, "solve": {"method": method}})
     result = solve.solve_global(spec)
@@ -166,8 +168,16 @@ def test_the_search_auto_does_not_pick_agrees_with_brute_force(family, seed):
     check_against_brute(spec, result, brute(spec))
 
 
+def test_auto_picks_bnb_with_node_lps_for_the_absolute_loss_in_two_dimensions():
+    spec = spec_from_dict(instance("relu", "absolute", 2))  # d = 2
+    assert spec.d == 2 and solve.choose_method(spec) == "bnb"
+
+
+SQUARED_CASES = [(fam, seed) for fam in sorted(HOMOGENEOUS) for seed in range(N_SEEDS)]
+
+
 @pytest.mark.parametrize("relaxation", ["convexity", "hull"])
-@pytest.mark.parametrize("family,seed", OTHER_METHOD_CASES, ids=[f"{f}-{s}" for f, s in OTHER_METHOD_CASES])
+@pytest.mark.parametrize("family,seed", SQUARED_CASES, ids=[f"{f}-{s}" for f, s in SQUARED_CASES])
 def test_bnb_with_each_node_relaxation_agrees_with_brute_force(family, seed, relaxation):
     """bnb's default ("auto") uses the convexity relaxation in 1-D and the hull from d = 2; each is
     forced here on every case, so both are checked in both settings."""
@@ -193,11 +203,14 @@ def test_bnb_agrees_with_brute_force_in_three_dimensions(family, seed):
 
 
 HINGE_CASES = [("relu", 1, 7, 2), ("relu", 2, 6, 1), ("leaky_relu", 2, 5, 2), ("hardtanh", 1, 6, 1),
-               ("hardtanh", 2, 5, 1), ("pwl3", 1, 6, 1), ("two_slope", 1, 6, 2)]
+               ("hardtanh", 2, 5, 1), ("pwl3", 1, 6, 1), ("two_slope", 1, 6, 2), ("relu", 2, 7, 2),
+               ("leaky_relu", 1, 8, 3)]
 
 
+@pytest.mark.parametrize("method", ["milp", "auto"])
 @pytest.mark.parametrize("family,d,n,width", HINGE_CASES)
-def test_hinge_loss_agrees_with_brute_force(family, d, n, width):
+def test_hinge_loss_agrees_with_brute_force(family, d, n, width, method):
+    """auto: bnb (node LPs) for the homogeneous activations, the MILP for the others."""
     rng = np.random.default_rng([d, n, width, sorted(FAMILIES).index(family)])
     X = rng.uniform(-1.0, 1.0, (n, d))
     y = rng.choice([-1.0, 1.0], size=n)
@@ -205,9 +218,11 @@ def test_hinge_loss_agrees_with_brute_force(family, d, n, width):
     spec = spec_from_dict({
         "name": f"hinge-{family}-d{d}n{n}m{width}", "data": {"x": X.tolist(), "y": y.tolist()},
         "network": {"hidden": [width], **FAMILIES[family]}, "loss": {"kind": "hinge"},
-        "box": {"weight": 10.0, "output": 10.0},
+        "box": {"weight": 10.0, "output": 10.0}, "solve": {"method": method},
     })
-    check_against_brute(spec, solve.solve_global(spec), brute(spec))
+    result = solve.solve_global(spec)
+    assert result.method == ("bnb" if method == "auto" and family in HOMOGENEOUS else "milp")
+    check_against_brute(spec, result, brute(spec))
 
 
 INVARIANCE_CASES = [("relu", "squared", 4), ("leaky_relu", "absolute", 7), ("two_slope", "squared", 2),

@@ -64,10 +64,13 @@ def test_one_dimensional_convexity_simplices_are_the_sorted_neighbours():
 def test_applies_names_what_it_cannot_do():
     X, y = [[0.0], [1.0]], [0.0, 1.0]
     assert pb.applies(spec_of(X, y)) is None
-    assert "squared" in pb.applies(spec_of(X, y, loss="absolute"))
+    assert pb.applies(spec_of(X, y, loss="absolute")) is None
     assert "hardtanh" in pb.applies(spec_of(X, y, activation="hardtanh"))
     with pytest.raises(MilplandError, match="absolute"):
         pb.Relaxation(spec_of(X, y, loss="absolute"))
+    on_a_line = [[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]  # no affine basis: the hull (and its LP) is not built
+    assert pb.applies(spec_of(on_a_line, [0.0, 1.0, 0.0])) is None
+    assert "hull" in pb.applies(spec_of(on_a_line, [0.0, 1.0, 0.0], loss="absolute"))
 
 
 def completions(P: np.ndarray):
@@ -79,21 +82,22 @@ def completions(P: np.ndarray):
         yield Q.astype(int)
 
 
-@pytest.mark.parametrize("relaxation", ["convexity", "hull"])
+@pytest.mark.parametrize("relaxation,loss", [("convexity", "squared"), ("hull", "squared"),
+                                             ("hull", "absolute"), ("hull", "hinge")])
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("activation,extra", [("relu", {}), ("leaky_relu", {"alpha": 0.2}),
                                               ("two_slope", {"s_plus": 0.6, "s_minus": 1.4})])
-def test_node_bound_is_below_every_completion(seed, activation, extra, relaxation):
+def test_node_bound_is_below_every_completion(seed, activation, extra, relaxation, loss):
     """The certified node bound never exceeds the best cell among the completions of the partial
     pattern (each cell solved by the verified CellSolver), and equals the cell optimum when the
     pattern is complete (the hull relaxation drops the weight box: there only when the cell's
-    optimum does not touch it)."""
+    optimum does not touch it).  Absolute and hinge: the hull's node LP (milpland/hull_lp.py)."""
     rng = np.random.default_rng(seed)
     d = 1 + seed % 2
     n, m = 5, 2
     X = rng.uniform(-1, 1, (n, d))
-    y = rng.normal(size=n)
-    spec = spec_of(X, y, width=m, activation=activation, **extra)
+    y = rng.choice([-1.0, 1.0], size=n) if loss == "hinge" else rng.normal(size=n)
+    spec = spec_of(X, y, width=m, activation=activation, loss=loss, **extra)
     relaxation = pb.Relaxation(spec) if relaxation == "convexity" else pb.HullRelaxation(spec)
     cells = CellSolver(spec.X, spec.y, spec.network.activation, spec.loss, spec.box)
     signs = sign_class(int(rng.integers(0, m + 1)), m)

@@ -38,7 +38,7 @@ def register(subparsers) -> None:
     p.add_argument("--box", type=float, metavar="B", help="box bound on every scaled weight and output scale (overrides [box])")
     p.add_argument("--method", choices=("auto", "milp", "bnb"),
                    help="search: milp (sign-class MILPs), bnb (pattern branch-and-bound: homogeneous two-piece "
-                        "activation, squared loss), auto (bnb for 1-D inputs where it applies; overrides [solve])")
+                        "activation), auto (bnb for inputs of dimension 1-2 where it applies; overrides [solve])")
     p.add_argument("--params-out", metavar="FILE", help="write the minimiser's weights as JSON (same shape as 'params')")
     p.add_argument("--verbose", action="store_true", help="solver log on stderr; traceback on solver errors")
     p.set_defaults(func=run)
