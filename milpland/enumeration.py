@@ -135,11 +135,13 @@ class Realizer:
         return self.margin(samples, pieces) > REALIZE_TOL
 
 
-def unit_patterns(X: np.ndarray, act: Activation, *, allowed=None, realizer: Realizer | None = None) -> np.ndarray:
+def unit_patterns(X: np.ndarray, act: Activation, *, allowed=None, realizer: Realizer | None = None,
+                  limit: int | None = None) -> np.ndarray:
     """All strictly realisable unit patterns, as a (P, n) int array in lexicographic order.
 
     ``allowed[i]`` (optional) restricts sample i to a set of pieces -- the certificates use it
-    for the patterns of a unit that keep the untied samples' pieces.
+    for the patterns of a unit that keep the untied samples' pieces.  ``limit``: stop once that
+    many are found (then only ``limit`` patterns are returned; callers use it to learn "at least").
     """
     X = np.asarray(X, dtype=float)
     n = X.shape[0]
@@ -162,6 +164,8 @@ def unit_patterns(X: np.ndarray, act: Activation, *, allowed=None, realizer: Rea
         level, assign = stack.pop()
         if level == len(free):
             found.append(assign)
+            if limit is not None and len(found) >= limit:
+                break
             continue
         i = free[level]
         for k in sets[i]:
@@ -205,6 +209,18 @@ def count_cells(n_patterns: int, width: int, act: Activation) -> int:
     P = int(n_patterns)
     return sum(math.comb(P + p - 1, p) * math.comb(P + width - p - 1, width - p)
                for p in sign_classes(act, width))
+
+
+def patterns_for_cells(max_cells: int, width: int, act: Activation) -> int:
+    """The fewest unit patterns whose cells (`count_cells`, increasing in P) exceed max_cells."""
+    P = 1
+    while count_cells(P, width, act) <= max_cells:
+        P *= 2
+    lo, hi = P // 2, P  # count(lo) <= max_cells < count(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if count_cells(mid, width, act) <= max_cells else (lo, mid)
+    return hi
 
 
 def generate_cells(patterns: np.ndarray, width: int, act: Activation):

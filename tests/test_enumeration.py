@@ -82,6 +82,28 @@ def test_closed_form_counts_general_position_relu(d, n, seed):
     assert unit_patterns(X, acts.relu()).shape[0] == 2 * sum(comb(n - 1, k) for k in range(d + 1))
 
 
+def test_a_limited_pattern_search_stops_at_the_limit_and_the_cell_threshold_is_exact():
+    """Cover's count is 2 (1 + 7 + 21) = 58 for 8 points in the plane; with limit 10 the search
+    returns 10 of them.  patterns_for_cells gives the first P whose cells exceed the cap, checked
+    against the closed form C(P + p - 1, p) C(P + m - p - 1, m - p) summed over the sign classes."""
+    from math import comb
+
+    from milpland.enumeration import patterns_for_cells
+
+    X = np.random.default_rng(1).normal(size=(8, 2))
+    every = unit_patterns(X, acts.relu())
+    assert every.shape[0] == 58
+    limited = unit_patterns(X, acts.relu(), limit=10)
+    assert limited.shape[0] == 10 and set(map(tuple, limited)) <= set(map(tuple, every))
+
+    def cells(P, m):  # width m, ReLU: m + 1 sign classes
+        return sum(comb(P + p - 1, p) * comb(P + m - p - 1, m - p) for p in range(m + 1))
+
+    for cap, m in ((3, 2), (1000, 2), (74_000_000, 3), (10**9, 4)):
+        P = patterns_for_cells(cap, m, acts.relu())
+        assert cells(P, m) > cap >= cells(P - 1, m)
+
+
 def test_restricted_patterns_equal_filtered_exhaustive():
     X, act = CASES["hardtanh-d2"]
     rng = np.random.default_rng(3)
