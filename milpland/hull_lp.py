@@ -47,7 +47,7 @@ def slopes_from_duals(kind: str, y: np.ndarray, row_dual: np.ndarray) -> np.ndar
 
     HiGHS's duals d satisfy cost - A^T d = reduced costs.  Absolute rows (Phi z - p + q = y): the
     reduced costs 1 + d_i, 1 - d_i of p_i, q_i are >= 0, and the Lagrangian bound is
-    d.y - min over the box of (Phi^T d).z, i.e. s = -d.  Hinge rows (y_i (Phi z)_i + p_i - q_i = 1):
+    d.y + min over the box of (-Phi^T d).z, i.e. s = -d.  Hinge rows (y_i (Phi z)_i + p_i - q_i = 1):
     pi = d in [0, 1] and s = -pi y."""
     if kind == "absolute":
         return np.clip(-row_dual, -1.0, 1.0)
@@ -60,7 +60,7 @@ def minorant_bound(Phi: np.ndarray, y: np.ndarray, slopes: np.ndarray, lower: np
     imposed here (the caller compares with the parent's bound)."""
     ld = np.longdouble
     s = slopes.astype(ld)
-    g = Phi.T.astype(ld) @ s
+    g = np.asarray(Phi, dtype=ld).T @ s  # no copy when the caller keeps Phi in extended precision
     box = np.sum(np.minimum(g * lower.astype(ld), g * upper.astype(ld)))
     return float(weight * (-(s @ y.astype(ld)) + box))
 
@@ -112,7 +112,7 @@ class HullLp:
             h.setOptionValue(name, value)
         h.passModel(N, n, A.nnz, 1, 1, 0.0, cost, lower, upper, rhs, rhs, A.indptr.astype(np.int32),
                     A.indices.astype(np.int32), A.data, np.zeros(N, dtype=np.int32))
-        return h, Phi
+        return h, Phi.astype(np.longdouble)  # for the bound, converted once per class
 
     def solve(self, pattern: np.ndarray, signs: np.ndarray, *, basis: tuple | None = None,
               deadline: float = np.inf) -> tuple[np.ndarray, float, float, tuple] | None:
