@@ -74,7 +74,7 @@ def run_enumerate(spec: InstanceSpec, ctx: dict) -> dict:
     total = count_cells(patterns.shape[0], spec.width, act)
     if total > ctx["max_cells"]:
         return {"status": "skipped", "seconds": time.perf_counter() - started,
-                "message": f"at least {too_many} unit patterns{_cover_note(spec)}: more than "
+                "message": f"at least {patterns.shape[0]} unit patterns{_cover_note(spec)}: more than "
                            f"--max-cells {ctx['max_cells']} cells"}
     solver = CellSolver(spec.X, spec.y, act, spec.loss, spec.box, output_bias=spec.network.output_bias)
     deadline = started + spec.solve.time_limit
