@@ -57,9 +57,9 @@ import scipy.sparse as sp
 from milpland.cells import Cell
 from milpland.errors import MilplandError
 from milpland.formulation import containing_simplices
+from milpland.hull_lp import HullLp, lp_applies
 from milpland.scaled import ScaledParams, sign_class
 from milpland.spec import InstanceSpec
-from milpland.hull_lp import HullLp, lp_applies
 from milpland.unit_hull import UNDECIDED, UnitHull, hull_applies
 
 BRANCHING = ("excess", "middle")
@@ -411,7 +411,7 @@ class Node:
     tiebreak: int
     pattern: np.ndarray = field(compare=False)
     signs: np.ndarray = field(compare=False)
-    warm: tuple | None = field(default=None, compare=False)  # the parent's relaxation point (sparse)
+    warm: tuple | None = field(default=None, compare=False)  # parent's ray weights (sparse) or LP basis
 
 
 @dataclass
