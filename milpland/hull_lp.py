@@ -7,10 +7,13 @@ the ray weights mu and the output bias c.  The node problem
     min  w sum_i loss_i(f_i)   over  0 <= mu <= ray bounds (0 off the unit's cone),  |c| <= c_bound
 
 is an LP with two slack columns a sample: absolute f_i - y_i = p_i - q_i with cost p_i + q_i;
-hinge 1 - y_i f_i = p_i - q_i with cost p_i.  Every unit holds a column for every vertex ray, the
-rays outside its cone fixed to zero, so the nodes of one sign class differ only in column bounds:
-one HiGHS model per class, the bounds changed in bulk, the dual simplex restarting from the last
-basis (linopy's way: arrays in, no model per node).
+hinge 1 - y_i f_i = p_i - q_i with cost p_i.  f depends on the weights of units of equal sign only
+through their sum per ray, so the LP has a column per ray and sign, bounded by the ray bound times
+the number of that sign's units whose cone holds the ray (0 when none does): the same value as a
+column per unit, with up to m times fewer columns (measured, standard suite, width 3, d = 2: 22 %
+less time at n = 20, 60 % more nodes a second at n = 40).  The nodes of one sign class differ
+only in column bounds: one HiGHS model per class, the bounds changed in bulk, the dual simplex
+restarting from the parent's basis (linopy's way: arrays in, no model per node).
 
 The bound is not HiGHS's objective value.  For slopes s_i in the loss's range (absolute: [-1, 1];
 hinge: s_i = -pi_i y_i with pi_i in [0, 1], labels +-1) every loss_i(f) >= s_i (f - y_i), so for
@@ -32,13 +35,14 @@ import scipy.sparse as sp
 
 from milpland.unit_hull import UnitHull, cancel_opposite_rays
 
-MAX_NONZEROS = 5_000_000  # width x rays x samples in one class's LP (`lp_applies`)
+MAX_NONZEROS = 5_000_000  # signs x rays x samples in one class's LP (`lp_applies`)
 
 
 def lp_applies(hull_rays: int, n: int, width: int) -> str | None:
-    """None when a class's LP fits in memory, else the reason."""
-    if hull_rays * n * width > MAX_NONZEROS:
-        return f"node LP too large ({width} units x {hull_rays} rays x {n} samples)"
+    """None when a class's LP (a column per ray and output sign) fits in memory, else the reason."""
+    signs = min(width, 2)
+    if hull_rays * n * signs > MAX_NONZEROS:
+        return f"node LP too large ({signs} signs x {hull_rays} rays x {n} samples)"
     return None
 
 
@@ -76,14 +80,16 @@ class HullLp:
         self.n_rays = hull.R.shape[0]
         self._classes: dict[tuple, tuple[highspy.Highs, np.ndarray]] = {}
 
-    @property
-    def n_weights(self) -> int:
-        return self.hull.m * self.n_rays
+    @staticmethod
+    def groups(signs: np.ndarray) -> list[np.ndarray]:
+        """Units by output sign: f depends on a group's ray weights only through their sums."""
+        return [np.flatnonzero(signs == s) for s in (1.0, -1.0) if (signs == s).any()]
 
     def _phi(self, signs: np.ndarray) -> np.ndarray:
-        """n x (m R + 1): unit j's column for ray r is s_j sigma(r . x^_i); the last column is c."""
+        """n x (G R + 1), G sign groups: group g's column for ray r is s_g sigma(r . x^_i); the last
+        column is c."""
         F = self.hull.F.T  # n x R
-        return np.hstack([s * F for s in signs] + [np.ones((self.hull.n, 1))])
+        return np.hstack([signs[g[0]] * F for g in self.groups(signs)] + [np.ones((self.hull.n, 1))])
 
     def _model(self, signs: np.ndarray) -> tuple[highspy.Highs, np.ndarray]:
         key = tuple(float(s) for s in signs)
@@ -103,9 +109,10 @@ class HullLp:
             A = sp.hstack([sp.csc_matrix(hull.y[:, None] * Phi), eye, -eye], format="csc")
             rhs, slack_cost = np.ones(n), np.r_[np.ones(n), np.zeros(n)]
         N = A.shape[1]
+        n_weights = Phi.shape[1] - 1
         cost = np.r_[np.zeros(Phi.shape[1]), slack_cost]
-        lower = np.r_[np.zeros(self.n_weights), [-c], np.zeros(2 * n)]
-        upper = np.r_[np.tile(hull.ray_bound, hull.m), [c], np.full(2 * n, highspy.kHighsInf)]
+        lower = np.r_[np.zeros(n_weights), [-c], np.zeros(2 * n)]
+        upper = np.r_[np.zeros(n_weights), [c], np.full(2 * n, highspy.kHighsInf)]  # set per node
         h = highspy.Highs()
         for name, value in (("output_flag", False), ("threads", self.threads), ("presolve", "off"),
                             ("primal_feasibility_tolerance", 1e-9), ("dual_feasibility_tolerance", 1e-9)):
@@ -126,10 +133,13 @@ class HullLp:
         if basis is not None:
             set_basis(h, basis)
         hull = self.hull
-        inside = np.concatenate([hull.cone(pattern[:, j]) for j in range(hull.m)])
-        upper_w = np.where(inside, np.tile(hull.ray_bound, hull.m), 0.0)
-        idx = np.arange(self.n_weights, dtype=np.int32)
-        h.changeColsBounds(self.n_weights, idx, np.zeros(self.n_weights), upper_w)
+        signs = np.asarray(signs, dtype=float)
+        inside = np.array([hull.cone(pattern[:, j]) for j in range(hull.m)])  # (m, R)
+        groups = self.groups(signs)
+        sharing = np.array([inside[g].sum(axis=0) for g in groups])  # units of a group holding ray r
+        upper_w = (sharing * hull.ray_bound).ravel()
+        n_weights = upper_w.shape[0]
+        h.changeColsBounds(n_weights, np.arange(n_weights, dtype=np.int32), np.zeros(n_weights), upper_w)
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
             return None
@@ -139,12 +149,15 @@ class HullLp:
             return None
         sol = h.getSolution()
         x = np.asarray(sol.col_value)
-        weights = np.clip(x[:self.n_weights], 0.0, upper_w).reshape(hull.m, self.n_rays)
-        weights = cancel_opposite_rays(weights, np.asarray(signs, dtype=float))
+        summed = np.clip(x[:n_weights], 0.0, upper_w).reshape(len(groups), self.n_rays)
+        weights = np.zeros((hull.m, self.n_rays))
+        for g, total, count in zip(groups, summed, sharing):  # a ray's weight shared by its units
+            weights[g] = inside[g] * np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+        weights = cancel_opposite_rays(weights, signs)
         c_bound = hull.c_bound if hull.has_c else 0.0
-        c = float(np.clip(x[self.n_weights], -c_bound, c_bound))
+        c = float(np.clip(x[n_weights], -c_bound, c_bound))
         slopes = slopes_from_duals(self.kind, hull.y, np.asarray(sol.row_dual))
-        lower = np.r_[np.zeros(self.n_weights), [-c_bound]]
+        lower = np.r_[np.zeros(n_weights), [-c_bound]]
         bound = minorant_bound(Phi, hull.y, slopes, lower, np.r_[upper_w, [c_bound]], hull.w)
         return weights, c, bound, get_basis(h)
 
