@@ -56,7 +56,7 @@ CONFIGS: dict[str, tuple[FormulationOptions, SolveStrategy]] = {
                       incumbent_class_first=False, candidate_tangents=0, tangent_grid=0),
     ),
 }
-# The pattern branch-and-bound (method bnb, squared loss only): each technique off in turn.
+# The pattern branch-and-bound (method bnb; its grid is squared loss): each technique off in turn.
 BNB_CONFIGS: dict[str, BnbOptions] = {
     "bnb": BnbOptions(),
     "bnb-hull": BnbOptions(relaxation="hull"),

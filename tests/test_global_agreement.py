@@ -179,8 +179,8 @@ SQUARED_CASES = [(fam, seed) for fam in sorted(HOMOGENEOUS) for seed in range(N_
 @pytest.mark.parametrize("relaxation", ["convexity", "hull"])
 @pytest.mark.parametrize("family,seed", SQUARED_CASES, ids=[f"{f}-{s}" for f, s in SQUARED_CASES])
 def test_bnb_with_each_node_relaxation_agrees_with_brute_force(family, seed, relaxation):
-    """bnb's default ("auto") uses the convexity relaxation in 1-D and the hull from d = 2; each is
-    forced here on every case, so both are checked in both settings."""
+    """bnb's default ("auto") uses the hull relaxation except for 1-D inputs with n > 100 (the
+    convexity relaxation); each is forced here on every case, so both are checked in 1-D and 2-D."""
     spec = spec_from_dict({**instance(family, "squared", seed), "solve": {"method": "bnb"}})
     result = solve.solve_global(spec, strategy=SolveStrategy(bnb=BnbOptions(relaxation=relaxation)))
     assert result.method == "bnb"
