@@ -4,7 +4,7 @@ Public API (keyword-only options everywhere):
 
 - ``load_spec(path)`` / ``spec_from_dict(table)``: an `InstanceSpec` (data already loaded).
 - ``solve_global(spec)``: the certified global minimum over the box (a `SolveResult`).
-- ``milpland.landscape.landscape(spec, method=...)``: the local minima, ranked, with gaps
+- ``milpland.landscape.listing.landscape(spec, method=...)``: the local minima, ranked, with gaps
   (not re-exported here: the name is also the module's).
 - ``certify_point(spec, params)``: what a given point is (a `Certification`).
 - ``load_results(out_dir)``: the result tables of a batch folder as pandas DataFrames.
@@ -13,14 +13,13 @@ The solver-backed names are imported on first use, so that ``import milpland`` s
 """
 
 from milpland.errors import MilplandError, SpecError
-from milpland.spec import InstanceSpec, load_spec, spec_from_dict
-
-__version__ = "0.1.0"
+from milpland.instance.spec import InstanceSpec, load_spec, spec_from_dict
+from milpland.records import __version__
 
 _LAZY = {
-    "solve_global": ("milpland.solve", "solve_global"),
-    "certify_point": ("milpland.certify", "certify_point"),
-    "load_results": ("milpland.results", "load"),
+    "solve_global": ("milpland.search.solve", "solve_global"),
+    "certify_point": ("milpland.points.certify", "certify_point"),
+    "load_results": ("milpland.runs.tables", "load"),
 }
 
 __all__ = ["InstanceSpec", "MilplandError", "SpecError", "load_spec", "spec_from_dict", "__version__", *_LAZY]

@@ -11,8 +11,8 @@ import argparse
 import importlib
 import sys
 
-from milpland import __version__
 from milpland.errors import MilplandError
+from milpland.records import __version__
 
 COMMANDS = ["solve", "landscape", "certify", "construct", "batch", "report", "bench", "export"]
 

@@ -1,4 +1,6 @@
-"""Errors a user can cause.  The CLI prints them as one line, never as a traceback."""
+"""Errors a user can cause (the base of the package: every stage imports it, it imports nothing).
+
+The CLI prints them as one line, never as a traceback."""
 
 
 class MilplandError(Exception):

@@ -37,9 +37,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from milpland.activations import Activation
-from milpland.losses import Loss
-from milpland.network import OneHiddenParams
+from milpland.instance.activations import Activation
+from milpland.instance.losses import Loss
+from milpland.instance.network import OneHiddenParams
 
 SOLVER_TOL = 1e-10
 PRUNE_REL = 1e-10  # a cell whose lower bound is this close to the incumbent cannot matter at 1e-6

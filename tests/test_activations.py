@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from milpland import activations as acts
 from milpland.errors import SpecError
+from milpland.instance import activations as acts
 
 HAND_VALUES = [
     # (activation, z, value worked out by hand from the definition)

@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from milpland import batch, tables
 from milpland.errors import MilplandError
-from milpland.suites import resolve
+from milpland.runs import batch, tables
+from milpland.runs.suites import resolve
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 SUITES = REPO / "models" / "suites"
-HAVE_SOLVE = importlib.util.find_spec("milpland.solve") is not None
+HAVE_SOLVE = importlib.util.find_spec("milpland.search.solve") is not None
 
 # Runs milpland's CLI; lists batch/report until cli.py does, and drops commands whose module is missing.
 DRIVER = textwrap.dedent("""
@@ -432,7 +432,7 @@ def test_dask_executor_gives_the_same_tables(tmp_path):
     assert b["jobs"]["worker"].nunique() >= 1 and set(b["fits"]["pid"]).isdisjoint({os.getpid()})
 
 
-@pytest.mark.skipif(not HAVE_SOLVE, reason="milpland.solve is not there yet")
+@pytest.mark.skipif(not HAVE_SOLVE, reason="milpland.search.solve is not there yet")
 def test_solve_task_end_to_end_against_brute_force(tmp_path):
     bruteforce = pytest.importorskip("bruteforce")
     suite = write_suite(tmp_path, """

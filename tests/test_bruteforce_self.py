@@ -13,14 +13,19 @@ import zlib
 
 import numpy as np
 import pytest
+from bruteforce import (
+    brute_force_global,
+    cpwl,
+    forward,
+    realizable_by_lp,
+    risk_of,
+    unit_assignments,
+)
 from scipy.optimize import check_grad, minimize, minimize_scalar
 
-from bruteforce import (
-    brute_force_global, cpwl, forward, realizable_by_lp, risk_of, unit_assignments,
-)
-from milpland import activations as acts
-from milpland.losses import Loss
-from milpland.network import OneHiddenParams
+from milpland.instance import activations as acts
+from milpland.instance.losses import Loss
+from milpland.instance.network import OneHiddenParams
 
 PWL3 = acts.from_pieces("pwl", [-0.5, 0.5], [0.2, 1.0, -0.3])
 ACTS = {

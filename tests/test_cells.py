@@ -1,4 +1,4 @@
-"""Cell solver (milpland.cells) against independent answers: clarabel (a different interior-point
+"""Cell solver (milpland.cells.problem) against independent answers: clarabel (a different interior-point
 solver, its cone program built here from DESIGN §3 with plain loops), closed forms (least squares
 on the lifted features, a degenerate tied pattern, zero-risk fits) and numpy forward passes."""
 
@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from milpland import activations as acts
-from milpland.cells import Cell, CellSolver, cell_problem
+from milpland.cells.problem import Cell, CellSolver, cell_problem
+from milpland.cells.scaled import ScaledParams
 from milpland.errors import MilplandError
-from milpland.losses import Loss
-from milpland.network import OneHiddenParams
-from milpland.scaled import ScaledParams
-from milpland.spec import Box
+from milpland.instance import activations as acts
+from milpland.instance.losses import Loss
+from milpland.instance.network import OneHiddenParams
+from milpland.instance.spec import Box
 
 RTOL = 1e-7
 
@@ -316,7 +316,7 @@ def test_nnls_satisfies_its_optimality_conditions():
     bounded least squares."""
     from scipy.optimize import lsq_linear
 
-    from milpland.bounded_lsq import bvls_active_set
+    from milpland.cells.bounded_lsq import bvls_active_set
 
     rng = np.random.default_rng(61)
     for t in range(100):
@@ -390,7 +390,7 @@ def test_least_squares_on_lifted_features(act_name):
     y = params.forward(X, act) + 1e-3 * rng.normal(size=n)
     cell = Cell.of_params(params, X, act)
     Phi, C = reference_rows(X, act, cell.pattern, cell.signs, True)
-    from milpland.scaled import from_original
+    from milpland.cells.scaled import from_original
 
     th0 = from_original(params)
     z0 = _z_of(th0, act, cell)
@@ -460,7 +460,7 @@ def test_zero_risk_fits():
     # lam (f - median f) is realised in this cell (scale all scaled weights by lam, shift c) and has
     # margin >= 1 once lam >= 1 / min |f - median|; check that this stays inside the box
     lam = 1.0 / np.min(np.abs(f - np.median(f)))
-    from milpland.scaled import from_original
+    from milpland.cells.scaled import from_original
 
     th = from_original(params)
     assert lam * max(np.abs(th.U).max(), np.abs(th.a).max()) < 1000.0
@@ -529,7 +529,7 @@ def test_cell_problem_arrays_describe_the_cell():
         params = OneHiddenParams(rng.normal(size=(2, 2)), rng.normal(size=2), np.array([0.7, -1.3]), 0.4)
         cell = Cell.of_params(params, X, act)
         prob = cell_problem(X, y, act, loss, Box(), cell, output_bias=True)
-        from milpland.scaled import from_original
+        from milpland.cells.scaled import from_original
 
         th = from_original(params)
         z = _z_of(th, act, cell)
@@ -593,10 +593,10 @@ def test_user_mistakes_raise():
 def test_exact_fits_are_verified_optimal(loss_kind):
     """Teacher data fitted exactly by its own cell: risk 0 by construction, so the cell optimum is 0
     and must be reported optimal, not rejected for a rounding-level bound."""
-    from milpland.activations import relu
-    from milpland.cells import Cell, CellSolver
-    from milpland.losses import Loss
-    from milpland.spec import Box
+    from milpland.cells.problem import Cell, CellSolver
+    from milpland.instance.activations import relu
+    from milpland.instance.losses import Loss
+    from milpland.instance.spec import Box
 
     rejected = []
     for seed in [16, 36, 49, 58, 78] + list(range(20)):  # 16, 36, ...: exact fits once rejected

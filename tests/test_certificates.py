@@ -12,13 +12,13 @@
 
 import numpy as np
 import pytest
-
 from bruteforce import forward
+
 from milpland import spec_from_dict
-from milpland.cells import Cell
-from milpland.certificates import Certifier, null_dim
-from milpland.enumeration import enumerate_minima
-from milpland.network import OneHiddenParams
+from milpland.cells.certificates import Certifier, null_dim
+from milpland.cells.problem import Cell
+from milpland.instance.network import OneHiddenParams
+from milpland.landscape.enumeration import enumerate_minima
 
 RADII = (1e-6, 1e-5, 1e-4, 1e-3)
 

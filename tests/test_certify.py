@@ -1,4 +1,4 @@
-"""certify_point (milpland.certify) against truths obtained here: least-squares fits and forward passes
+"""certify_point (milpland.points.certify) against truths obtained here: least-squares fits and forward passes
 written in this file, hand-derived stationarity conditions, finite differences and random perturbations.
 
 Global solves are kept tiny (n <= 8, width <= 3) so this file runs in seconds.
@@ -9,11 +9,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from milpland.certify import Certification, carry_layers, certify_point, loss_gradient
-from milpland.constructions import embed, he_deep, liu_groups, valley, valley_range, yun_step1, yun_step2
-from milpland.deep import DeepParams
 from milpland.errors import MilplandError
-from milpland.spec import spec_from_dict
+from milpland.instance.deep import DeepParams
+from milpland.instance.spec import spec_from_dict
+from milpland.points.certify import (
+    Certification,
+    carry_layers,
+    certify_point,
+    loss_gradient,
+)
+from milpland.points.constructions import (
+    embed,
+    he_deep,
+    liu_groups,
+    valley,
+    valley_range,
+    yun_step1,
+    yun_step2,
+)
 
 SIGMA = {
     "relu": lambda z: np.maximum(z, 0.0),
@@ -34,7 +47,7 @@ def make_spec(X, y, act="relu", hidden=(2,), box=10.0, output_bias=True, time_li
 
 
 def forward(params, X, act):
-    """Plain forward pass (independent of milpland.deep)."""
+    """Plain forward pass (independent of milpland.instance.deep)."""
     sigma = SIGMA[act]
     a = np.asarray(X, dtype=float)
     for W, b in zip(params.W[:-1], params.b[:-1]):

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-import milpland.solve
+import milpland.search.solve
 from milpland import load_spec
 from milpland.cli import main
-from milpland.network import OneHiddenParams
+from milpland.instance.network import OneHiddenParams
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
@@ -272,7 +272,7 @@ def test_teacher_example_beats_the_teacher():
     obj = json.loads(proc.stdout)
     spec = load_spec(path)
     check_result(spec, obj)
-    from milpland.data import generate
+    from milpland.instance.data import generate
     _, clean = generate({"generator": "teacher", "n": 12, "d": 2, "teacher_width": 2, "seed": 0})
     teacher_risk = float(np.mean((spec.y - clean) ** 2))  # the teacher's weights are a feasible point
     assert obj["certified"] and obj["risk"] <= teacher_risk + 1e-12
@@ -371,7 +371,7 @@ def test_bad_options_exit_2_before_solving(tmp_path, capfd, monkeypatch, flags, 
     def must_not_run(spec, **_):
         raise AssertionError("the solver must not run")
 
-    monkeypatch.setattr(milpland.solve, "solve_global", must_not_run)
+    monkeypatch.setattr(milpland.search.solve, "solve_global", must_not_run)
     code = main(["solve", str(TENT), *flags])
     assert code == 2 and words in capfd.readouterr().err
 
@@ -388,7 +388,7 @@ def test_solver_exception_exits_1(capfd, monkeypatch):
     def boom(spec, **_):
         raise RuntimeError("HiGHS exploded\nsecond line")
 
-    monkeypatch.setattr(milpland.solve, "solve_global", boom)
+    monkeypatch.setattr(milpland.search.solve, "solve_global", boom)
     code = main(["solve", str(TENT)])
     err = capfd.readouterr().err
     assert code == 1 and "solver error" in err and "HiGHS exploded second line" in err
@@ -396,14 +396,14 @@ def test_solver_exception_exits_1(capfd, monkeypatch):
 
 
 def test_failed_verification_exits_1(capfd, monkeypatch):
-    real = milpland.solve.solve_global
+    real = milpland.search.solve.solve_global
 
     def tampered(spec, **kw):
         import dataclasses
         result = real(spec, **kw)
         return dataclasses.replace(result, verification=dataclasses.replace(result.verification, ok=False))
 
-    monkeypatch.setattr(milpland.solve, "solve_global", tampered)
+    monkeypatch.setattr(milpland.search.solve, "solve_global", tampered)
     code = main(["solve", str(TENT), "--format", "json"])
     out, err = capfd.readouterr()
     assert code == 1 and "verification failed" in err
@@ -416,8 +416,8 @@ def test_zero_risk_is_certified_global_even_when_the_point_touches_the_box():
     f(1) - f(-1) >= 2, i.e. |relu(u~ + a~) - relu(a~ - u~)| >= 2, which |u~|, |a~| <= 1 allows only
     with |u~| = a~ = 1: every zero-risk point touches the box.
     Zero is the smallest risk any network has (hinge >= 0): certified although the box is active."""
-    from milpland.solve import solve_global
-    from milpland.spec import spec_from_dict
+    from milpland.instance.spec import spec_from_dict
+    from milpland.search.solve import solve_global
 
     spec = spec_from_dict({
         "name": "separable", "data": {"x": [[-2.0], [-1.0], [1.0], [2.0]], "y": [-1.0, -1.0, 1.0, 1.0]},

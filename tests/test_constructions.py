@@ -5,11 +5,19 @@ import itertools
 import numpy as np
 import pytest
 
-from milpland import activations as acts
-from milpland.constructions import embed, he_deep, liu_groups, valley, valley_range, yun_step1, yun_step2
-from milpland.deep import DeepParams
 from milpland.errors import MilplandError
-from milpland.losses import Loss
+from milpland.instance import activations as acts
+from milpland.instance.deep import DeepParams
+from milpland.instance.losses import Loss
+from milpland.points.constructions import (
+    embed,
+    he_deep,
+    liu_groups,
+    valley,
+    valley_range,
+    yun_step1,
+    yun_step2,
+)
 
 
 def forward(params, X, sigma):

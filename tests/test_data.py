@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from milpland import load_spec, spec_from_dict
-from milpland.data import generate, load_file
 from milpland.errors import SpecError
+from milpland.instance.data import generate, load_file
 
 
 def gen(**options):

@@ -6,17 +6,17 @@ import json
 import numpy as np
 import pytest
 
-from milpland import activations as acts
-from milpland.deep import DeepParams, as_deep, group_by_pattern
 from milpland.errors import MilplandError, SpecError
-from milpland.network import OneHiddenParams
-from milpland.params_io import (
+from milpland.instance import activations as acts
+from milpland.instance.deep import DeepParams, as_deep, group_by_pattern
+from milpland.instance.network import OneHiddenParams
+from milpland.instance.params_io import (
     load_params,
     load_params_for_spec,
     params_from_json,
     write_params_json,
 )
-from milpland.spec import spec_from_dict
+from milpland.instance.spec import spec_from_dict
 
 
 def hinge_sigma(z, breakpoints, slopes, value_at_first):

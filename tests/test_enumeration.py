@@ -1,6 +1,6 @@
 """Unit patterns and cell counts against exhaustive LP feasibility (scipy) over all K^n assignments.
 
-The reference shares nothing with milpland.enumeration: every one of the K^n assignments of
+The reference shares nothing with milpland.landscape.enumeration: every one of the K^n assignments of
 pieces to samples is tested with its own scipy LP  max eps  s.t.  t_{k-1} + eps <= w.x_i + b
 <= t_k - eps  (|w|, |b| <= 1e3, eps <= 1), and the cells are counted by brute force over all
 m-tuples of realisable patterns and all 2^m sign vectors, identified up to unit permutation
@@ -13,10 +13,15 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from milpland import activations as acts
 from milpland import spec_from_dict
-from milpland.enumeration import count_cells, enumerate_minima, generate_cells, unit_patterns
 from milpland.errors import MilplandError
+from milpland.instance import activations as acts
+from milpland.landscape.enumeration import (
+    count_cells,
+    enumerate_minima,
+    generate_cells,
+    unit_patterns,
+)
 
 
 def exhaustive_patterns(X, act, allowed=None):
@@ -88,7 +93,7 @@ def test_a_limited_pattern_search_stops_at_the_limit_and_the_cell_threshold_is_e
     against the closed form C(P + p - 1, p) C(P + m - p - 1, m - p) summed over the sign classes."""
     from math import comb
 
-    from milpland.enumeration import patterns_for_cells
+    from milpland.landscape.enumeration import patterns_for_cells
 
     X = np.random.default_rng(1).normal(size=(8, 2))
     every = unit_patterns(X, acts.relu())

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from milpland import activations as acts
-from milpland.constructions import embed, yun_step1
-from milpland.deep import DeepParams
 from milpland.errors import MilplandError
-from milpland.escape import escape_test
-from milpland.losses import Loss
+from milpland.instance import activations as acts
+from milpland.instance.deep import DeepParams
+from milpland.instance.losses import Loss
+from milpland.points.constructions import embed, yun_step1
+from milpland.points.escape import escape_test
 
 RELU = acts.relu()
 

@@ -6,8 +6,8 @@ import highspy
 import pytest
 
 from milpland.cli import main
-from milpland.export import export_model
-from milpland.spec import spec_from_dict
+from milpland.instance.spec import spec_from_dict
+from milpland.search.export import export_model
 from tests.bruteforce import brute_force_global
 
 
@@ -66,7 +66,7 @@ def test_export_command_writes_files_and_rejects_bad_cuts(tmp_path, capsys):
 
 
 def test_cli_method_and_format_lists_match_the_library():
-    from milpland.bench import METHODS
     from milpland.commands.bench import METHOD_NAMES
+    from milpland.runs.bench import METHODS
 
     assert tuple(METHODS) == METHOD_NAMES

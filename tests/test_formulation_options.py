@@ -18,15 +18,20 @@ import pytest
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from milpland import bounds
-from milpland.formulation import (
-    ClassTemplate, FormulationOptions, build_master, class_arrangement, containing_simplices, lift_point,
+from milpland.cells.scaled import sign_class
+from milpland.instance.spec import spec_from_dict
+from milpland.search import bounds
+from milpland.search.formulation import (
+    ClassTemplate,
+    FormulationOptions,
+    build_master,
+    class_arrangement,
+    containing_simplices,
+    lift_point,
 )
-from milpland.highs_backend import compile_model
-from milpland.incumbents import MultistartOptions
-from milpland.scaled import sign_class
-from milpland.solve import SolveStrategy, solve_global
-from milpland.spec import spec_from_dict
+from milpland.search.highs_backend import compile_model
+from milpland.search.incumbents import MultistartOptions
+from milpland.search.solve import SolveStrategy, solve_global
 
 RTOL = 1e-6
 
@@ -229,7 +234,7 @@ def test_lifted_point_is_feasible_with_its_risk_as_objective(hull):
     spec = make_spec(8, 1, "absolute", 5)
     options = FormulationOptions(threshold_hull_1d=hull, order_units="bias")
     rng = np.random.default_rng(0)
-    from milpland.scaled import ScaledParams
+    from milpland.cells.scaled import ScaledParams
     theta = ScaledParams(U=rng.normal(size=(2, 1)), a=rng.normal(size=2), rho=np.ones(2), c=0.3,
                          signs=np.array([-1.0, 1.0]))
     G = theta.scaled_pre_activations(spec.X)

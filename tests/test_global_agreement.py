@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from bruteforce import BruteResult, brute_force_global, forward, risk_of
-from milpland import activations as acts
-from milpland.network import OneHiddenParams
-from milpland import solve
-from milpland.pattern_bnb import BnbOptions
-from milpland.solve import SolveStrategy
-from milpland.spec import InstanceSpec, spec_from_dict
+
+from milpland.instance import activations as acts
+from milpland.instance.network import OneHiddenParams
+from milpland.instance.spec import InstanceSpec, spec_from_dict
+from milpland.search import solve
+from milpland.search.pattern_bnb import BnbOptions
+from milpland.search.solve import SolveStrategy
 
 FAMILIES = {
     "relu": {"activation": "relu"},

@@ -5,12 +5,12 @@ import itertools
 import numpy as np
 import pytest
 
-from milpland import activations as acts
-from milpland.constructions import he_deep, liu_groups, yun_step1
-from milpland.deep import DeepParams
 from milpland.errors import MilplandError
-from milpland.grouplsq import affine_fit, group_bound
-from milpland.losses import Loss
+from milpland.instance import activations as acts
+from milpland.instance.deep import DeepParams
+from milpland.instance.losses import Loss
+from milpland.points.constructions import he_deep, liu_groups, yun_step1
+from milpland.points.grouplsq import affine_fit, group_bound
 
 RELU = acts.relu()
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from milpland.activations import relu
-from milpland.hull_lp import HullLp, minorant_bound
-from milpland.unit_hull import UNDECIDED, UnitHull
+from milpland.instance.activations import relu
+from milpland.search.hull_lp import HullLp, minorant_bound
+from milpland.search.unit_hull import UNDECIDED, UnitHull
 
 
 def hull_lp(X, y, kind, *, width=2):

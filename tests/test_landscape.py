@@ -16,14 +16,14 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
 from bruteforce import forward
+
 from milpland import spec_from_dict
 from milpland.cli import build_parser
 from milpland.commands import landscape as landscape_command
 from milpland.errors import MilplandError
-from milpland.landscape import landscape
-from milpland.solve import solve_global
+from milpland.landscape.listing import landscape
+from milpland.search.solve import solve_global
 
 X1 = np.linspace(-1, 1, 5)
 X2 = np.array([[-0.9, -0.2], [0.1, 0.8], [0.7, -0.5], [-0.3, 0.4]])
@@ -207,8 +207,8 @@ def test_milp_method_refuses_what_it_cannot_certify(tmp_path):
 
 @pytest.mark.parametrize("loss", ["squared", "absolute", "hinge"])
 def test_descent_gradient_matches_central_differences(loss):
-    from milpland.network import OneHiddenParams
-    from milpland.sampling import _value_and_grad
+    from milpland.instance.network import OneHiddenParams
+    from milpland.landscape.sampling import _value_and_grad
 
     y = [1.0, -1.0, 1.0, -1.0, 1.0] if loss == "hinge" else [0.3, -0.5, 0.9, 0.1, 0.6]
     spec = make_spec(X1, y, activation="leaky_relu", alpha=0.2, width=3, loss=loss)
@@ -229,7 +229,7 @@ def test_descent_gradient_matches_central_differences(loss):
 
 
 def test_descent_is_seeded_and_descends():
-    from milpland.sampling import descend
+    from milpland.landscape.sampling import descend
 
     spec = SPECS["square-leaky"]()
     a = descend(spec, starts=8, seed=4, max_iter=200)

@@ -1,4 +1,4 @@
-"""The local-minima MILP (milpland.localmin_milp) against an independent brute-force listing.
+"""The local-minima MILP (milpland.landscape.localmin_milp) against an independent brute-force listing.
 
 Truth, written here from DESIGN §3/§5 with numpy, scipy.optimize.linprog and clarabel only
 (no milpland solver code): every strictly realisable unit pattern (thresholds in 1-D, an LP per
@@ -23,8 +23,12 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from milpland.errors import MilplandError
-from milpland.localmin_milp import ClassWalk, find_local_minima, residual_bounds
-from milpland.spec import spec_from_dict
+from milpland.instance.spec import spec_from_dict
+from milpland.landscape.localmin_milp import (
+    ClassWalk,
+    find_local_minima,
+    residual_bounds,
+)
 
 EPS = 1e-6
 BOX = 10.0

@@ -15,9 +15,16 @@ import numpy as np
 import pytest
 
 from milpland import load_spec
-from milpland.certify import certify_point
-from milpland.constructions import embed, he_deep, liu_groups, valley, yun_step1, yun_step2
-from milpland.params_io import load_params
+from milpland.instance.params_io import load_params
+from milpland.points.certify import certify_point
+from milpland.points.constructions import (
+    embed,
+    he_deep,
+    liu_groups,
+    valley,
+    yun_step1,
+    yun_step2,
+)
 
 PAPERS = Path(__file__).resolve().parent.parent / "models" / "papers"
 SPECS = sorted(PAPERS.glob("*.toml"))

@@ -10,11 +10,11 @@ import itertools
 import numpy as np
 import pytest
 
-from milpland import pattern_bnb as pb
-from milpland.cells import Cell, CellSolver
+from milpland.cells.problem import Cell, CellSolver
+from milpland.cells.scaled import sign_class
 from milpland.errors import MilplandError
-from milpland.scaled import sign_class
-from milpland.spec import spec_from_dict
+from milpland.instance.spec import spec_from_dict
+from milpland.search import pattern_bnb as pb
 
 U = pb.UNDECIDED
 
@@ -135,7 +135,8 @@ def test_lower_bound_is_valid_for_arbitrary_multipliers():
 
 def test_bench_runs_both_searches_and_they_agree_with_the_brute_force(tmp_path):
     from bruteforce import brute_force_global
-    from milpland.bench import run_bench
+
+    from milpland.runs.bench import run_bench
 
     rng = np.random.default_rng(11)
     X = np.sort(rng.uniform(-1, 1, (7, 1)), axis=0)
@@ -158,7 +159,7 @@ def test_a_baseline_that_crashes_its_process_becomes_an_error_not_a_dead_benchma
     results and user errors through."""
     import os
 
-    from milpland.bench import run_in_child
+    from milpland.runs.bench import run_in_child
 
     with pytest.raises(RuntimeError, match="died"):
         run_in_child(os.abort, (), limit=60)

@@ -13,7 +13,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from milpland import report, tables
+from milpland.runs import report, tables
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)

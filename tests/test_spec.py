@@ -9,7 +9,7 @@ import pytest
 
 from milpland import load_spec, spec_from_dict
 from milpland.errors import SpecError
-from milpland.spec import DEFAULT_BOX
+from milpland.instance.spec import DEFAULT_BOX
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from milpland import tables
 from milpland.errors import MilplandError
+from milpland.runs import tables
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 

@@ -10,10 +10,16 @@ import numpy as np
 import pytest
 from scipy.optimize import lsq_linear, nnls
 
-from milpland.activations import relu
-from milpland.bounded_lsq import bvls_active_set
-from milpland.enumeration import unit_patterns
-from milpland.unit_hull import UNDECIDED, UnitHull, cancel_opposite_rays, hull_applies, vertex_rays
+from milpland.cells.bounded_lsq import bvls_active_set
+from milpland.instance.activations import relu
+from milpland.landscape.enumeration import unit_patterns
+from milpland.search.unit_hull import (
+    UNDECIDED,
+    UnitHull,
+    cancel_opposite_rays,
+    hull_applies,
+    vertex_rays,
+)
 
 RELU = relu()
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from milpland.network import OneHiddenParams
-from milpland.scaled import ScaledParams
-from milpland.spec import spec_from_dict
-from milpland.verify import verify_point
-from milpland import activations
+from milpland.cells.scaled import ScaledParams
+from milpland.cells.verify import verify_point
+from milpland.instance import activations
+from milpland.instance.network import OneHiddenParams
+from milpland.instance.spec import spec_from_dict
 
 SPEC = spec_from_dict({
     "name": "v", "data": {"x": [[-1.0], [0.5], [2.0]], "y": [0.0, 1.0, 3.0]}, "network": {"hidden": [2]},

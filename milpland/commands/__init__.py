@@ -1,4 +1,7 @@
-"""One module per command (``register(subparsers)``), and what the commands share."""
+"""Stage 6, commands: one module per command (``register(subparsers)``), and what they share.
+
+May import every stage below; imported only by milpland.cli.
+"""
 
 from __future__ import annotations
 

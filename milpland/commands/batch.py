@@ -7,13 +7,13 @@ import shlex
 import sys
 from datetime import datetime
 
-from milpland.batch import EXECUTORS, TASKS, run_batch
 from milpland.errors import MilplandError
+from milpland.runs.batch import EXECUTORS, TASKS, run_batch
 
 EPILOG = """\
 Results are appended to OUT as each instance finishes (Parquet parts; --csv also exports CSV).
 Rerunning the same command skips what is done and retries what failed. Load the tables with
-milpland.tables.load(OUT); summarise them with `milpland report OUT`.
+milpland.runs.tables.load(OUT); summarise them with `milpland report OUT`.
 Exit codes: 0 all done, 1 some instances failed, 2 usage error, 130/143 interrupted (SIGINT/SIGTERM)."""
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from milpland.errors import MilplandError
 
-METHOD_NAMES = ("milp", "bnb", "enumerate", "gd", "scip", "landscape-enumerate", "landscape-milp", "landscape-sample")  # milpland.bench.METHODS, without importing pandas here
+METHOD_NAMES = ("milp", "bnb", "enumerate", "gd", "scip", "landscape-enumerate", "landscape-milp", "landscape-sample")  # milpland.runs.bench.METHODS, without importing pandas here
 
 
 def register(subparsers) -> None:
@@ -34,7 +34,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from milpland.bench import run_bench, write_report  # pandas and the solvers load only when used
+    from milpland.runs.bench import (  # pandas and the solvers load only when used
+        run_bench,
+        write_report,
+    )
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     out = Path(args.out)

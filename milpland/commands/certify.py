@@ -3,7 +3,7 @@
 Reports the risk, the cell, whether the point is stationary, the verdict (local_min, saddle,
 not_stationary, inconclusive) with its certificate, the best minimum of its cell and the gap
 to the global minimum (one hidden layer), or a lower bound on the gap from the best point
-milpland finds (deeper nets).  A saddle comes with a descent path.  See milpland.certify.
+milpland finds (deeper nets).  A saddle comes with a descent path.  See milpland.points.certify.
 
 Exit codes: 0 when a verdict was reported (any verdict, including inconclusive), 1 when a
 solver failed, 2 for user mistakes (bad spec or params file; handled by milpland.cli).
@@ -19,7 +19,7 @@ import traceback
 
 from milpland.commands import number_text
 from milpland.errors import MilplandError
-from milpland.spec import load_spec
+from milpland.instance.spec import load_spec
 
 
 def register(subparsers) -> None:
@@ -46,7 +46,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from milpland.params_io import load_params_for_spec
+    from milpland.instance.params_io import load_params_for_spec
 
     spec = load_spec(args.spec)
     if args.time_limit is not None and not (math.isfinite(args.time_limit) and args.time_limit > 0):
@@ -54,8 +54,10 @@ def run(args) -> int:
     if args.gd_starts < 0:
         raise MilplandError(f"--gd-starts: must be a non-negative integer, got {args.gd_starts}")
     params = load_params_for_spec(args.params, spec)
-    from milpland.certify import certify_point  # imported late: building the parser must stay cheap
     from milpland.commands import stdout_to_stderr
+    from milpland.points.certify import (
+        certify_point,  # imported late: building the parser must stay cheap
+    )
 
     try:
         with stdout_to_stderr():
@@ -110,7 +112,7 @@ def format_text(obj: dict) -> str:
         note = "  (touches the box: the cell's infimum may be lower)" if obj.get("cell_min_box_active") else ""
         lines.append(f"cell minimum  {number_text(obj['cell_min'])}  over |scaled weights| <= {number_text(box[0])}{note}")
         if obj.get("cell_min_verdict"):
-            lines.append(f"cell's best   {obj['cell_min_verdict']} (milpland.certificates)")
+            lines.append(f"cell's best   {obj['cell_min_verdict']} (milpland.cells.certificates)")
         if obj.get("global_risk") is not None:
             cert = "certified" if obj["global_certified"] else "NOT certified"
             act = ", a box bound is active" if obj["global_box_active"] else ""

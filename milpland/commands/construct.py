@@ -61,7 +61,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from milpland.spec import load_spec
+    from milpland.instance.spec import load_spec
 
     spec = load_spec(args.spec)
     _check_flags(args)
@@ -86,7 +86,7 @@ def run(args) -> int:
 
 def build(args, spec):
     """The Construction for ``args.kind`` on ``spec`` (MilplandError for what does not apply)."""
-    from milpland import constructions as cons
+    from milpland.points import constructions as cons
 
     X, y, act, loss, hidden = spec.X, spec.y, spec.network.activation, spec.loss, spec.network.hidden
     if args.kind in ("yun-step1", "yun-step2"):
@@ -115,8 +115,8 @@ def build(args, spec):
 
 
 def _embed(args, spec):
-    from milpland import constructions as cons
-    from milpland.params_io import load_params
+    from milpland.instance.params_io import load_params
+    from milpland.points import constructions as cons
 
     hidden = list(spec.network.hidden)
     if args.how is None or args.params is None:
@@ -199,7 +199,7 @@ def _check_flags(args) -> None:
 
 
 def _check_result(spec, params) -> None:
-    from milpland.params_io import check_shapes
+    from milpland.instance.params_io import check_shapes
 
     check_shapes(params, d=spec.d, hidden=spec.network.hidden, outputs=1)
     if not spec.network.output_bias and float(params.b[-1][0]) != 0.0:
@@ -210,7 +210,7 @@ def _check_result(spec, params) -> None:
 
 
 def summary(args, spec, construction) -> dict:
-    from milpland.results import jsonable
+    from milpland.records import jsonable
 
     details = jsonable(construction.details)
     obj = {

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from milpland.spec import load_spec
-
-FORMATS = ("mps", "lp")  # milpland.export.FORMATS, without importing Pyomo here
+from milpland.instance.spec import load_spec
 
 
 def register(subparsers) -> None:
@@ -18,14 +16,15 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("spec", metavar="SPEC", help="instance spec (TOML file)")
-    p.add_argument("--format", choices=FORMATS, default="mps", help="file format (default: mps)")
+    # checked by export_model (milpland.search.export.FORMATS): importing it here would load Pyomo
+    p.add_argument("--format", default="mps", help="file format: mps or lp (default: mps)")
     p.add_argument("--out", metavar="PREFIX", help="output path prefix (default: the spec's name)")
     p.add_argument("--cuts", type=int, default=41, help="tangents per sample for squared loss (default 41)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from milpland.export import export_model
+    from milpland.search.export import export_model
 
     spec = load_spec(args.spec)
     for path in export_model(spec, out_prefix=args.out or spec.name, fmt=args.format, cuts=args.cuts):

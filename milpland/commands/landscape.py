@@ -6,7 +6,7 @@ user mistakes (handled by milpland.cli).
 
 With ``--format json`` stdout carries exactly one JSON object (`LandscapeResult.to_json`);
 progress and solver logs go to stderr.  ``--out DIR`` writes DIR/minima.parquet, one row per
-minimum (the ``minima`` columns of milpland.tables plus rank, method, global_risk), which
+minimum (the ``minima`` columns of milpland.runs.tables plus rank, method, global_risk), which
 ``pandas.read_parquet`` reads directly.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from milpland.commands import number_text, stdout_to_stderr
 from milpland.errors import MilplandError
-from milpland.spec import InstanceSpec, load_spec
+from milpland.instance.spec import InstanceSpec, load_spec
 
 METHODS = ("enumerate", "milp", "sample")
 
@@ -56,7 +56,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from milpland.landscape import DEFAULT_MAX_CELLS, DEFAULT_STARTS, landscape  # keep the parser cheap
+    from milpland.landscape.listing import (  # keep the parser cheap
+        DEFAULT_MAX_CELLS,
+        DEFAULT_STARTS,
+        landscape,
+    )
 
     spec = prepare_spec(args)
     out_dir = _check_out(args.out)
@@ -114,7 +118,7 @@ def write_minima(out_dir: Path, rows: list[dict]) -> Path:
     """DIR/minima.parquet, written to a temporary file and renamed (atomic)."""
     import pyarrow.parquet as pq
 
-    from milpland.tables import prepare, to_arrow
+    from milpland.runs.tables import prepare, to_arrow
 
     prepare(out_dir)
     final = out_dir / "minima.parquet"

@@ -20,8 +20,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import pandas as pd  # heavy: imported only when the command runs
 
-    from milpland.report import report, write_figures
-    from milpland.tables import load
+    from milpland.runs.report import report, write_figures
+    from milpland.runs.tables import load
 
     tables = report(args.out)
     with pd.option_context("display.width", 160, "display.max_columns", None, "display.max_colwidth", 70,

@@ -17,9 +17,9 @@ import sys
 import time
 import traceback
 
-from milpland.commands import number_text, writable_file, stdout_to_stderr
+from milpland.commands import number_text, stdout_to_stderr, writable_file
 from milpland.errors import MilplandError
-from milpland.spec import InstanceSpec, load_spec
+from milpland.instance.spec import InstanceSpec, load_spec
 
 # A point is reported (exit 0) with these statuses; anything else is a solver failure.
 REPORTED_STATUSES = ("optimal", "time_limit")
@@ -47,7 +47,9 @@ def register(subparsers) -> None:
 def run(args) -> int:
     spec = prepare_spec(args)
     params_out = writable_file("--params-out", args.params_out)
-    from milpland.solve import solve_global  # imported late: building the parser must stay cheap
+    from milpland.search.solve import (
+        solve_global,  # imported late: building the parser must stay cheap
+    )
 
     _progress(args, f"solving {spec.name} ({spec.architecture()}, {spec.loss.kind} loss, n = {spec.n}) ...")
     started = time.perf_counter()

@@ -1,0 +1,242 @@
+"""`landscape(spec)`: the certified local minima of one instance, ranked, with their gaps (DESIGN §5).
+
+Methods:
+
+- ``enumerate`` (`milpland.landscape.enumeration`): every cell solved and certified.  Complete: every
+  local minimum inside the box is listed (up to the certificates' tolerances), and the best
+  cell optimum is the global minimum over the box, so no separate global solve is needed.
+- ``sample`` (`milpland.landscape.sampling`): gradient descent from seeded random starts; each end cell
+  certified; ``basin_fraction`` = share of the starts.  Never complete.
+- ``milp`` (`milpland.landscape.localmin_milp`): the MILP over eps-interior local minima.
+
+The global minimum comes from the enumeration when it is complete (``global_source =
+"enumerate"``), otherwise from `solve_global` (``"solve_global"``).  Each minimum gets
+gap = risk - global risk and spurious = gap > tolerance, with tolerance =
+max(rel_gap x |global risk|, SPURIOUS_FLOOR x risk of the best constant).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import highspy
+import numpy as np
+
+from milpland.cells.minima import LocalMinimum
+from milpland.cells.verify import verify_point
+from milpland.errors import MilplandError
+from milpland.instance.spec import InstanceSpec
+from milpland.records import SCHEMA_VERSION
+from milpland.search.result import Seconds, SolveResult
+
+METHODS = ("enumerate", "sample", "milp")
+DEFAULT_MAX_CELLS = 20000
+DEFAULT_STARTS = 100
+SPURIOUS_FLOOR = 1e-9  # absolute part of the spurious tolerance, relative to the best constant's risk
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, eq=False)
+class LandscapeResult:
+    instance: str
+    instance_hash: str
+    method: str  # enumerate | sample | milp
+    global_result: SolveResult
+    global_source: str  # "enumerate" (complete enumeration) | "solve_global"
+    minima: list[LocalMinimum]  # ranked by risk, gap and spurious set
+    complete: bool  # enumerate: every local minimum in the box; milp: every risk level; sample: never
+    tolerance: float  # a minimum is spurious when gap > tolerance
+    seconds: float
+    counts: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    message: str = ""
+
+    @property
+    def global_risk(self) -> float:
+        return float(self.global_result.risk)
+
+    @property
+    def spurious(self) -> list[LocalMinimum]:
+        return [m for m in self.minima if m.spurious]
+
+    def to_json(self) -> dict:
+        """The object printed by ``milpland landscape --format json``."""
+        return {
+            "instance": self.instance,
+            "instance_hash": self.instance_hash,
+            "method": self.method,
+            "complete": bool(self.complete),
+            "global": self.global_result.to_json(),
+            "global_source": self.global_source,
+            "global_risk": _finite_or_none(self.global_risk),
+            "tolerance": float(self.tolerance),
+            "n_minima": len(self.minima),
+            "n_spurious": len(self.spurious),
+            "minima": [m.to_json() for m in self.minima],
+            "counts": _plain(self.counts),
+            "timings": _plain(self.timings),
+            "seconds": float(self.seconds),
+            "message": self.message,
+            "schema_version": SCHEMA_VERSION,
+        }
+
+    def to_rows(self) -> list[dict]:
+        """One row per minimum for the ``minima`` table (milpland.runs.tables), plus run columns."""
+        rows = []
+        for rank, m in enumerate(self.minima, start=1):
+            row = m.to_row()
+            row.update(instance_hash=self.instance_hash, rank=rank, method=self.method,
+                       global_risk=self.global_risk, global_source=self.global_source,
+                       complete=bool(self.complete))
+            rows.append(row)
+        return rows
+
+
+def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int = DEFAULT_MAX_CELLS,
+              starts: int = DEFAULT_STARTS, seed: int | None = None, milp_options: dict | None = None,
+              progress: Progress | None = None) -> LandscapeResult:
+    """The local minima of ``spec`` by ``method``, ranked by risk, with gaps to the global minimum.
+
+    ``milp_options`` go to `milpland.landscape.localmin_milp.find_local_minima` (epsilon, max_levels, ...).
+    """
+    if method not in METHODS:
+        raise MilplandError(f"--method: unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if spec.network.depth != 1:
+        raise MilplandError(f"network.hidden: landscape handles one hidden layer; {spec.name} has "
+                            f"hidden = {list(spec.network.hidden)}")
+    for flag, value in (("--max-cells", max_cells), ("--starts", starts)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise MilplandError(f"{flag}: must be a positive integer, got {value!r}")
+    seed = spec.solve.seed if seed is None else seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise MilplandError(f"--seed: must be a non-negative integer, got {seed!r}")
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    messages: list[str] = []
+    if method == "enumerate":
+        from milpland.landscape.enumeration import enumerate_minima
+
+        out = enumerate_minima(spec, max_cells=max_cells, progress=say)
+        minima, complete, counts, timings = out.minima, out.complete, out.counts, out.seconds
+        messages += out.messages
+        if out.box_limited_best < float("inf"):
+            messages.append(f"{out.counts['box_limited']} cell optima touch the box (lowest "
+                            f"{out.box_limited_best:.10g}): minima over the box only, not listed; "
+                            "a larger box may move them")
+        if out.complete:
+            glob, source = global_from_enumeration(spec, out, time.perf_counter() - started), "enumerate"
+        else:
+            glob, source = _solve_global(spec, say), "solve_global"
+    elif method == "sample":
+        from milpland.landscape.sampling import sample_minima
+
+        out = sample_minima(spec, starts=starts, seed=seed, progress=say)
+        minima, complete, counts, timings = out.minima, False, out.counts, out.seconds
+        messages += out.messages
+        glob, source = _solve_global(spec, say), "solve_global"
+    else:
+        from milpland.landscape.localmin_milp import find_local_minima
+
+        out = find_local_minima(spec, time_limit=spec.solve.time_limit, progress=say, **(milp_options or {}))
+        minima, complete = list(out.minima), bool(out.complete)
+        counts = {k: v for k, v in out.to_json().items() if k not in ("minima", "instance", "method")}
+        timings = {"search": float(out.seconds)}
+        glob, source = _solve_global(spec, say), "solve_global"
+    tol = spurious_tolerance(spec, glob.risk)
+    ranked = rank_minima(minima, glob.risk, tol)
+    messages += consistency_notes(ranked, glob, tol, complete=complete and method == "enumerate")
+    return LandscapeResult(
+        instance=spec.name, instance_hash=spec.instance_hash(), method=method, global_result=glob,
+        global_source=source, minima=ranked, complete=complete, tolerance=tol,
+        seconds=time.perf_counter() - started, counts=counts, timings=timings, message="; ".join(messages),
+    )
+
+
+def spurious_tolerance(spec: InstanceSpec, global_risk: float) -> float:
+    from milpland.search.solve import best_constant
+
+    constant = spec.loss.risk(np.full(spec.n, best_constant(spec)), spec.y)
+    return max(spec.solve.rel_gap * abs(global_risk), SPURIOUS_FLOOR * max(constant, 1e-300))
+
+
+def rank_minima(minima: list[LocalMinimum], global_risk: float, tol: float) -> list[LocalMinimum]:
+    """Sorted by risk, with gap = risk - global risk and spurious = gap > tol."""
+    out = []
+    for m in sorted(minima, key=lambda m: m.risk):
+        gap = float(m.risk - global_risk) if np.isfinite(global_risk) else float("nan")
+        out.append(replace(m, gap=gap, spurious=bool(np.isfinite(gap) and gap > tol)))
+    return out
+
+
+def consistency_notes(minima: list[LocalMinimum], glob: SolveResult, tol: float, *, complete: bool) -> list[str]:
+    """Disagreements between the minima and the global result that a user must see."""
+    notes = []
+    if minima and minima[0].risk < glob.risk - tol:
+        notes.append(f"a certified local minimum ({minima[0].risk:.10g}) lies below the global result "
+                     f"({glob.risk:.10g}): the global result is not the global minimum")
+    if complete and glob.certified and not glob.box_active and minima and minima[0].gap > tol:
+        notes.append("the complete list does not contain the global minimiser as a local minimum")
+    if not glob.certified:
+        notes.append("the global result is not certified (see global.message): "
+                     "gaps are relative to the best known point")
+    return notes
+
+
+def _solve_global(spec: InstanceSpec, say: Progress) -> SolveResult:
+    from milpland.search.solve import solve_global
+
+    say("solving the global minimum ...")
+    return solve_global(spec, progress=say)
+
+
+def global_from_enumeration(spec: InstanceSpec, out, seconds: float) -> SolveResult:
+    """The minimum over the box from a complete enumeration: the best cell optimum (upper bound,
+    re-evaluated with numpy) and the least Lagrangian bound of all cells (lower bound)."""
+    usable = [k for k, ok in enumerate(out.verified) if ok]
+    if not usable:
+        raise MilplandError("enumerate: no cell was solved to optimality")
+    best = min(usable, key=lambda k: out.results[k].risk)
+    res, cell = out.results[best], out.cells[best]
+    act = spec.network.activation
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        params, limit_units = res.theta.to_original(act)
+    verification = verify_point(spec, params, cell.pattern, res.risk, limit_units)
+    upper = verification.risk_numpy
+    lower = min(min(r.lower_bound for r in out.results), upper)
+    closed = upper - lower <= max(spec.solve.rel_gap * abs(upper), 1e-12)
+    certified = bool(out.complete and closed and not res.box_active and verification.ok)
+    notes = [str(w.message) for w in caught]
+    if res.box_active:
+        notes.insert(0, "a box bound is active at the best cell optimum: minimum over the box, not a global minimum")
+    return SolveResult(
+        instance=spec.name, instance_hash=spec.instance_hash(), method="enumerate", loss=spec.loss.kind,
+        reduction=spec.loss.reduction, architecture=spec.architecture(),
+        status="optimal" if out.complete else "error", risk=upper, lower_bound=lower,
+        box_weight=spec.box.weight, box_output=spec.box.output, box_active=bool(res.box_active),
+        certified=certified, params=params, pattern=cell.pattern, signs=cell.signs,
+        seconds=Seconds(build=0.0, solve=float(out.seconds.get("cells", 0.0)), total=float(seconds)),
+        nodes=0, iterations=len(out.cells), solver_name="highs", solver_version=highspy.Highs().version(),
+        options={"cells": len(out.cells), "unit_patterns": int(out.counts.get("unit_patterns", 0))},
+        seed=spec.solve.seed, verification=verification, message="; ".join(notes),
+    )
+
+
+def _finite_or_none(value: float):
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def _plain(obj):
+    """numpy scalars and non-finite floats -> JSON-safe values."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj

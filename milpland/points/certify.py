@@ -1,0 +1,871 @@
+"""What is a given parameter point?  Local minimum, saddle, not stationary -- with a certificate
+(DESIGN §5-§8).  The engine behind ``milpland certify``.
+
+`certify_point(spec, params)` evaluates the point with a plain numpy forward pass and decides:
+
+**Verdicts** (never ``local_min`` without a certificate):
+
+- ``local_min``: proven R(θ) ≥ R(θ₀) − tol for every θ near θ₀ (tol = RISK_RTOL·R(θ₀) + a floor
+  of RISK_FLOOR_RTOL × the best constant's risk), by the certificate named in ``certificate``.
+- ``saddle``: first-order stationary, but an explicit parameter curve starting at θ₀ lowers the
+  risk (``descent_path``, every sampled point re-evaluated with numpy).
+- ``not_stationary``: a direction with negative one-sided derivative exists; ``descent_path``
+  gives a curve along which the risk drops when one was built.
+- ``inconclusive``: none of the above could be proven; ``reason`` says what is known.
+
+``stationary`` is directional (Dini) first-order stationarity in θ: no direction along which
+the one-sided derivative of R is negative.  None when it was not decided.
+
+**One hidden layer** (θ̃ = scaled coordinates, DESIGN §3), in this order:
+
+1. Units with zero output weight and squared loss: the escape-neuron test (DESIGN §7,
+   milpland.points.escape).  An escape neuron gives ``saddle`` with its descent path; a failed
+   first-order condition gives ``not_stationary`` (certificate ``first_order``).
+2. The θ̃ certificates of DESIGN §5, applied to the given point θ̃₀ itself (not to the best
+   point of its cell, which may be a different point of the cell's optimal face: a point of
+   the face's relative boundary can fail where its relative interior passes).  Let C be the
+   closed cell of θ₀ and R_C its convex cell problem, solved (`CellSolver`, verified) over a
+   box that contains θ̃₀ strictly.
+   - R(θ₀) > min R_C + tol: the segment from θ̃₀ to the cell optimum stays in C, where R is
+     convex, so R drops along it at first order: ``not_stationary`` (certificate
+     ``cell_descent``); the segment is mapped back to ordinary weights (output weights kept,
+     which is possible because no unit has v_j = 0) and returned as the descent path.
+   - else, no pre-activation on a breakpoint and no zero unit: θ̃₀ is strictly inside C and
+     minimises R_C, so R ≥ R(θ₀) on a neighbourhood: ``local_min`` (certificate ``interior``).
+   - else, boundary: near θ̃₀ the parameter space is the union of the closed cells C' that
+     keep every untied (sample, unit) piece and give each tied pair a piece containing θ̃₀
+     (a zero unit: any pattern and either sign).  R is convex on each, so θ̃₀ is a local
+     minimum iff min R_{C'} ≥ R(θ₀) − tol for all of them (``boundary``).  The squared loss
+     is differentiable in the fitted values and the cell rows of different units are
+     separate, so there it suffices to change one unit at a time; other losses solve every
+     combination.  A better C' without zero units gives ``not_stationary`` with the segment
+     to its optimum as the descent path.  With zero units, the same checks are repeated with
+     the zero units removed (they contribute nothing): a descent found there lifts to θ.
+   θ̃-space local minima are θ-space local minima (θ ↦ θ̃ is continuous).  The converse can
+   fail at zero units (DESIGN §7): with a zero unit a failed θ̃ check is ``inconclusive``.
+   Without zero units θ ↦ θ̃ is a local submersion, so a θ̃ descent direction is a θ descent
+   direction, and "stationary" coincides with "local minimum".
+3. If that is undecided, the group bound (below) may still certify.  It is a θ-space argument,
+   so it also covers points with zero units whose θ̃ check fails: e.g. Yun's step-1 point,
+   whose zero units are constant but strictly active, so they cannot become hinges nearby.
+
+**Any depth**: the group least-squares bound of DESIGN §6 (milpland.points.grouplsq; squared and
+absolute loss): a point strictly inside its cell whose risk equals the bound is ``local_min``
+(certificate ``group_lsq``).  Otherwise, strictly inside the cell and with a differentiable
+loss, the gradient (numpy back-propagation) decides stationarity: non-zero gives
+``not_stationary`` with a gradient-step path; zero gives ``inconclusive`` (stationary, bound
+not attained).  On a cell boundary a deep point is ``inconclusive``.
+
+**Gaps.**  One hidden layer: ``global_risk`` from `solve_global` (the certified minimum over
+the spec's box; its ``certified`` and ``box_active`` flags are reported, and whether θ̃₀ lies
+in the box) and ``gap`` = R(θ₀) − global_risk.  Deeper nets: no global minimum is known;
+``gap_lower_bound`` = R(θ₀) − R(best point found) is a lower bound on the true gap, the best
+point being the better of (a) the one-hidden-layer global solve of the first layer's width,
+embedded into the deep net by layers that carry the scalar output inside one linear piece of
+the activation, and (b) multistart L-BFGS on the deep net (seeded).  Its risk is re-evaluated
+with numpy and its parameters are part of the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+
+from milpland.cells.arrangement import Realizer, unit_patterns
+from milpland.cells.certificates import Certifier
+from milpland.cells.problem import FEAS_TOL, Cell, CellResult, CellSolver
+from milpland.cells.scaled import from_original
+from milpland.errors import MilplandError, SpecError
+from milpland.instance.activations import Activation
+from milpland.instance.deep import DeepParams, as_deep
+from milpland.instance.losses import Loss
+from milpland.instance.network import OneHiddenParams
+from milpland.instance.params_io import check_shapes
+from milpland.instance.spec import InstanceSpec, NetworkSpec
+from milpland.points.constructions import choose_piece, frame
+from milpland.points.escape import EscapeReport, escape_test
+from milpland.points.grouplsq import GroupBound, group_bound
+from milpland.records import jsonable
+
+VERDICTS = ("local_min", "saddle", "not_stationary", "inconclusive")
+CERTIFICATES = ("interior", "boundary", "group_lsq", "escape_neuron", "first_order", "cell_descent", "gradient", "")
+RISK_RTOL = 1e-8  # a neighbouring cell is better when below R (1 - RISK_RTOL) - floor
+RISK_FLOOR_RTOL = 1e-11  # absolute floor of the risk tolerance, relative to the best constant's risk
+TIE_TOL = 1e-9  # |z - breakpoint| below this (relative to max(1, max|z|)) counts as tied
+ZERO_TOL = 1e-12  # |v_j| below this is a zero output weight
+BOX_SLACK = 1e-9  # relative: |theta~| <= box (1 + BOX_SLACK) counts as inside the box
+GRAD_RTOL = 1e-8  # deep nets: |grad| below this (relative to the loss scale) counts as zero
+MAX_NEIGHBOURS = 5000  # neighbouring cells beyond which a boundary point is left undecided
+PATH_FRACTIONS = (0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+# ------------------------------------------------------------------------------------------
+# Results
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class DescentPath:
+    """Sampled points of a parameter curve θ(t), t > 0, starting at θ(0) = θ₀.
+
+    ``risks`` are plain numpy forward passes of ``params`` (in the spec's reduction).
+    """
+
+    kind: str  # escape_neuron | cell_segment | gradient
+    start_risk: float
+    ts: tuple[float, ...]
+    risks: tuple[float, ...]
+    params: tuple[DeepParams, ...]
+    details: dict
+
+    @property
+    def descends(self) -> bool:
+        return bool(self.risks) and all(r < self.start_risk for r in self.risks)
+
+    @property
+    def min_risk(self) -> float:
+        return min(self.risks) if self.risks else float("nan")
+
+    def to_json(self) -> dict:
+        return {
+            "kind": self.kind,
+            "start_risk": self.start_risk,
+            "descends": self.descends,
+            "points": [
+                {"t": t, "risk": r, "params": p.to_json()} for t, r, p in zip(self.ts, self.risks, self.params)
+            ],
+            "details": jsonable(self.details),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Certification:
+    """What `certify_point` found; see the module docstring for the meaning of every verdict."""
+
+    instance: str
+    architecture: str
+    loss: str
+    reduction: str
+    depth: int
+    risk: float  # R(θ₀), plain numpy forward pass, in the spec's reduction
+    cell: str  # one hidden layer: Cell.key() (signs and pattern); deeper: DeepParams.cell_id
+    margin: float  # smallest |pre-activation - breakpoint| (in pre-activation units)
+    ties: int  # (sample, unit) pairs on a breakpoint
+    zero_units: tuple[int, ...]  # one hidden layer: units with v_j = 0
+    stationary: bool | None
+    verdict: str
+    certificate: str
+    reason: str
+    tolerance: float  # the risk tolerance of the local-minimum statement
+    cell_min: float | None = None  # best risk of the point's closed cell over `cell_box` (one hidden layer)
+    cell_min_box_active: bool | None = None  # the cell optimum touches cell_box: its infimum may be lower
+    cell_box: tuple[float, float] | None = None  # (weight, output) box of the cell problems
+    cell_min_verdict: str | None = None  # Certifier's verdict on the cell's best point
+    neighbours: int = 0  # neighbouring cells compared (boundary certificate)
+    global_risk: float | None = None  # one hidden layer: minimum over the spec's box
+    global_lower_bound: float | None = None
+    global_certified: bool | None = None
+    global_box_active: bool | None = None
+    global_status: str | None = None
+    global_params: DeepParams | None = None
+    point_in_box: bool | None = None  # θ̃₀ inside the spec's box (else the global value is not comparable)
+    gap: float | None = None  # one hidden layer: risk - global_risk
+    gap_lower_bound: float | None = None  # risk - (best risk found); a lower bound on the true gap
+    best_risk: float | None = None  # deeper nets: the best point milpland found
+    best_method: str | None = None
+    best_params: DeepParams | None = None
+    group: GroupBound | None = None
+    escape: EscapeReport | None = None
+    descent_path: DescentPath | None = None
+    seconds: float = 0.0
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return {
+            "instance": self.instance,
+            "architecture": self.architecture,
+            "loss": self.loss,
+            "reduction": self.reduction,
+            "depth": self.depth,
+            "risk": _num(self.risk),
+            "verdict": self.verdict,
+            "certificate": self.certificate,
+            "reason": self.reason,
+            "stationary": self.stationary,
+            "tolerance": _num(self.tolerance),
+            "cell": self.cell,
+            "margin": _num(self.margin),
+            "ties": self.ties,
+            "zero_units": list(self.zero_units),
+            "cell_min": _num(self.cell_min),
+            "cell_min_box_active": self.cell_min_box_active,
+            "cell_box": list(self.cell_box) if self.cell_box is not None else None,
+            "cell_min_verdict": self.cell_min_verdict,
+            "neighbours": self.neighbours,
+            "global_risk": _num(self.global_risk),
+            "global_lower_bound": _num(self.global_lower_bound),
+            "global_certified": self.global_certified,
+            "global_box_active": self.global_box_active,
+            "global_status": self.global_status,
+            "global_params": self.global_params.to_json() if self.global_params is not None else None,
+            "point_in_box": self.point_in_box,
+            "gap": _num(self.gap),
+            "gap_lower_bound": _num(self.gap_lower_bound),
+            "best_point": None if self.best_params is None else {
+                "risk": _num(self.best_risk), "method": self.best_method, "params": self.best_params.to_json(),
+            },
+            "group_bound": None if self.group is None else {
+                "bound": _num(self.group.bound), "groups": self.group.n_groups, "interior": self.group.interior,
+                "tight": self.group.tight, "certified": self.group.certified, "verdict": self.group.verdict,
+            },
+            "escape": None if self.escape is None else {
+                "verdict": self.escape.verdict, "stationary": self.escape.stationary,
+                "escape_units": list(self.escape.escape_units), "message": self.escape.message,
+            },
+            "descent_path": self.descent_path.to_json() if self.descent_path is not None else None,
+            "seconds": self.seconds,
+            "notes": list(self.notes),
+        }
+
+    def to_row(self) -> dict:
+        return {
+            "instance": self.instance, "architecture": self.architecture, "loss": self.loss,
+            "reduction": self.reduction, "depth": self.depth, "risk": self.risk, "verdict": self.verdict,
+            "certificate": self.certificate, "stationary": self.stationary, "cell": self.cell,
+            "margin": self.margin, "ties": self.ties, "zero_units": len(self.zero_units),
+            "cell_min": _nan(self.cell_min), "global_risk": _nan(self.global_risk),
+            "global_certified": self.global_certified, "point_in_box": self.point_in_box,
+            "gap": _nan(self.gap), "gap_lower_bound": _nan(self.gap_lower_bound),
+            "best_method": self.best_method or "", "path_min_risk": (
+                self.descent_path.min_risk if self.descent_path is not None else float("nan")),
+            "seconds": self.seconds, "reason": self.reason,
+        }
+
+
+@dataclass
+class _Decision:
+    verdict: str = "inconclusive"
+    certificate: str = ""
+    stationary: bool | None = None
+    reason: str = ""
+    path: DescentPath | None = None
+
+
+# ------------------------------------------------------------------------------------------
+# The entry point
+# ------------------------------------------------------------------------------------------
+
+
+def certify_point(
+    spec: InstanceSpec, params, *, global_result=None, run_global: bool = True, time_limit: float | None = None,
+    best_point: bool = True, gd_starts: int = 4, seed: int = 0, check_cell_min: bool = False,
+) -> Certification:
+    """Certify ordinary weights ``params`` (DeepParams or OneHiddenParams) on the instance ``spec``.
+
+    ``global_result``: a `SolveResult` of this spec to reuse (one hidden layer); otherwise the
+    global solve runs when ``run_global`` (time limit ``time_limit``, default the spec's).
+    ``best_point`` / ``gd_starts``: deeper nets, the search for a better point (embedded
+    one-hidden-layer global solve when ``run_global``, and ``gd_starts`` L-BFGS starts).
+    ``check_cell_min``: also run `milpland.cells.certificates.Certifier` on the point's cell and
+    report its verdict on the cell's best point.
+    """
+    t0 = time.perf_counter()
+    params = as_deep(params)
+    _check_params(spec, params)
+    limit = float(time_limit if time_limit is not None else spec.solve.time_limit)
+    if not (math.isfinite(limit) and limit > 0):
+        raise MilplandError(f"--time-limit: must be a positive finite number, got {time_limit!r}")
+    X, y, act, loss = spec.X, spec.y, spec.network.activation, spec.loss
+    risk = _risk(params, spec)
+    tol = RISK_RTOL * abs(risk) + RISK_FLOOR_RTOL * _constant_risk(spec)
+    fields: dict = {}
+    notes: list[str] = []
+    group = None
+    if loss.kind in ("squared", "absolute"):
+        group = group_bound(params, X, y, act, loss)
+    if params.depth == 1:
+        decision = _one_hidden(spec, params, risk, tol, fields, notes, check_cell_min, limit)
+        if decision.verdict == "inconclusive" and group is not None and group.certified:
+            # a θ-space argument: it holds with zero units too (where the θ̃ check can fail, DESIGN §7)
+            why = f"; the θ̃ check alone: {decision.reason}" if decision.reason else ""
+            decision = _Decision("local_min", "group_lsq", True,
+                                 "strictly inside its cell and the risk equals the group least-squares bound" + why)
+        fields.update(_global_one_hidden(spec, params, risk, global_result, run_global, limit, notes))
+    else:
+        fields["cell"] = params.cell_id(X, act)
+        fields["zero_units"] = ()
+        decision = _deep(spec, params, risk, group, notes)
+        if best_point:
+            fields.update(_best_deep(spec, params, risk, run_global, limit, gd_starts, seed, notes))
+    return Certification(
+        instance=spec.name, architecture=spec.architecture(), loss=loss.kind, reduction=loss.reduction,
+        depth=params.depth, risk=risk, margin=params.margin(X, act), ties=_ties(params, spec),
+        stationary=decision.stationary, verdict=decision.verdict, certificate=decision.certificate,
+        reason=decision.reason, tolerance=tol, group=group, descent_path=decision.path,
+        seconds=time.perf_counter() - t0, notes=tuple(notes), **fields,
+    )
+
+
+def _check_params(spec: InstanceSpec, params: DeepParams) -> None:
+    """Shapes against the spec, and a zero output bias when the spec has none."""
+    check_shapes(params, d=spec.d, hidden=spec.network.hidden, outputs=1)
+    if not spec.network.output_bias and float(params.b[-1][0]) != 0.0:
+        last = len(params.b) - 1
+        raise SpecError(
+            f"params.b[{last}]",
+            f"the spec has network.output_bias = false, so the output bias must be 0, got {float(params.b[-1][0])!r}",
+        )
+
+
+# ------------------------------------------------------------------------------------------
+# One hidden layer
+# ------------------------------------------------------------------------------------------
+
+
+def _one_hidden(spec, params: DeepParams, risk, tol, fields, notes, check_cell_min, limit) -> _Decision:
+    X, act, loss = spec.X, spec.network.activation, spec.loss
+    p1 = params.to_one_hidden()
+    cell = Cell.of_params(p1, X, act)
+    fields["cell"] = cell.key()
+    zero = tuple(int(j) for j in np.flatnonzero(np.abs(p1.v) <= ZERO_TOL))
+    fields["zero_units"] = zero
+    box, inside = _cell_box(spec, from_original(p1))
+    fields["cell_box"] = (box.weight, box.output)
+    fields["point_in_box"] = inside
+    solver = CellSolver(X, spec.y, act, loss, box, output_bias=spec.network.output_bias,
+                        time_limit=max(1.0, limit / 4))
+    own = solver.solve(cell)
+    if own.status == "optimal":
+        fields["cell_min"] = float(own.risk)
+        fields["cell_min_box_active"] = bool(own.box_active)
+    if check_cell_min:
+        fields["cell_min_verdict"] = _certifier_verdict(spec, box, solver, cell, own)
+    if zero and loss.kind == "squared":
+        rep = escape_test(params, X, spec.y, act, loss, zero_tol=ZERO_TOL)
+        fields["escape"] = rep
+        if rep.verdict == "saddle":
+            path = _escape_path(rep, spec)
+            if path.descends:
+                return _Decision("saddle", "escape_neuron", True, rep.message, path)
+            notes.append("the escape path did not descend at every sampled point (rounding): saddle not claimed")
+        elif rep.verdict == "not_stationary":
+            return _Decision("not_stationary", "first_order", False, rep.message)
+    elif zero:
+        notes.append(f"units {list(zero)} have zero output weight; the escape-neuron test needs the squared loss")
+    return _theta_tilde(spec, p1, cell, zero, risk, tol, fields, solver, own)
+
+
+def _theta_tilde(spec, p1: OneHiddenParams, cell: Cell, zero, risk, tol, fields, solver: CellSolver,
+                 own: CellResult) -> _Decision:
+    """The θ̃ certificates of DESIGN §5 at the given point (see the module docstring)."""
+    X, act, loss = spec.X, spec.network.activation, spec.loss
+    wu = " (no escape neuron: Wu, Simsek & Ged state such a point is a local minimum, not proven here)" \
+        if fields.get("escape") is not None else ""
+    if own.status != "optimal":
+        return _Decision(stationary=_escape_stationary(fields),
+                         reason=f"the cell problem ended {own.status} ({own.method})")
+    if risk < own.risk - tol:
+        return _Decision(stationary=_escape_stationary(fields),
+                         reason=f"the verified cell optimum {own.risk!r} is above the point's own risk {risk!r}: "
+                                "numerical trouble")
+    if risk > own.risk + tol:
+        if zero:
+            found = _descent_without_zero_units(spec, p1, cell, zero, risk, tol, solver)
+            if found is not None:
+                return found
+            return _Decision(stationary=_escape_stationary(fields),
+                             reason=f"the cell's optimum {own.risk:.10g} is lower, but reaching it may move the "
+                                    f"zero units {list(zero)} in directions their input weights cannot take{wu}")
+        path = _segment_path(spec, p1, own, "own cell")
+        return _Decision("not_stationary", "cell_descent", False,
+                         f"the point's closed cell contains a point of risk {own.risk:.10g} < {risk:.10g}; "
+                         "the risk is convex in the cell, so it drops along the segment to it", path)
+    tied = _tied_pairs(p1, X, act)
+    if not tied.any() and not zero:
+        return _Decision("local_min", "interior", True,
+                         "strictly inside its cell (no pre-activation on a breakpoint) and minimises the cell's "
+                         "convex problem")
+    try:
+        combos = _neighbour_cells(cell, _unit_options(spec, p1, cell, tied, zero), loss)
+    except _TooMany:
+        combos = None
+    if combos is None:
+        return _Decision(stationary=_escape_stationary(fields),
+                         reason=f"more than {MAX_NEIGHBOURS} neighbouring cells: boundary certificate not attempted")
+    fields["neighbours"] = len(combos)
+    undecided = 0
+    for other, changed in combos:
+        res = solver.solve(other)
+        feasible = res.theta is not None and res.max_violation <= FEAS_TOL
+        if feasible and res.risk < risk - tol:
+            if zero:
+                found = _descent_without_zero_units(spec, p1, cell, zero, risk, tol, solver)
+                if found is not None:
+                    return found
+                return _Decision(stationary=_escape_stationary(fields),
+                                 reason=f"a neighbouring cell reaches {res.risk:.10g} < {risk:.10g} in scaled "
+                                        f"coordinates, which the zero units {list(zero)} may not follow{wu}")
+            path = _segment_path(spec, p1, res, f"neighbouring cell (units {changed} changed)")
+            return _Decision("not_stationary", "cell_descent", False,
+                             f"a neighbouring cell (units {changed} change pieces at tied samples) reaches "
+                             f"{res.risk:.10g} < {risk:.10g}; the risk drops along the segment into it", path)
+        if not (res.status == "optimal" or (np.isfinite(res.lower_bound) and res.lower_bound >= risk - tol)):
+            undecided += 1
+    if undecided:
+        return _Decision(stationary=_escape_stationary(fields),
+                         reason=f"{undecided} neighbouring cell problem(s) not solved to optimality")
+    n_tied = int(tied.sum())
+    what = f"{n_tied} tied (sample, unit) pair(s)" + (f" and zero units {list(zero)}" if zero else "")
+    return _Decision("local_min", "boundary", True,
+                     f"on a cell boundary ({what}); none of the {len(combos)} neighbouring cells goes below it")
+
+
+def _descent_without_zero_units(spec, p1: OneHiddenParams, cell: Cell, zero, risk, tol,
+                                solver: CellSolver) -> _Decision | None:
+    """A θ̃ descent that leaves the zero units alone (they contribute nothing, so removing them keeps
+    the function): the cell of the other units, then its neighbours at their tied samples.  Such a
+    descent lifts to θ with the zero units unchanged, so it proves ``not_stationary``."""
+    keep = [j for j in range(cell.width) if j not in zero]
+    if not keep:
+        return None
+    sub = OneHiddenParams(W1=p1.W1[keep], b1=p1.b1[keep], v=p1.v[keep], c=p1.c)
+    sub_cell = Cell(cell.pattern[:, keep], cell.signs[keep])
+    candidates = [(sub_cell, "own cell")]
+    tied = _tied_pairs(sub, spec.X, spec.network.activation)
+    if tied.any():
+        try:
+            combos = _neighbour_cells(sub_cell, _unit_options(spec, sub, sub_cell, tied, ()), spec.loss) or []
+        except _TooMany:
+            combos = []
+        candidates += [(c, f"neighbouring cell (units {[keep[j] for j in ch]} changed)") for c, ch in combos]
+    for other, where in candidates:
+        res = solver.solve(other)
+        if res.theta is not None and res.max_violation <= FEAS_TOL and res.risk < risk - tol:
+            path = _segment_path(spec, sub, res, where + ", zero units kept")
+            full = tuple(_reinsert(q, p1, keep) for q in path.params)
+            path = dataclasses.replace(path, params=full, risks=tuple(_risk(q, spec) for q in full),
+                                       start_risk=_risk(DeepParams.from_one_hidden(p1), spec))
+            return _Decision("not_stationary", "cell_descent", False,
+                             f"with the zero units {list(zero)} left as they are, the {where} reaches "
+                             f"{res.risk:.10g} < {risk:.10g}; the risk drops along the segment to it", path)
+    return None
+
+
+def _reinsert(q: DeepParams, p1: OneHiddenParams, keep) -> DeepParams:
+    """The full-width point: the kept units from ``q``, the zero units as in ``p1``."""
+    W1, b1, v = p1.W1.copy(), p1.b1.copy(), p1.v.copy()
+    W1[keep], b1[keep], v[keep] = q.W[0], q.b[0], q.W[1][0]
+    return DeepParams((W1, v[None, :]), (b1, q.b[1].copy()))
+
+
+def _escape_stationary(fields) -> bool | None:
+    rep = fields.get("escape")
+    return bool(rep.stationary) if rep is not None else None
+
+
+def _cell_box(spec: InstanceSpec, theta0):
+    """The spec's box when θ̃₀ lies strictly inside it, else a box twice θ̃₀'s size; and whether θ̃₀ is in the spec's box."""
+    act = spec.network.activation
+    wmax = float(max(np.max(np.abs(theta0.U), initial=0.0), np.max(np.abs(theta0.a), initial=0.0)))
+    rmax = 0.0 if act.homogeneous else float(np.max(theta0.rho, initial=0.0))
+    B, P = spec.box.weight, spec.box.output
+    inside = wmax <= B * (1 + BOX_SLACK) and rmax <= P * (1 + BOX_SLACK)
+    strictly = wmax < B * (1 - 1e-6) and rmax < P * (1 - 1e-6)
+    if strictly:
+        return spec.box, inside
+    return dataclasses.replace(spec.box, weight=max(B, 2.0 * wmax), output=max(P, 2.0 * rmax)), inside
+
+
+def _tied_pairs(p1: OneHiddenParams, X, act: Activation) -> np.ndarray:
+    Z = p1.pre_activations(X)
+    return act.on_breakpoint(Z, TIE_TOL * max(1.0, float(np.max(np.abs(Z), initial=0.0))))
+
+
+def _unit_options(spec, p1: OneHiddenParams, cell: Cell, tied: np.ndarray, zero) -> list[list[tuple[float, tuple]]]:
+    """Per unit, the (sign, pattern) choices of the closed cells that contain θ̃₀ (own choice first)."""
+    X, act = spec.X, spec.network.activation
+    Z = p1.pre_activations(X)
+    tol = TIE_TOL * max(1.0, float(np.max(np.abs(Z), initial=0.0)))
+    K = act.n_pieces
+    lo = np.array([act.lower(k) for k in range(K)])
+    hi = np.array([act.upper(k) for k in range(K)])
+    patterns_within = _pattern_source(X, act)
+    options = []
+    for j in range(cell.width):
+        own = (float(cell.signs[j]), tuple(int(k) for k in cell.pattern[:, j]))
+        if j in zero:
+            pats = patterns_within([np.arange(K)] * X.shape[0])  # θ̃_j = 0 lies in every piece
+            signs = (1.0, -1.0)
+        elif tied[:, j].any():
+            allowed = [np.flatnonzero((Z[i, j] >= lo - tol) & (Z[i, j] <= hi + tol)) for i in range(X.shape[0])]
+            pats = patterns_within(allowed)
+            signs = (own[0],)
+        else:
+            options.append([own])
+            continue
+        opts = [own] + [(s, tuple(int(k) for k in pat)) for s in signs for pat in pats.tolist()
+                        if (s, tuple(pat)) != own]
+        options.append(opts)
+    return options
+
+
+def _pattern_source(X, act: Activation):
+    """allowed -> the strictly realisable unit patterns with those pieces (milpland.cells.arrangement)."""
+    realizer = Realizer(X, act)
+    return lambda allowed: unit_patterns(X, act, allowed=allowed, realizer=realizer)
+
+
+class _TooMany(Exception):
+    """More candidate patterns than MAX_NEIGHBOURS."""
+
+
+def _neighbour_cells(cell: Cell, options, loss: Loss):
+    """[(cell, changed units)] to compare; None when there are more than MAX_NEIGHBOURS."""
+    import itertools
+
+    m = cell.width
+    own = [o[0] for o in options]
+    choices = []
+    if loss.kind == "squared":  # the first-order condition splits over the units (module docstring)
+        for j in range(m):
+            for opt in options[j][1:]:
+                choice = list(own)
+                choice[j] = opt
+                choices.append(choice)
+    else:
+        size = int(np.prod([len(o) for o in options], dtype=float))
+        if size - 1 > MAX_NEIGHBOURS:
+            return None
+        choices = [list(c) for c in itertools.product(*options)][1:]
+    if len(choices) > MAX_NEIGHBOURS:
+        return None
+    seen, out = {cell.key()}, []
+    for choice in choices:
+        other = Cell(np.array([c[1] for c in choice], dtype=np.int64).T, np.array([c[0] for c in choice]))
+        key = other.key()
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append((other, [j for j in range(m) if choice[j] != own[j]]))
+    return out
+
+
+def _certifier_verdict(spec, box, solver, cell, own: CellResult) -> str:
+    """Certifier's verdict on the best point of the cell (milpland.cells.certificates)."""
+    certifier = Certifier(spec.with_box(box.weight, box.output), solver=solver)
+    return certifier.certify(cell, own, found_by="sample").status
+
+
+def _segment_path(spec, p1: OneHiddenParams, target: CellResult, where: str) -> DescentPath:
+    """θ̃(t) = (1 − t) θ̃₀ + t θ̃* mapped back with the output weights' signs kept (all v_j ≠ 0).
+
+    Homogeneous activations keep ρ_j = |v_j| (any ρ > 0 gives the same function), so θ(0) = θ₀;
+    others interpolate ρ too, which stays > 0 for t < 1.  R(θ̃(t)) ≤ (1 − t) R₀ + t R* by convexity.
+    """
+    act = spec.network.activation
+    theta0 = from_original(p1)
+    star = target.theta
+    rho0 = np.abs(p1.v)
+    ts, risks, plist = [], [], []
+    for frac in PATH_FRACTIONS:
+        t = 0.999 * frac if frac == 1.0 else frac
+        U = (1 - t) * theta0.U + t * star.U
+        a = (1 - t) * theta0.a + t * star.a
+        c = (1 - t) * theta0.c + t * star.c
+        rho = rho0 if act.homogeneous else (1 - t) * rho0 + t * np.asarray(star.rho)
+        q = OneHiddenParams(W1=U / rho[:, None], b1=a / rho, v=theta0.signs * rho, c=float(c))
+        dp = DeepParams.from_one_hidden(q)
+        ts.append(float(t))
+        risks.append(_risk(dp, spec))
+        plist.append(dp)
+    return DescentPath("cell_segment", _risk(DeepParams.from_one_hidden(p1), spec), tuple(ts), tuple(risks),
+                       tuple(plist), {"towards": where, "target_risk": float(target.risk)})
+
+
+def _escape_path(rep: EscapeReport, spec) -> DescentPath:
+    path = rep.path
+    ts = [float(t) for t, _ in path.samples]
+    plist = [path.params_at(t) for t in ts]
+    risks = [_risk(p, spec) for p in plist]
+    return DescentPath("escape_neuron", float(path.start_risk), tuple(ts), tuple(risks), tuple(plist),
+                       {"unit": path.unit, "direction": list(path.direction), "g": path.g, "kappa": path.kappa,
+                        "t_max": path.t_max,
+                        "curve": "v_unit = -t sign(g), (w_unit, b_unit) += kappa sqrt(t) direction"})
+
+
+def _global_one_hidden(spec, params, risk, global_result, run_global, limit, notes) -> dict:
+    out: dict = {}
+    if global_result is None and run_global:
+        from milpland.search.solve import (
+            solve_global,  # imported late: the MILP stack is heavy
+        )
+
+        global_result = solve_global(spec.with_options(time_limit=limit))
+    if global_result is None:
+        return out
+    if global_result.risk is None or not np.isfinite(global_result.risk):
+        notes.append(f"the global solve returned no point (status {global_result.status})")
+        return out
+    out.update(
+        global_risk=float(global_result.risk), global_lower_bound=float(global_result.lower_bound),
+        global_certified=bool(global_result.certified), global_box_active=bool(global_result.box_active),
+        global_status=global_result.status,
+        global_params=DeepParams.from_one_hidden(global_result.params) if global_result.params is not None else None,
+        gap=risk - float(global_result.risk), gap_lower_bound=risk - float(global_result.risk),
+    )
+    if not global_result.certified:
+        notes.append("the global solve is not certified (see global_status / global_box_active): "
+                     "gap = risk - best value found, a lower bound on the true gap")
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Deeper networks
+# ------------------------------------------------------------------------------------------
+
+
+def _deep(spec, params: DeepParams, risk, group: GroupBound | None, notes) -> _Decision:
+    X, act, loss = spec.X, spec.network.activation, spec.loss
+    if group is not None and group.certified:
+        return _Decision("local_min", "group_lsq", True,
+                         f"strictly inside its cell and the risk equals the group least-squares bound "
+                         f"({group.n_groups} group(s))")
+    if group is None:
+        notes.append(f"the group bound does not support the {loss.kind} loss")
+    margin = params.margin(X, act)
+    if not margin > TIE_TOL * max(1.0, _zmax(params, spec)):
+        return _Decision(reason="on a cell boundary: the group bound covers only the closed cell and the "
+                                "deep cell problem is not convex (DESIGN §6)")
+    grad = loss_gradient(params, spec)
+    if grad is None:
+        return _Decision(reason="the loss is not differentiable at this point (a residual at its kink)")
+    gnorm = float(np.linalg.norm(grad))
+    if gnorm <= GRAD_RTOL * max(1.0, risk):
+        bound = f"risk exceeds the group bound by {group.gap:.3g}" if group is not None else "no group bound"
+        return _Decision(stationary=True,
+                         reason=f"stationary (gradient norm {gnorm:.3g}) inside its cell, but {bound}: "
+                                "no certificate")
+    path = _gradient_path(spec, params, grad, risk, margin)
+    if path is None or not path.descends:
+        return _Decision(stationary=False, reason=f"gradient norm {gnorm:.3g} but no descending step found")
+    return _Decision("not_stationary", "gradient", False,
+                     f"differentiable here with gradient norm {gnorm:.3g}; a gradient step lowers the risk", path)
+
+
+def loss_gradient(params: DeepParams, spec: InstanceSpec) -> np.ndarray | None:
+    """∇R by back-propagation (plain numpy), flat in DeepParams.flat order; None where R is not differentiable.
+
+    With δ_L = ∂R/∂f (w·2(f − y), w·sign(f − y), −w·y·[1 − y f > 0]), ∂R/∂W[l] = δ_lᵀ a^{l−1},
+    ∂R/∂b[l] = Σ_i δ_l, δ_{l−1} = (δ_l W[l]) ⊙ σ′(z^{l−1}).  Valid off the breakpoints (the
+    caller checks the margin) and off the loss's own kink.  The output bias of a spec without
+    one is held at 0 (its gradient entry is zeroed).
+    """
+    X, y, act, loss = spec.X, spec.y, spec.network.activation, spec.loss
+    n = X.shape[0]
+    w = loss.weight(n)
+    Z = params.pre_activations(X, act)
+    A = [X] + [act(z) for z in Z]
+    f = params.forward(X, act)
+    r = f - y
+    scale = max(1.0, float(np.max(np.abs(y))))
+    if loss.kind == "squared":
+        delta = 2.0 * w * r
+    elif loss.kind == "absolute":
+        if np.any(np.abs(r) <= 1e-12 * scale):
+            return None
+        delta = w * np.sign(r)
+    else:
+        s = 1.0 - y * f
+        if np.any(np.abs(s) <= 1e-12):
+            return None
+        delta = -w * y * (s > 0)
+    delta = delta[:, None]
+    gW, gb = [None] * len(params.W), [None] * len(params.W)
+    for l in range(len(params.W) - 1, -1, -1):
+        gW[l] = delta.T @ A[l]
+        gb[l] = delta.sum(axis=0)
+        if l > 0:
+            delta = (delta @ params.W[l]) * act.derivative(Z[l - 1])
+    if not spec.network.output_bias:
+        gb[-1] = np.zeros_like(gb[-1])
+    return np.concatenate([np.concatenate([a.ravel(), b]) for a, b in zip(gW, gb)])
+
+
+def _gradient_path(spec, params: DeepParams, grad, risk, margin) -> DescentPath | None:
+    """θ(t) = θ₀ − t g/|g| for a few t up to a step that lowers the risk (found by halving)."""
+    theta = params.flat()
+    g = grad / np.linalg.norm(grad)
+    step = max(margin, 1e-12)
+    for _ in range(80):
+        if _risk(params.from_flat(theta - step * g), spec) < risk:
+            break
+        step *= 0.5
+    else:
+        return None
+    ts, risks, plist = [], [], []
+    for frac in PATH_FRACTIONS:
+        p = params.from_flat(theta - frac * step * g)
+        ts.append(float(frac * step))
+        risks.append(_risk(p, spec))
+        plist.append(p)
+    return DescentPath("gradient", risk, tuple(ts), tuple(risks), tuple(plist),
+                       {"curve": "theta0 - t * grad / |grad|", "grad_norm": float(np.linalg.norm(grad))})
+
+
+def _best_deep(spec, params: DeepParams, risk, run_global, limit, gd_starts, seed, notes) -> dict:
+    """The best point found for the deep net: embedded one-hidden-layer global solve, multistart L-BFGS."""
+    candidates = []
+    if run_global:
+        try:
+            emb = embedded_global(spec, time_limit=limit)
+        except MilplandError as exc:
+            notes.append(f"embedded global solve not used: {exc}")
+            emb = None
+        if emb is not None:
+            candidates.append((_risk(emb[0], spec), f"one-hidden-layer global solve (width {spec.network.hidden[0]}, "
+                               f"{'certified' if emb[1].certified else 'not certified'}) embedded by carrying layers",
+                               emb[0]))
+    if gd_starts > 0:
+        gd = multistart_descent(spec, params, starts=gd_starts, seed=seed)
+        if gd is not None:
+            candidates.append((_risk(gd, spec), f"multistart L-BFGS ({gd_starts} starts, seed {seed})", gd))
+    if not candidates:
+        return {}
+    best_risk, method, best = min(candidates, key=lambda c: c[0])
+    return {"best_risk": best_risk, "best_method": method, "best_params": best, "gap_lower_bound": risk - best_risk}
+
+
+def embedded_global(spec: InstanceSpec, *, time_limit: float):
+    """(deep params, SolveResult): the global minimum of the one-hidden-layer net of the first width,
+    carried through the remaining hidden layers (`carry_layers`).  Its risk equals the solve's."""
+    from milpland.search.solve import solve_global
+
+    net = spec.network
+    shallow = dataclasses.replace(spec, network=NetworkSpec(hidden=(net.hidden[0],), activation=net.activation,
+                                                            output_bias=net.output_bias))
+    result = solve_global(shallow.with_options(time_limit=time_limit))
+    if result.params is None:
+        raise MilplandError(f"the one-hidden-layer solve returned no point (status {result.status})")
+    deep = carry_layers(DeepParams.from_one_hidden(result.params), spec.X, net.activation, net.hidden[1:],
+                        output_bias=net.output_bias)
+    return deep, result
+
+
+def carry_layers(params: DeepParams, X, act: Activation, widths, *, output_bias: bool = True) -> DeepParams:
+    """Append hidden layers that carry the scalar output F inside one linear piece q of σ.
+
+    Each new layer: unit 0 has pre-activation τ + κ(F − μ) (μ = mean F on the data), the
+    others the constant τ, with τ + κs inside piece q for |s| ≤ max|F − μ|; there σ = αz + β,
+    so a_0 = ν + ακ(F − μ) with ν = ατ + β, and F = (a_0 − ν)/(ακ) + μ is the new readout.
+    Exact on the data (not everywhere).  Without an output bias the constant μ − ν/(ακ) is
+    carried by the constant unit 1 (needs width ≥ 2 and ν ≠ 0).
+    """
+    q = choose_piece(act)
+    alpha, beta = act.slopes[q], act.intercepts[q]
+    Ws, bs = list(params.W[:-1]), list(params.b[:-1])
+    V, c = params.W[-1], params.b[-1]
+    F = params.forward(X, act)
+    target = F.copy()
+    for m in widths:
+        mu = float(np.mean(F))
+        tau, kappa = frame(act, q, float(np.max(np.abs(F - mu))))
+        nu = alpha * tau + beta
+        W = np.zeros((m, V.shape[1]))
+        b = np.full(m, tau)
+        W[0] = kappa * V[0]
+        b[0] = tau + kappa * (float(c[0]) - mu)
+        Ws.append(W)
+        bs.append(b)
+        V = np.zeros((1, m))
+        V[0, 0] = 1.0 / (alpha * kappa)
+        c = np.array([mu - nu / (alpha * kappa)])
+    if not output_bias and c[0] != 0.0:
+        if V.shape[1] < 2 or nu == 0.0:
+            raise MilplandError("carrying layers without an output bias needs a last hidden width >= 2")
+        V[0, 1] = float(c[0]) / nu
+        c = np.array([0.0])
+    out = DeepParams(tuple(Ws) + (V,), tuple(bs) + (c,))
+    got = out.forward(X, act)
+    if np.max(np.abs(got - target)) > 1e-8 * max(1.0, float(np.max(np.abs(target)))):
+        raise MilplandError(f"internal: carried network misses the shallow one by {np.max(np.abs(got - target)):.3g}")
+    return out
+
+
+def multistart_descent(spec: InstanceSpec, params: DeepParams, *, starts: int = 4, seed: int = 0,
+                       max_iter: int = 2000) -> DeepParams | None:
+    """The best of ``starts`` L-BFGS runs on the deep net from seeded He-normal initialisations."""
+    rng = np.random.default_rng(seed)
+    best, best_risk = None, math.inf
+
+    def fun(theta):
+        p = params.from_flat(theta)
+        g = loss_gradient(p, spec)
+        if g is None:  # on the loss's own kink: any subgradient-like value keeps L-BFGS going
+            g = np.zeros_like(theta)
+        return _risk(p, spec), g
+
+    for _ in range(starts):
+        Ws = [rng.normal(size=w.shape) * np.sqrt(2.0 / w.shape[1]) for w in params.W]
+        bs = [0.1 * rng.normal(size=b.shape) for b in params.b]
+        if not spec.network.output_bias:
+            bs[-1] = np.zeros_like(bs[-1])
+        x0 = DeepParams(tuple(Ws), tuple(bs)).flat()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = minimize(fun, x0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+        p = params.from_flat(res.x)
+        r = _risk(p, spec)
+        if np.isfinite(r) and r < best_risk:
+            best, best_risk = p, r
+    return best
+
+
+# ------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------
+
+
+def _risk(params: DeepParams, spec: InstanceSpec) -> float:
+    return spec.loss.risk(params.forward(spec.X, spec.network.activation), spec.y)
+
+
+def _constant_risk(spec: InstanceSpec) -> float:
+    """Risk of the best constant output (0 without output bias): the scale of the risk floor."""
+    y, loss = spec.y, spec.loss
+    if not spec.network.output_bias:
+        c = 0.0
+    elif loss.kind == "squared":
+        c = float(np.mean(y))
+    elif loss.kind == "absolute":
+        c = float(np.median(y))
+    else:
+        return min(loss.risk(np.full_like(y, v), y) for v in (-1.0, 1.0)) or 1.0
+    return loss.risk(np.full_like(y, c), y) or 1.0
+
+
+def _ties(params: DeepParams, spec: InstanceSpec) -> int:
+    return params.ties(spec.X, spec.network.activation, tol=TIE_TOL * max(1.0, _zmax(params, spec)))
+
+
+def _zmax(params: DeepParams, spec: InstanceSpec) -> float:
+    return max((float(np.max(np.abs(z), initial=0.0)) for z in params.pre_activations(spec.X, spec.network.activation)),
+               default=0.0)
+
+
+def _num(value):
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _nan(value) -> float:
+    return float("nan") if value is None else float(value)
+
+

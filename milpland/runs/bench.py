@@ -1,0 +1,436 @@
+"""Benchmarks: milpland's certified global solve against baselines, in the same run.
+
+`run_bench(targets, methods=...)` runs every instance of a suite with every method
+and returns one row per (instance, method).  Methods:
+
+- ``milp``, ``bnb``: `solve_global` with ``[solve] method`` set to that search (certified global
+  minimum over the box; the sign-class MILPs or the pattern branch-and-bound).  ``bnb`` is
+  skipped where it does not apply (not squared loss, not a homogeneous two-piece activation).
+- ``enumerate``: brute-force enumeration of every realizable cell (modulo unit
+  permutations), each cell's convex problem solved; skipped above a cell limit.
+- ``gd``: seeded multistart gradient descent; time, best risk, and the fraction of
+  starts that reach the certified global minimum (within 1e-6 relative).
+- ``landscape-enumerate``, ``landscape-milp``, ``landscape-sample``: the local-minimum
+  methods (`milpland.landscape.listing`), timed, with the number of minima and of interior risk
+  levels; milp's levels and sample's minima are checked against the enumeration's.
+- ``scip``: SCIP (pyscipopt) on the same per-sign-class model, the squared loss as a
+  quadratic epigraph (an MIQP; the same MILP for absolute and hinge), with
+  ``numerics/feastol = 1e-9`` (DESIGN §4).  Only when pyscipopt is installed.
+
+`write_report` writes ``bench-<name>.csv``, ``bench-<name>.md`` (table, machine,
+headline ratios) and ``bench-<name>.png`` (time against n) to the output folder.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import platform
+import queue
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from milpland.errors import MilplandError
+from milpland.instance.spec import InstanceSpec
+
+GLOBAL_TOL = 1e-6
+
+
+def run_solve(method: str) -> Callable[[InstanceSpec, dict], dict]:
+    """`solve_global` with the given search; the first certified risk becomes the reference of the
+    baselines (`gd`'s fraction of starts that reach it)."""
+
+    def run(spec: InstanceSpec, ctx: dict) -> dict:
+        from milpland.search.solve import solve_global
+
+        result = solve_global(spec.with_options(method=method))
+        if result.status == "optimal" and not np.isfinite(ctx.get("global_risk", np.nan)):
+            ctx["global_risk"] = result.risk
+        return {
+            "status": result.status, "certified": result.certified, "risk": result.risk,
+            "lower_bound": result.lower_bound, "gap": result.gap, "box_active": result.box_active,
+            "seconds_build": result.seconds.build, "seconds_solve": result.seconds.solve,
+            "seconds": result.seconds.total, "nodes": result.nodes, "rounds": result.iterations,
+            "verified": bool(result.verification and result.verification.ok),
+        }
+
+    return run
+
+
+def run_enumerate(spec: InstanceSpec, ctx: dict) -> dict:
+    """Brute force: every realizable cell (modulo unit permutations) solved; the smallest optimum."""
+    from milpland.cells.problem import CellSolver
+    from milpland.landscape.enumeration import (
+        count_cells,
+        generate_cells,
+        patterns_for_cells,
+        unit_patterns,
+    )
+
+    started = time.perf_counter()
+    act = spec.network.activation
+    # the pattern search stops as soon as there are too many (listing all took 200 s at d = 6, n = 20)
+    too_many = patterns_for_cells(ctx["max_cells"], spec.width, act)
+    patterns = unit_patterns(spec.X, act, limit=too_many)
+    total = count_cells(patterns.shape[0], spec.width, act)
+    if total > ctx["max_cells"]:
+        return {"status": "skipped", "seconds": time.perf_counter() - started,
+                "message": f"at least {patterns.shape[0]} unit patterns{_cover_note(spec)}: more than "
+                           f"--max-cells {ctx['max_cells']} cells"}
+    solver = CellSolver(spec.X, spec.y, act, spec.loss, spec.box, output_bias=spec.network.output_bias)
+    deadline = started + spec.solve.time_limit
+    best, solved, failed = np.inf, 0, 0
+    cells = generate_cells(patterns, spec.width, act)
+    while time.perf_counter() < deadline:
+        chunk = [cell for _, cell in zip(range(200), cells)]
+        if not chunk:
+            break
+        results = solver.solve_many(chunk)
+        best = min([best] + [r.risk for r in results if r.status == "optimal"])
+        failed += sum(r.status != "optimal" for r in results)
+        solved += len(chunk)
+    # the minimum over all cells is the global minimum only if every cell was solved and verified
+    complete = solved == total and failed == 0
+    status = "optimal" if complete else ("error" if solved == total else "time_limit")
+    return {"status": status, "certified": complete, "risk": best,
+            "lower_bound": best if complete else np.nan, "seconds": time.perf_counter() - started,
+            "cells": total, "cells_solved": solved, "cells_failed": failed,
+            "cells_per_second": solved / max(time.perf_counter() - started, 1e-9)}
+
+
+def _cover_note(spec: InstanceSpec) -> str:
+    """Cover's count of a two-piece unit's patterns for inputs in general position (an aside in
+    the message: it is exact only in general position)."""
+    from milpland.landscape.enumeration import count_cells
+
+    if spec.network.activation.n_pieces != 2:
+        return ""
+    P = 2 * sum(math.comb(spec.n - 1, k) for k in range(spec.d + 1))
+    return f" (in general position {P}, {count_cells(P, spec.width, spec.network.activation)} cells)"
+
+
+def run_gd(spec: InstanceSpec, ctx: dict) -> dict:
+    """Seeded multistart gradient descent (vectorised over the starts), as a landscape user would run it."""
+    from milpland.landscape.sampling import descend
+
+    started = time.perf_counter()
+    run = descend(spec, starts=ctx["starts"], seed=spec.solve.seed)
+    seconds = time.perf_counter() - started
+    target = ctx.get("global_risk", np.nan)
+    reached = np.nan
+    if np.isfinite(target):
+        reached = float(np.mean(run.risk <= target + GLOBAL_TOL * max(abs(target), 1e-12)))
+    return {"status": "heuristic", "certified": False, "risk": float(np.min(run.risk)),
+            "seconds": seconds, "starts": len(run.risk), "fraction_global": reached}
+
+
+def run_scip(spec: InstanceSpec, ctx: dict) -> dict:
+    """`scip_in_process` in a child process: a crash inside SCIP (measured twice at the end of a
+    solve: "munmap_chunk(): invalid pointer", which killed the whole benchmark) becomes an error
+    row."""
+    return run_in_child(scip_in_process, (spec, ctx), limit=spec.solve.time_limit + 600)
+
+
+def run_in_child(function, args: tuple, *, limit: float):
+    """function(*args) in a spawned process.  Its MilplandError and other exceptions come back as
+    such; a child that dies (a native crash) or runs past `limit` seconds raises RuntimeError.
+    A result sent before the child dies is kept."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=_child, args=(function, args, results), daemon=True)
+    child.start()
+    give_up = time.perf_counter() + limit
+    try:
+        while True:
+            try:
+                kind, value = results.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if not child.is_alive() and results.empty():
+                    raise RuntimeError(f"the child process died (exit code {child.exitcode})") from None
+                if time.perf_counter() > give_up:
+                    raise RuntimeError(f"no result within {limit:.0f} s") from None
+    finally:
+        child.join(timeout=5)
+        if child.is_alive():
+            child.terminate()
+    if kind == "skipped":
+        raise MilplandError(value)
+    if kind == "error":
+        raise RuntimeError(value)
+    return value
+
+
+def _child(function, args: tuple, results) -> None:
+    try:
+        results.put(("ok", function(*args)))
+    except MilplandError as exc:
+        results.put(("skipped", str(exc)))
+    except Exception as exc:  # reported by the parent as an error row
+        results.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def scip_in_process(spec: InstanceSpec, ctx: dict) -> dict:
+    """The same sign-class models solved by SCIP directly (an MIQP for squared loss).
+
+    Each class's Pyomo model is compiled to the arrays that HiGHS receives and handed to
+    pyscipopt row by row; for squared loss the tangent epigraph is replaced by
+    z >= w sum_i (f_i - y_i)^2.  (Pyomo's scip_direct interface hung on these models, and
+    SCIP's LP reader rejects Pyomo's quadratic objective syntax.)
+    """
+    try:
+        import pyscipopt
+    except ImportError:
+        raise MilplandError("SCIP is not installed: pip install 'milpland[scip]'") from None
+    from milpland.cells.scaled import sign_class
+    from milpland.search.formulation import FormulationOptions, build_master
+    from milpland.search.highs_backend import compile_model
+    from milpland.search.solve import sign_class_order
+
+    started = time.perf_counter()
+    best, bound, complete, nodes = np.inf, np.inf, True, 0
+    for n_positive in sign_class_order(spec):
+        remaining = spec.solve.time_limit - (time.perf_counter() - started)
+        if remaining <= 0:
+            complete, bound = False, 0.0
+            break
+        model = build_master(spec, sign_class(n_positive, spec.width), FormulationOptions())
+        scip = scip_model(pyscipopt, spec, model, compile_model(model))
+        scip.setParam("limits/time", remaining)
+        scip.setParam("limits/gap", spec.solve.rel_gap / 4)
+        scip.setParam("numerics/feastol", 1e-9)  # DESIGN §4: bounds too low at the default
+        scip.setParam("randomization/randomseedshift", int(spec.solve.seed))
+        scip.optimize()
+        complete &= scip.getStatus() in ("optimal", "gaplimit")
+        if scip.getNSols():
+            best = min(best, float(scip.getObjVal()))
+        bound = min(bound, max(float(scip.getDualbound()), 0.0))
+        nodes += int(scip.getNNodes())
+    return {"status": "optimal" if complete else "time_limit", "certified": False, "risk": best,
+            "lower_bound": bound, "gap": (best - bound) / max(abs(best), 1e-12) if np.isfinite(best) else np.nan,
+            "seconds": time.perf_counter() - started, "nodes": nodes,
+            "solver_version": pyscipopt.Model().version()}
+
+
+def scip_model(pyscipopt, spec: InstanceSpec, model, compiled):
+    """A pyscipopt model of the compiled arrays; squared loss as a quadratic epigraph."""
+    scip = pyscipopt.Model()
+    scip.hideOutput(True)
+    x = [scip.addVar(lb=None if not np.isfinite(lo) else float(lo), ub=None if not np.isfinite(hi) else float(hi),
+                     vtype="I" if integer else "C")
+         for lo, hi, integer in zip(compiled.col_lower, compiled.col_upper, compiled.integer)]
+    A = compiled.A.tocsr()
+    for r in range(A.shape[0]):
+        lo, hi = compiled.row_lower[r], compiled.row_upper[r]
+        expr = pyscipopt.quicksum(float(v) * x[j] for j, v in zip(A.indices[A.indptr[r]:A.indptr[r + 1]],
+                                                                  A.data[A.indptr[r]:A.indptr[r + 1]]))
+        if np.isfinite(lo) and np.isfinite(hi) and lo == hi:
+            scip.addCons(expr == float(lo))
+        else:
+            if np.isfinite(lo):
+                scip.addCons(expr >= float(lo))
+            if np.isfinite(hi):
+                scip.addCons(expr <= float(hi))
+    if spec.loss.kind == "squared":
+        z = scip.addVar(lb=0.0, vtype="C")
+        f = [x[compiled.column(model.f[i])] for i in model.I]
+        weight = float(spec.loss.weight(spec.n))
+        scip.addCons(z >= weight * pyscipopt.quicksum((f[i] - float(spec.y[i])) ** 2 for i in range(spec.n)))
+        scip.setObjective(z, "minimize")
+    else:
+        scip.setObjective(pyscipopt.quicksum(float(c) * x[j] for j, c in enumerate(compiled.cost) if c != 0.0)
+                          + compiled.offset, "minimize")
+    return scip
+
+
+def run_landscape(method: str) -> Callable[[InstanceSpec, dict], dict]:
+    """A landscape method, timed, with its list checked against the enumeration's in the same run:
+    milp must find the enumeration's interior risk levels, sample only minima enumeration has."""
+
+    def run(spec: InstanceSpec, ctx: dict) -> dict:
+        from milpland.landscape.listing import landscape
+
+        started = time.perf_counter()
+        result = landscape(spec, method=method, max_cells=ctx["max_cells"], starts=ctx["starts"])
+        seconds = time.perf_counter() - started
+        tol = 1e-6 * max(1.0, abs(result.global_risk))
+        levels = distinct_levels([m.risk for m in result.minima if m.certificate == "interior"], tol)
+        row = {"status": "optimal" if result.complete else "incomplete", "certified": bool(result.complete),
+               "risk": result.global_risk, "seconds": seconds, "local_minima": len(result.minima),
+               "spurious": sum(m.spurious for m in result.minima), "interior_levels": len(levels)}
+        if method == "enumerate":
+            ctx["enumerated"] = (result.complete, levels, np.array([m.fitted for m in result.minima]))
+            cells, cell_seconds = result.counts.get("cells", 0), result.timings.get("cells", np.nan)
+            row.update(cells=cells, cells_per_second=cells / cell_seconds if cell_seconds else np.nan)
+        elif ctx.get("enumerated") and ctx["enumerated"][0]:
+            _, reference, fits = ctx["enumerated"]
+            if method == "milp":
+                row["matches_enumerate"] = len(levels) == len(reference) and bool(
+                    np.allclose(levels, reference, rtol=0, atol=tol))
+            else:
+                scale = 1e-6 * (1.0 + np.abs(spec.y).max())
+                row["matches_enumerate"] = all(
+                    len(fits) and np.min(np.abs(fits - m.fitted).max(axis=1)) <= scale for m in result.minima)
+        return row
+
+    return run
+
+
+def distinct_levels(risks: list[float], tol: float) -> np.ndarray:
+    levels: list[float] = []
+    for risk in sorted(risks):
+        if not levels or risk - levels[-1] > tol:
+            levels.append(risk)
+    return np.array(levels)
+
+
+METHODS: dict[str, Callable[[InstanceSpec, dict], dict]] = {
+    "milp": run_solve("milp"), "bnb": run_solve("bnb"), "enumerate": run_enumerate, "gd": run_gd,
+    "scip": run_scip,
+    "landscape-enumerate": run_landscape("enumerate"), "landscape-milp": run_landscape("milp"),
+    "landscape-sample": run_landscape("sample"),
+}
+
+
+def run_bench(targets: list[str], *, methods: list[str], time_limit: float | None = None,
+              max_cells: int = 200_000, starts: int = 200,
+              progress: Callable[[str], None] | None = None,
+              on_row: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
+    """One row per (instance, method); a method that fails records its error and the run goes on.
+    on_row gets the table so far after every row (the command saves it: an interruption loses
+    nothing)."""
+    from milpland.runs.suites import resolve
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise MilplandError(f"unknown method(s) {unknown}; use some of {', '.join(METHODS)}")
+    say = progress or (lambda _m: None)
+    rows = []
+    instances = resolve(targets)
+    for position, inst in enumerate(instances, 1):
+        if inst.spec is None:
+            rows.append({"instance": inst.name, "group": inst.group, "method": "-", "status": "error",
+                         "message": inst.error})
+            continue
+        spec = inst.spec if time_limit is None else inst.spec.with_options(time_limit=time_limit)
+        ctx = {"max_cells": max_cells, "starts": starts}
+        for method in milp_first(methods):
+            row = {"instance": inst.name, "group": inst.group, "method": method, **describe(spec)}
+            try:
+                row.update(METHODS[method](spec, ctx))
+            except MilplandError as exc:
+                row.update({"status": "skipped", "message": str(exc)})
+            except Exception as exc:  # a baseline failing must not stop the benchmark
+                row.update({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+            rows.append(row)
+            if on_row is not None:
+                on_row(pd.DataFrame(rows))
+            say(f"[{position}/{len(instances)}] {inst.name} {method}: {row.get('status')} "
+                f"risk {row.get('risk', float('nan')):.6g} in {row.get('seconds', float('nan')):.2f} s")
+    return pd.DataFrame(rows)
+
+
+def milp_first(methods: list[str]) -> list[str]:
+    """milp and bnb run first (the baselines are measured against their certified global risk), and the
+    landscape enumeration before the other landscape methods (they are checked against it)."""
+    return sorted(methods, key=lambda m: (m not in ("milp", "bnb"), m != "milp", m != "landscape-enumerate"))
+
+
+def describe(spec: InstanceSpec) -> dict:
+    return {"n": spec.n, "d": spec.d, "width": spec.width, "activation": spec.network.activation.name,
+            "loss": spec.loss.kind, "time_limit": spec.solve.time_limit, "seed": spec.solve.seed}
+
+
+def headline_ratios(table: pd.DataFrame) -> pd.DataFrame:
+    """Per baseline: on instances where both it and milp finished, time(baseline) / time(milp)."""
+    finished = table[table["status"] == "optimal"]
+    milp = finished[finished["method"] == "milp"].set_index("instance")["seconds"]
+    rows = []
+    for method in sorted(set(table["method"]) - {"milp", "-"}):
+        subset = table[table["method"] == method].set_index("instance")
+        done = subset[subset["status"].isin(["optimal", "heuristic"])]["seconds"]
+        common = milp.index.intersection(done.index)
+        if len(common) == 0:
+            continue
+        ratio = done[common] / milp[common]
+        rows.append({"baseline": method, "instances": len(common), "median_ratio": float(np.median(ratio)),
+                     "geomean_ratio": float(np.exp(np.mean(np.log(ratio)))), "min_ratio": float(ratio.min()),
+                     "max_ratio": float(ratio.max())})
+    return pd.DataFrame(rows)
+
+
+def machine_description() -> str:
+    import highspy
+
+    from milpland.runs.batch import machine_info
+
+    info = machine_info()
+    return (f"{info.get('cpu_model', platform.processor())}, {info.get('cpu_count')} cores, "
+            f"{platform.platform()}, Python {platform.python_version()}, highspy {highspy.Highs().version()}")
+
+
+def write_report(table: pd.DataFrame, *, name: str, out_dir: str | Path, command: str) -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv, md, png = out / f"bench-{name}.csv", out / f"bench-{name}.md", out / f"bench-{name}.png"
+    table.to_csv(csv, index=False)
+    ratios = headline_ratios(table)
+    columns = [c for c in ["instance", "method", "n", "d", "width", "loss", "status", "certified", "risk",
+                           "lower_bound", "gap", "seconds_build", "seconds_solve", "seconds", "nodes", "rounds",
+                           "cells", "cells_per_second", "fraction_global", "local_minima", "spurious",
+                           "interior_levels", "matches_enumerate", "box_active", "message"] if c in table.columns]
+    lines = [f"# Benchmark `{name}`", "", f"Command: `{command}`", "", f"Machine: {machine_description()}",
+             f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}", "", "## Headline ratios (time of baseline / time of milp)", "",
+             markdown_table(ratios) if len(ratios) else "(no instance finished by both)",
+             "", "## All runs", "", markdown_table(table[columns]), ""]
+    md.write_text("\n".join(lines))
+    plot_times(table, png)
+    return [csv, md, png]
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub markdown table (pandas' to_markdown needs the optional tabulate package)."""
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return "" if np.isnan(value) else f"{value:.4g}"
+        return str(value).replace("|", "/")
+
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def plot_times(table: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    shown = table[~table["status"].isin(["skipped", "error", "-"])]  # skipped runs took no time
+    methods = sorted(shown["method"].unique())
+    for offset, method in enumerate(methods):
+        rows = shown[shown["method"] == method]
+        x = rows["n"] * (1.0 + 0.04 * (offset - (len(methods) - 1) / 2))  # side by side at each n
+        done = rows["status"].isin(["optimal", "heuristic"]).to_numpy()
+        colour = f"C{offset}"
+        ax.scatter(x[done], rows["seconds"][done], color=colour, label=method, alpha=0.8)
+        ax.scatter(x[~done], rows["seconds"][~done], color=colour, marker="x", alpha=0.8)
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(shown["n"].unique()))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xlabel("samples n")
+    ax.set_ylabel("seconds (x: hit the time limit)")
+    ax.set_yscale("log")
+    ax.set_title("time to the global minimum (milp: certified), and baselines")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

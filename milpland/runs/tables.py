@@ -1,0 +1,258 @@
+"""Result tables on disk: a versioned schema, crash-safe appends, and `load`.
+
+Layout of an output folder (DESIGN §9)::
+
+    OUT/solves/part-<uuid>.parquet   one part per finished job, per table
+    OUT/minima/part-<uuid>.parquet
+    OUT/jobs/part-<uuid>.parquet     the ledger: one row per finished (or failed) job
+    OUT/runs/part-<uuid>.parquet     one row per batch invocation (rewritten at its end)
+    OUT/<table>.csv                  optional exports of the loaded tables (--csv)
+
+A part is written to a hidden temporary file in the same folder and renamed into
+place (``os.replace`` is atomic on POSIX), so a process killed at any moment leaves
+either a whole part or none.  A job's task rows are written before its ``jobs`` row:
+the ``jobs`` row is the commit record.  `load` keeps, per ``job_key``, the latest
+``jobs`` row and only the task rows of that attempt, so rows of a killed attempt and
+rows superseded by ``--rerun`` disappear; ``raw=True`` returns every row.
+
+Schema version 1.  Every part records its version in the Parquet metadata key
+``milpland.schema``; `load` refuses parts written by a newer major version.  Columns
+outside the schema are kept with the type pyarrow infers; schema columns missing in
+a row are null.  Types: str, float64, int64, bool, timestamp (UTC, microseconds).
+
+Columns of every task table (solves, minima): ``job_key`` (str, hash of instance
+name + instance hash + task + options), ``attempt`` (str, uuid of one execution),
+``run_id`` (str, the batch invocation), ``task`` (str), ``suite`` (str), ``group`` (str).
+
+solves -- one row per global solve; the columns of ``SolveResult.to_row()`` plus batch columns:
+  instance (str), instance_hash (str), method (str), loss (str), reduction (str),
+  architecture (str), status (str: optimal, time_limit, infeasible, error), risk (float64,
+  upper bound), lower_bound (float64), gap (float64, relative), certified (bool),
+  box_weight (float64), box_output (float64), box_active (bool), seconds_build (float64),
+  seconds_solve (float64), seconds_total (float64), nodes (int64), iterations (int64),
+  solver_name (str), solver_version (str), options (str), seed (int64), verified (bool),
+  verification_risk_difference (float64), pattern_mismatches (int64), message (str),
+  schema_version (int64, of the SolveResult), params (str, JSON of OneHiddenParams:
+  W1, b1, v, c), signs (str, JSON list), risk_numpy (float64, the batch's own numpy re-evaluation
+  of params), risk_numpy_difference (float64, |risk_numpy - risk| / max(1, |risk|)).
+
+minima -- one row per distinct local minimum: the columns of ``LocalMinimum.to_row()`` plus batch columns:
+  instance (str), instance_hash (str), cell (str, stable id of pattern and signs), risk (float64),
+  gap (float64, risk - global minimum), spurious (bool, gap > tolerance), certificate (str:
+  interior or boundary), margin (float64, interior margin), valley_dim (int64), params (str,
+  JSON of OneHiddenParams), fitted (str, JSON of f(x_1..x_n)), found_by (str: enumerate, milp,
+  sample), basin_fraction (float64), schema_version (int64).
+
+jobs -- one row per executed job (the resume ledger):
+  job_key (str), attempt (str), run_id (str), task (str), suite (str), group (str),
+  instance (str), instance_hash (str), source (str), status (str: done or error),
+  error (str), traceback (str), seconds (float64, wall time in the worker), started
+  (timestamp), finished (timestamp), worker (str, host:pid), n (int64), d (int64),
+  hidden (str, widths joined by '-'), width (int64), activation (str), activation_json
+  (str, Activation.describe()), loss (str), reduction (str), box_weight (float64),
+  time_limit (float64), options_json (str, solve and task options), data_json (str,
+  {"X": ..., "y": ...}), rows_json (str, rows written per table).
+
+runs -- one row per batch invocation (latest version per run_id):
+  run_id (str), status (str: running, finished, interrupted), command (str), targets_json
+  (str), task (str), options_json (str), executor (str), jobs (int64, parallel workers),
+  milpland_version (str), solver_name (str), solver_version (str), python_version (str),
+  platform (str), cpu_count (int64), cpu_model (str), hostname (str), started (timestamp),
+  finished (timestamp), updated (timestamp), instances (int64), skipped (int64), done
+  (int64), failed (int64).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from milpland.errors import MilplandError
+
+SCHEMA_VERSION = 1
+META_KEY = b"milpland.schema"
+TS = pa.timestamp("us", tz="UTC")
+_TYPES = {"str": pa.string(), "float64": pa.float64(), "int64": pa.int64(), "bool": pa.bool_(), "timestamp": TS}
+
+BATCH_COLUMNS = {"job_key": "str", "attempt": "str", "run_id": "str", "task": "str", "suite": "str", "group": "str"}
+
+SCHEMAS: dict[str, dict[str, str]] = {
+    "solves": {
+        **BATCH_COLUMNS,
+        "instance": "str", "instance_hash": "str", "method": "str", "loss": "str", "reduction": "str",
+        "architecture": "str", "status": "str", "risk": "float64", "lower_bound": "float64", "gap": "float64",
+        "certified": "bool", "box_weight": "float64", "box_output": "float64", "box_active": "bool",
+        "seconds_build": "float64", "seconds_solve": "float64", "seconds_total": "float64",
+        "nodes": "int64", "iterations": "int64", "solver_name": "str", "solver_version": "str",
+        "options": "str", "seed": "int64", "verified": "bool", "verification_risk_difference": "float64",
+        "pattern_mismatches": "int64", "message": "str", "schema_version": "int64",
+        "params": "str", "signs": "str", "risk_numpy": "float64", "risk_numpy_difference": "float64",
+    },
+    "minima": {
+        **BATCH_COLUMNS,
+        "instance": "str", "instance_hash": "str", "cell": "str", "risk": "float64", "gap": "float64",
+        "spurious": "bool", "certificate": "str", "margin": "float64", "valley_dim": "int64", "params": "str",
+        "fitted": "str", "found_by": "str", "basin_fraction": "float64", "schema_version": "int64",
+    },
+    "jobs": {
+        **BATCH_COLUMNS,
+        "instance": "str", "instance_hash": "str", "source": "str", "status": "str", "error": "str",
+        "traceback": "str", "seconds": "float64", "started": "timestamp", "finished": "timestamp",
+        "worker": "str", "n": "int64", "d": "int64", "hidden": "str", "width": "int64", "activation": "str",
+        "activation_json": "str", "loss": "str", "reduction": "str", "box_weight": "float64",
+        "time_limit": "float64", "options_json": "str", "data_json": "str", "rows_json": "str",
+    },
+    "runs": {
+        "run_id": "str", "status": "str", "command": "str", "targets_json": "str", "task": "str",
+        "options_json": "str", "executor": "str", "jobs": "int64", "milpland_version": "str",
+        "solver_name": "str", "solver_version": "str", "python_version": "str", "platform": "str",
+        "cpu_count": "int64", "cpu_model": "str", "hostname": "str", "started": "timestamp",
+        "finished": "timestamp", "updated": "timestamp", "instances": "int64", "skipped": "int64",
+        "done": "int64", "failed": "int64",
+    },
+}
+LEDGER_TABLES = ("jobs", "runs")  # tables that are not task output (also in milpland.runs.batch)
+STALE_TEMP_SECONDS = 600.0
+
+
+def register_table(name: str, columns: dict[str, str]) -> None:
+    """Declare a task table (later tasks: landscape, certify).  Batch columns are added."""
+    for col, kind in columns.items():
+        if kind not in _TYPES:
+            raise ValueError(f"column {col}: unknown type {kind!r}; use one of {', '.join(_TYPES)}")
+    SCHEMAS[name] = {**BATCH_COLUMNS, **columns}
+
+
+def prepare(out_dir: str | Path) -> Path:
+    """Create the output folder, prove it is writable, and clear stale temporary parts."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".probe-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise MilplandError(f"--out {out}: cannot write there ({exc.strerror or exc}); choose a writable folder") from None
+    now = time.time()
+    for tmp in [*out.glob(".tmp-*"), *out.glob("*/.tmp-*")]:
+        try:
+            if now - tmp.stat().st_mtime > STALE_TEMP_SECONDS:
+                tmp.unlink()
+        except OSError:
+            pass  # another process may be finishing it
+    return out
+
+
+def to_arrow(table: str, rows: list[dict]) -> pa.Table:
+    """Rows -> an Arrow table: schema columns first, in schema order and type, then extras."""
+    schema = SCHEMAS.get(table, {})
+    names = list(schema) + sorted({k for row in rows for k in row} - set(schema))
+    arrays, fields = [], []
+    for name in names:
+        values = [_clean(row.get(name)) for row in rows]
+        kind = schema.get(name)
+        try:
+            arr = pa.array(values, type=_TYPES[kind], from_pandas=True) if kind else pa.array(values, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise ValueError(f"table {table}, column {name}: values do not fit type {kind or 'inferred'}: {exc}") from None
+        arrays.append(arr)
+        fields.append(pa.field(name, arr.type))
+    meta = {META_KEY: str(SCHEMA_VERSION).encode()}
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=meta))
+
+
+def write_rows(out_dir: str | Path, table: str, rows: list[dict]) -> Path | None:
+    """Append rows to a table as one new part, atomically (temporary file + rename)."""
+    if not rows:
+        return None
+    folder = Path(out_dir) / table
+    folder.mkdir(parents=True, exist_ok=True)
+    data = to_arrow(table, rows)
+    name = uuid.uuid4().hex
+    tmp = folder / f".tmp-{name}.parquet"
+    final = folder / f"part-{name}.parquet"
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return final
+
+
+def read_table(out_dir: str | Path, table: str) -> pd.DataFrame | None:
+    """All parts of one table, concatenated (no deduplication); None when the table has no parts."""
+    parts = sorted((Path(out_dir) / table).glob("part-*.parquet"))
+    if not parts:
+        return None
+    pieces = []
+    for part in parts:
+        try:
+            t = pq.read_table(part)
+        except (OSError, pa.ArrowException) as exc:
+            raise MilplandError(f"{part}: unreadable Parquet part ({exc}); move it away and rerun") from None
+        version = int((t.schema.metadata or {}).get(META_KEY, b"1"))
+        if version > SCHEMA_VERSION:
+            raise MilplandError(f"{part}: written with table schema {version}, this milpland reads {SCHEMA_VERSION}: upgrade")
+        pieces.append(t)
+    merged = pa.concat_tables(pieces, promote_options="permissive")
+    return merged.to_pandas()
+
+
+def load(out_dir: str | Path, *, raw: bool = False) -> dict[str, pd.DataFrame]:
+    """Every table in an output folder, as DataFrames, without superseded or uncommitted rows.
+
+    Per job_key only the latest ``jobs`` row counts (latest ``finished``); task rows are kept
+    when their ``attempt`` is that row's attempt.  ``runs`` keeps the latest row per run_id.
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise MilplandError(f"{out}: no such results folder")
+    names = sorted(p.name for p in out.iterdir() if p.is_dir() and any(p.glob("part-*.parquet")))
+    frames = {name: read_table(out, name) for name in names}
+    if raw:
+        return frames
+    jobs = frames.get("jobs")
+    if jobs is not None:
+        jobs = jobs.sort_values("finished", kind="stable").drop_duplicates("job_key", keep="last")
+        frames["jobs"] = jobs.reset_index(drop=True)
+    if "runs" in frames:
+        runs = frames["runs"].sort_values("updated", kind="stable").drop_duplicates("run_id", keep="last")
+        frames["runs"] = runs.reset_index(drop=True)
+    live = set(jobs["attempt"]) if jobs is not None else None
+    for name, frame in frames.items():
+        if name in LEDGER_TABLES or "attempt" not in frame.columns or live is None:
+            continue
+        frames[name] = frame[frame["attempt"].isin(live)].reset_index(drop=True)
+    return frames
+
+
+def export_csv(out_dir: str | Path, frames: dict[str, pd.DataFrame]) -> list[Path]:
+    """Write each loaded table to OUT/<table>.csv (atomically), for spreadsheets and R."""
+    written = []
+    for name, frame in frames.items():
+        final = Path(out_dir) / f"{name}.csv"
+        tmp = final.with_name(f".tmp-{uuid.uuid4().hex}.csv")
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, final)
+        written.append(final)
+    return written
+
+
+def _clean(value):
+    """numpy scalars -> Python scalars, so Arrow sees plain values."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            return value.item()
+        except (ValueError, AttributeError):
+            return value
+    return value

@@ -1,0 +1,63 @@
+"""What both global searches (the MILP per sign class and the pattern branch-and-bound) update:
+the incumbent, one outcome per sign class, and the rule by which bounds meet.
+
+A cell optimum found by either search is offered to the incumbent through `consider`; the
+searches prune at the incumbent's risk minus `tolerance` (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from milpland.cells.problem import Cell, CellResult
+from milpland.cells.scaled import ScaledParams
+from milpland.instance.spec import InstanceSpec
+
+
+@dataclass
+class Incumbent:
+    """The best cell optimum found so far: the search's upper bound (its scaled weights and cell)."""
+
+    risk: float
+    theta: ScaledParams
+    cell: Cell
+    box_active: bool
+    found_by: str
+
+
+@dataclass
+class ClassOutcome:
+    """One sign class (n_positive positive output weights): its proven bound and the effort spent."""
+
+    n_positive: int
+    lower_bound: float
+    complete: bool
+    nodes: int = 0
+    rounds: int = 0
+    build_seconds: float = 0.0
+    solve_seconds: float = 0.0
+    obbt_lps: int = 0
+    coefficients: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def consider(incumbent: Incumbent, result: CellResult, cell: Cell, master_value: float,
+             spec: InstanceSpec, outcome: ClassOutcome) -> bool:
+    """Replace the incumbent by the polished cell optimum when it is better (returns whether it did)."""
+    if result.status != "optimal" or result.theta is None:
+        outcome.notes.append(f"cell solve of a master pattern ended {result.status}")
+        return False
+    if spec.loss.kind != "squared" and result.risk > master_value + tolerance(master_value, spec, 0.0):
+        outcome.notes.append(
+            f"cell optimum {result.risk:.10g} above the MILP point {master_value:.10g} of the same pattern"
+        )
+    if result.risk < incumbent.risk:
+        incumbent.risk, incumbent.theta, incumbent.cell = result.risk, result.theta, cell
+        incumbent.box_active, incumbent.found_by = result.box_active, "milp"
+        return True
+    return False
+
+
+def tolerance(risk: float, spec: InstanceSpec, abs_tol: float) -> float:
+    """How far apart an upper and a lower bound may be for the minimum to count as proven."""
+    return max(spec.solve.rel_gap * abs(risk), abs_tol)
