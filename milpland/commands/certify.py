@@ -55,9 +55,7 @@ def run(args) -> int:
         raise MilplandError(f"--gd-starts: must be a non-negative integer, got {args.gd_starts}")
     params = load_params_for_spec(args.params, spec)
     from milpland.commands import stdout_to_stderr
-    from milpland.points.certify import (
-        certify_point,  # imported late: building the parser must stay cheap
-    )
+    from milpland.points.certify import certify_point  # late: building the parser must stay cheap
 
     try:
         with stdout_to_stderr():

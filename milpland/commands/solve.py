@@ -19,7 +19,8 @@ import traceback
 
 from milpland.commands import number_text, stdout_to_stderr, writable_file
 from milpland.errors import MilplandError
-from milpland.instance.spec import InstanceSpec, load_spec
+from milpland.instance.data import MAX_MAGNITUDE
+from milpland.instance.spec import InstanceSpec, SolveOptions, load_spec
 
 # A point is reported (exit 0) with these statuses; anything else is a solver failure.
 REPORTED_STATUSES = ("optimal", "time_limit")
@@ -47,9 +48,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     spec = prepare_spec(args)
     params_out = writable_file("--params-out", args.params_out)
-    from milpland.search.solve import (
-        solve_global,  # imported late: building the parser must stay cheap
-    )
+    # imported late: building the parser must stay cheap
+    from milpland.search.solve import solve_global
 
     _progress(args, f"solving {spec.name} ({spec.architecture()}, {spec.loss.kind} loss, n = {spec.n}) ...")
     started = time.perf_counter()
@@ -85,6 +85,10 @@ def prepare_spec(args) -> InstanceSpec:
     for flag, value in (("--time-limit", args.time_limit), ("--rel-gap", args.rel_gap), ("--box", args.box)):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise MilplandError(f"{flag}: must be a positive finite number, got {value!r}")
+    if args.rel_gap is not None and args.rel_gap >= 1:
+        raise MilplandError(f"--rel-gap: must be below 1 (a gap of 1 is proven by the lower bound 0), got {args.rel_gap!r}")
+    if args.box is not None and args.box > MAX_MAGNITUDE:
+        raise MilplandError(f"--box: must be at most {MAX_MAGNITUDE:g} (double precision), got {args.box!r}")
     options = {}
     if args.time_limit is not None:
         options["time_limit"] = float(args.time_limit)
@@ -157,6 +161,9 @@ def format_text(obj: dict, *, rel_gap: float | None = None) -> str:
 
 
 def _certificate_line(obj: dict, rel_gap: float | None) -> str:
+    if obj["certified"] and rel_gap is not None and rel_gap > SolveOptions.rel_gap:
+        return (f"yes, within a relative gap of {number_text(rel_gap)}: no point in the box has risk below "
+                f"{number_text(obj['lower_bound'])} (no box bound active, verified)")
     if obj["certified"]:
         return "yes: global minimum over the box (bounds meet within tolerance, no box bound active, verified)"
     reasons = []

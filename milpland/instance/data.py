@@ -24,7 +24,21 @@ from milpland.errors import SpecError
 
 GENERATOR_KEYS = {"generator", "n", "d", "seed", "noise", "teacher_width", "labels"}
 GENERATORS = ("teacher", "linear", "sine", "random_labels")
+# Every number milpland computes with (data, box, activation parameters, weights) is at most this
+# in magnitude: products of a box bound, an input and a weight, and their squares, then stay far
+# inside double precision, and the solvers' absolute tolerances (1e-9) keep a meaning.
+MAX_MAGNITUDE = 1e12
 _ONLY_FOR = {"teacher_width": ("teacher",), "labels": ("random_labels",), "noise": ("teacher", "linear", "sine")}
+
+
+def check_magnitude(values, field: str) -> None:
+    """SpecError naming ``field`` when a value exceeds MAX_MAGNITUDE (non-finite values are the
+    callers' own message)."""
+    values = np.asarray(values, dtype=float)
+    big = np.abs(values[np.isfinite(values)])
+    if big.size and big.max() > MAX_MAGNITUDE:
+        raise SpecError(field, f"holds {big.max():.3g}, beyond the limit of {MAX_MAGNITUDE:g} in magnitude "
+                               "(larger values overflow or lose double precision in the solvers); rescale")
 
 
 def load_file(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from milpland.errors import SpecError
+from milpland.instance.data import check_magnitude
 from milpland.instance.deep import DeepParams
 
 DEEP_KEYS = {"W", "b"}
@@ -30,8 +31,10 @@ ONE_HIDDEN_KEYS = {"W1", "b1", "v", "c"}
 META_KEYS = {"activation", "format", "name", "description", "note"}
 
 
-def params_from_json(obj, *, d: int | None = None, hidden=None, outputs: int | None = None) -> DeepParams:
-    """DeepParams from a parsed JSON object, shape-checked against d / hidden / outputs when given."""
+def params_from_json(obj, *, d: int | None = None, hidden=None, outputs: int | None = None,
+                     output_bias: bool | None = None) -> DeepParams:
+    """DeepParams from a parsed JSON object, shape-checked against d / hidden / outputs when given;
+    ``output_bias = False`` lets the one-hidden-layer form leave out c."""
     if isinstance(obj, dict) and "params" in obj and isinstance(obj["params"], dict):
         obj = obj["params"]
     if not isinstance(obj, dict):
@@ -44,14 +47,15 @@ def params_from_json(obj, *, d: int | None = None, hidden=None, outputs: int | N
         params = _deep_from_lists(obj, d=d)
     elif keys & ONE_HIDDEN_KEYS:
         _reject_unknown(keys, ONE_HIDDEN_KEYS)
-        params = _one_hidden_from_lists(obj, d=d)
+        params = _one_hidden_from_lists(obj, d=d, output_bias=output_bias)
     else:
         raise SpecError("params", f"needs W and b, or W1, b1, v and c; found keys {sorted(keys)}")
     check_shapes(params, d=d, hidden=hidden, outputs=outputs)
     return params
 
 
-def load_params(path, *, d: int | None = None, hidden=None, outputs: int | None = None) -> DeepParams:
+def load_params(path, *, d: int | None = None, hidden=None, outputs: int | None = None,
+                output_bias: bool | None = None) -> DeepParams:
     """Read params from .json or .npz (see the module docstring)."""
     path = Path(path)
     if not path.exists():
@@ -62,11 +66,11 @@ def load_params(path, *, d: int | None = None, hidden=None, outputs: int | None 
                 obj = json.loads(path.read_text())
             except json.JSONDecodeError as exc:
                 raise SpecError("params", f"not valid JSON: {exc}") from None
-            return params_from_json(obj, d=d, hidden=hidden, outputs=outputs)
+            return params_from_json(obj, d=d, hidden=hidden, outputs=outputs, output_bias=output_bias)
         if path.suffix == ".npz":
             with np.load(path) as arrays:
                 table = {k: arrays[k] for k in arrays.files}
-            return params_from_arrays(table, d=d, hidden=hidden, outputs=outputs)
+            return params_from_arrays(table, d=d, hidden=hidden, outputs=outputs, output_bias=output_bias)
     except SpecError as exc:
         raise exc.in_file(str(path)) from None
     raise SpecError("params", f"unsupported file type {path.suffix!r}: use .json or .npz", source=str(path))
@@ -74,14 +78,16 @@ def load_params(path, *, d: int | None = None, hidden=None, outputs: int | None 
 
 def load_params_for_spec(path, spec) -> DeepParams:
     """Read params and check them against an InstanceSpec (data dimension, hidden widths, scalar output)."""
-    return load_params(path, d=spec.d, hidden=spec.network.hidden, outputs=1)
+    return load_params(path, d=spec.d, hidden=spec.network.hidden, outputs=1, output_bias=spec.network.output_bias)
 
 
-def params_from_arrays(table: dict, *, d: int | None = None, hidden=None, outputs: int | None = None) -> DeepParams:
+def params_from_arrays(table: dict, *, d: int | None = None, hidden=None, outputs: int | None = None,
+                       output_bias: bool | None = None) -> DeepParams:
     """DeepParams from arrays named W0, b0, W1, b1, ... (or W1, b1, v, c)."""
     if "v" in table:
         _reject_unknown(set(table), ONE_HIDDEN_KEYS)
-        params = _one_hidden_from_lists({k: np.asarray(v).tolist() for k, v in table.items()}, d=d)
+        params = _one_hidden_from_lists({k: np.asarray(v).tolist() for k, v in table.items()}, d=d,
+                                        output_bias=output_bias)
     else:
         n_layers = sum(1 for k in table if k.startswith("W"))
         expected = {f"W{l}" for l in range(n_layers)} | {f"b{l}" for l in range(n_layers)}
@@ -153,6 +159,7 @@ def _matrix(value, field: str) -> np.ndarray:
         raise SpecError(field, "must be a list of equally long lists of numbers") from None
     if not np.all(np.isfinite(arr)):
         raise SpecError(field, "holds non-finite values (nan or inf)")
+    check_magnitude(arr, field)
     return arr
 
 
@@ -190,10 +197,14 @@ def _deep_from_lists(obj: dict, *, d: int | None) -> DeepParams:
     return DeepParams(tuple(W), tuple(b))
 
 
-def _one_hidden_from_lists(obj: dict, *, d: int | None) -> DeepParams:
-    missing = [k for k in ("W1", "b1", "v") if k not in obj]
+def _one_hidden_from_lists(obj: dict, *, d: int | None, output_bias: bool | None = None) -> DeepParams:
+    # c may be left out only when the spec has no output bias (then it is 0): reading a missing c
+    # as 0 for a network with one would certify another point than the user's.
+    required = ("W1", "b1", "v") if output_bias is False else ("W1", "b1", "v", "c")
+    missing = [k for k in required if k not in obj]
     if missing:
-        raise SpecError(f"params.{missing[0]}", "is required with the one-hidden-layer shape W1, b1, v, c")
+        why = " (the spec has an output bias)" if missing[0] == "c" else ""
+        raise SpecError(f"params.{missing[0]}", f"is required with the one-hidden-layer shape W1, b1, v, c{why}")
     W1 = _matrix(obj["W1"], "params.W1")
     b1 = _matrix(obj["b1"], "params.b1").reshape(-1)
     v = _matrix(obj["v"], "params.v")

@@ -18,7 +18,7 @@ import numpy as np
 from milpland.errors import SpecError
 from milpland.instance import activations as acts
 from milpland.instance.activations import Activation
-from milpland.instance.data import GENERATOR_KEYS, generate, load_file
+from milpland.instance.data import GENERATOR_KEYS, MAX_MAGNITUDE, check_magnitude, generate, load_file
 from milpland.instance.losses import LOSS_KINDS, REDUCTIONS, Loss
 
 ACTIVATIONS = ("relu", "leaky_relu", "two_slope", "hardtanh", "pwl")
@@ -52,6 +52,12 @@ class Box:
     weight: float = DEFAULT_BOX
     output: float = DEFAULT_BOX
 
+    def __post_init__(self):
+        for key in ("weight", "output"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and 0 < value <= MAX_MAGNITUDE):
+                raise SpecError(f"box.{key}", f"must be positive and at most {MAX_MAGNITUDE:g}, got {value!r}")
+
 
 @dataclass(frozen=True)
 class SolveOptions:
@@ -61,6 +67,10 @@ class SolveOptions:
     threads: int = 1
     verbose: bool = False
     method: str = "auto"  # auto | milp | bnb (milpland.search.solve.choose_method)
+
+    def __post_init__(self):
+        if not (0 < self.rel_gap < 1):  # a gap of 1 or more is proven by the lower bound 0: no certificate
+            raise SpecError("solve.rel_gap", f"must be above 0 and below 1, got {self.rel_gap!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,6 +188,7 @@ def _number(table: dict, key: str, prefix: str, default=None, *, positive: bool 
         raise SpecError(f"{prefix}.{key}", f"must be a number, got {value!r}")
     if not math.isfinite(value):
         raise SpecError(f"{prefix}.{key}", f"must be finite, got {value!r}")
+    check_magnitude(value, f"{prefix}.{key}")
     if positive and value <= 0:
         raise SpecError(f"{prefix}.{key}", f"must be positive, got {value!r}")
     return float(value)
@@ -191,6 +202,7 @@ def _number_list(table: dict, key: str, prefix: str) -> list[float]:
     for v in value:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise SpecError(f"{prefix}.{key}", f"must hold finite numbers, got {v!r}")
+        check_magnitude(v, f"{prefix}.{key}")
         out.append(float(v))
     return out
 
@@ -344,6 +356,8 @@ def _check_data(X: np.ndarray, y: np.ndarray, network: NetworkSpec, loss: Loss) 
         raise SpecError("data", f"x has {X.shape[0]} samples but y has {y.shape[0]}")
     if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
         raise SpecError("data", "holds non-finite values (nan or inf)")
+    check_magnitude(X, "data.x")
+    check_magnitude(y, "data.y")
     rows = np.column_stack([X, y])
     unique = np.unique(rows, axis=0)
     if unique.shape[0] != rows.shape[0]:

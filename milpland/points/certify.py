@@ -347,7 +347,8 @@ def _one_hidden(spec, params: DeepParams, risk, tol, fields, notes, check_cell_m
     if check_cell_min:
         fields["cell_min_verdict"] = _certifier_verdict(spec, box, solver, cell, own)
     if zero and loss.kind == "squared":
-        rep = escape_test(params, X, spec.y, act, loss, zero_tol=ZERO_TOL)
+        rep = escape_test(params, X, spec.y, act, loss, zero_tol=ZERO_TOL,
+                          output_bias=spec.network.output_bias)
         fields["escape"] = rep
         if rep.verdict == "saddle":
             path = _escape_path(rep, spec)
@@ -602,9 +603,8 @@ def _escape_path(rep: EscapeReport, spec) -> DescentPath:
 def _global_one_hidden(spec, params, risk, global_result, run_global, limit, notes) -> dict:
     out: dict = {}
     if global_result is None and run_global:
-        from milpland.search.solve import (
-            solve_global,  # imported late: the MILP stack is heavy
-        )
+        # imported late: the MILP stack is heavy
+        from milpland.search.solve import solve_global
 
         global_result = solve_global(spec.with_options(time_limit=limit))
     if global_result is None:

@@ -11,8 +11,8 @@ breakpoints, = α_left u or α_right u on a breakpoint), define for a direction 
 For ReLU-like σ the tied term is e_k σ(d·x̃_k), the form in DESIGN §7.  In the loss
 L = ½Σ e_k² the one-sided derivative along (δw_j = d) is a_j g_j(d), along δa_j it is
 Σ_k e_k σ(z_kj), along δc it is Σ_k e_k; these add up over units and parameters, so the
-point is (directionally) stationary iff Σ e_k = 0, Σ_k e_k σ(z_kj) = 0 and
-a_j g_j(d) ≥ 0 for every d and every j.  g_j is positively homogeneous and piecewise
+point is (directionally) stationary iff Σ e_k = 0 (only when the network has an output
+bias), Σ_k e_k σ(z_kj) = 0 and a_j g_j(d) ≥ 0 for every d and every j.  g_j is positively homogeneous and piecewise
 linear in d, so it suffices to maximise and minimise it over the box d ∈ [−1, 1]^(d+1):
 linear when no sample is tied, otherwise one LP per sign choice of the tied samples'
 d·x̃_k (few ties) or a MILP with one binary per tied sample (scipy.optimize.milp, HiGHS).
@@ -126,7 +126,7 @@ class EscapeReport:
 
 def escape_test(
     params, X, y, act: Activation, loss: Loss = Loss(), *, tol: float = 1e-9, tie_tol: float = 1e-9,
-    zero_tol: float = 1e-12, method: str = "auto",
+    zero_tol: float = 1e-12, method: str = "auto", output_bias: bool = True,
 ) -> EscapeReport:
     """Stationarity and escape neurons of a one-hidden-layer, scalar-output point (squared loss).
 
@@ -134,7 +134,8 @@ def escape_test(
     tol·max(1, Σ_k |e_k|·||x̃_k||_1).  ``tie_tol``: a pre-activation within this distance of a
     breakpoint counts as tied.  ``zero_tol``: |a_j| up to this is a zero output weight.
     ``method``: "auto" (enumerate up to 6 tied samples per unit, else MILP), "enumerate"
-    or "milp".  Returns the verdict "saddle" (with an explicit descent path whose sampled
+    or "milp".  ``output_bias``: whether c is a parameter (without it, dL/dc = Σ e_k is no
+    condition: c stays 0).  Returns the verdict "saddle" (with an explicit descent path whose sampled
     risks are all below the start), "not_stationary", or "no_escape_neuron".
     """
     params = as_deep(params)
@@ -164,7 +165,7 @@ def escape_test(
         units.append(_check_unit(j, float(a_out[j]), Z[:, j], e, Xt, act, atol, tie_tol, zero_tol, method))
     units = tuple(units)
     violations = []
-    if abs(grad_c) > atol:
+    if output_bias and abs(grad_c) > atol:
         violations.append(f"dL/dc = {grad_c:.3g}")
     violations += [f"unit {u.unit}: dL/da = {u.grad_a:.3g}" for u in units if abs(u.grad_a) > atol]
     violations += [

@@ -112,9 +112,8 @@ def solve_task(spec, options: dict) -> dict[str, list[dict]]:
     The returned point is re-evaluated here with a plain numpy forward pass:
     risk_numpy = weight * sum_i loss(f(x_i), y_i), independent of the solver's claim.
     """
-    from milpland.search.solve import (
-        solve_global,  # imported in the worker: the solver is heavy
-    )
+    # imported in the worker: the solver is heavy
+    from milpland.search.solve import solve_global
 
     return {"solves": [solve_row(spec, solve_global(spec))]}
 
