@@ -188,7 +188,7 @@ def test_cli_text_table(tmp_path, capsys):
 def test_cli_refuses_too_many_cells(tmp_path, capsys):
     spec_path = tmp_path / "tent.toml"
     spec_path.write_text(TENT)
-    assert run_cli(["landscape", str(spec_path), "--max-cells", "10"]) == 2
+    assert run_cli(["landscape", str(spec_path), "--method", "enumerate", "--max-cells", "10"]) == 2
     err = capsys.readouterr().err
     assert "136 cells" in err  # 8 threshold patterns: 2 C(9, 2) + 8 * 8 = 136
     assert "--max-cells" in err

@@ -11,7 +11,7 @@ from milpland.instance.network import OneHiddenParams
 from milpland.records import SCHEMA_VERSION
 
 CERTIFICATES = ("interior", "boundary")
-FOUND_BY = ("enumerate", "milp", "sample")
+FOUND_BY = ("enumerate", "bnb", "milp", "sample")
 
 
 @dataclass(frozen=True, eq=False)

@@ -25,7 +25,7 @@ from milpland.commands import number_text, stdout_to_stderr
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec, load_spec
 
-METHODS = ("enumerate", "milp", "sample")
+METHODS = ("auto", "enumerate", "bnb", "milp", "sample")
 
 
 def register(subparsers) -> None:
@@ -36,13 +36,19 @@ def register(subparsers) -> None:
                     "gap to the global minimum over the box.",
     )
     p.add_argument("spec", metavar="SPEC", help="instance spec (TOML file)")
-    p.add_argument("--method", choices=METHODS, default="enumerate",
-                   help="enumerate every cell (complete), milp (eps-interior minima by MILP), or sample "
-                        "(gradient descent from random starts); default: enumerate")
+    p.add_argument("--method", choices=METHODS, default="auto",
+                   help="enumerate every cell (complete); bnb: every minimum below a threshold (--levels, "
+                        "--gap-max, --risk-max) by branch-and-bound; milp (eps-interior minima by MILP); sample "
+                        "(gradient descent from random starts); auto (default): enumerate up to --max-cells "
+                        "cells, else bnb --levels 10")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     p.add_argument("--out", metavar="DIR", help="write the minima to DIR/minima.parquet (one row per minimum)")
     p.add_argument("--max-cells", type=int, metavar="N",
                    help="enumerate: refuse instances with more cells than this (default: 20000)")
+    p.add_argument("--levels", type=int, metavar="K", help="bnb: the K lowest distinct risk levels (default 10)")
+    p.add_argument("--gap-max", type=float, metavar="G",
+                   help="bnb: every minimum with risk <= global minimum + G (risk units)")
+    p.add_argument("--risk-max", type=float, metavar="R", help="bnb: every minimum with risk <= R")
     p.add_argument("--starts", type=int, metavar="N", help="sample: number of random starts (default: 100)")
     p.add_argument("--seed", type=int, metavar="S", help="sample: seed of the starts (default: [solve] seed)")
     p.add_argument("--epsilon", type=float, metavar="E",
@@ -74,6 +80,7 @@ def run(args) -> int:
                 max_cells=DEFAULT_MAX_CELLS if args.max_cells is None else args.max_cells,
                 starts=DEFAULT_STARTS if args.starts is None else args.starts,
                 seed=args.seed, milp_options=_milp_options(args), progress=say,
+                risk_max=args.risk_max, gap_max=args.gap_max, levels=args.levels,
             )
     except MilplandError:
         raise
@@ -105,10 +112,20 @@ def prepare_spec(args) -> InstanceSpec:
         if not (math.isfinite(args.time_limit) and args.time_limit > 0):
             raise MilplandError(f"--time-limit: must be a positive finite number, got {args.time_limit!r}")
         spec = spec.with_options(time_limit=float(args.time_limit))
-    limits = (("--max-cells", args.max_cells, 1), ("--starts", args.starts, 1), ("--seed", args.seed, 0))
+    limits = (("--max-cells", args.max_cells, 1), ("--starts", args.starts, 1), ("--seed", args.seed, 0),
+              ("--levels", args.levels, 1))
     for flag, value, least in limits:
         if value is not None and value < least:
             raise MilplandError(f"{flag}: must be an integer >= {least}, got {value}")
+    query = [flag for flag, value in (("--levels", args.levels), ("--gap-max", args.gap_max),
+                                      ("--risk-max", args.risk_max)) if value is not None]
+    if query and args.method not in ("bnb", "auto"):
+        raise MilplandError(f"{query[0]}: only for --method bnb (or auto), not {args.method}")
+    if len(query) > 1:
+        raise MilplandError(f"give one of --levels, --gap-max, --risk-max, not {' and '.join(query)}")
+    for flag, value in (("--gap-max", args.gap_max), ("--risk-max", args.risk_max)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise MilplandError(f"{flag}: must be a finite number >= 0, got {value!r}")
     if args.verbose:
         spec = spec.with_options(verbose=False)  # HiGHS logs would drown the progress lines
     return spec
@@ -147,21 +164,29 @@ def _milp_options(args) -> dict:
 
 COMPLETE_MEANS = {
     "enumerate": "every local minimum in the box",
+    "bnb": "every local minimum in the box up to the threshold",
     "milp": "every eps-interior risk level in the box",
     "sample": "never: sampling proves nothing is missing",
 }
+GLOBAL_SOURCES = {"enumerate": "the complete enumeration", "bnb": "the listing's branch-and-bound",
+                  "solve_global": "solve_global"}
 
 
 def format_text(obj: dict) -> str:
     """A readable table of ``LandscapeResult.to_json()``."""
     g = obj["global"]
     counts = obj.get("counts") or {}
-    source = "the complete enumeration" if obj["global_source"] == "enumerate" else "solve_global (MILP)"
+    source = GLOBAL_SOURCES.get(obj["global_source"], obj["global_source"])
+    if obj["global_source"] == "solve_global":
+        source += f" ({g.get('method', '?')})"
     lines = [
+        headline_text(obj),
         f"instance      {obj['instance']}  (hash {obj['instance_hash']})",
         f"architecture  {g.get('architecture', '?')}, {g.get('loss', '?')} loss ({g.get('reduction', '?')})",
-        f"method        {obj['method']}  (complete, i.e. {COMPLETE_MEANS.get(obj['method'], '?')}: "
-        f"{'yes' if obj['complete'] else 'no'})",
+        f"method        {obj['method']}" + (f" (asked: {obj['requested']})" if obj.get("requested") != obj["method"]
+                                             else "")
+        + f"  (complete, i.e. {COMPLETE_MEANS.get(obj['method'], '?')}: {'yes' if obj['complete'] else 'no'})",
+        *_listing_lines(obj),
         f"global        {number_text(obj['global_risk'])}  from {source}; certified: {'yes' if g['certified'] else 'NO'}"
         + ("; box bound active" if g.get("box_active") else ""),
         f"minima        {obj['n_minima']} distinct local minima, {obj['n_spurious']} spurious "
@@ -192,6 +217,26 @@ def format_text(obj: dict) -> str:
     if obj.get("message"):
         lines.append(f"message       {obj['message']}")
     return "\n".join(lines)
+
+
+def headline_text(obj: dict) -> str:
+    """The first line: the spurious gap, and whether it is proven."""
+    h = obj["spurious_gap"]
+    if h["gap"] is None:
+        return f"spurious gap  none: {h['statement']}"
+    proof = "proven" if h["proven"] else "NOT proven"
+    return (f"spurious gap  {number_text(h['gap'])} (lowest spurious minimum {number_text(h['lowest_spurious_risk'])}, "
+            f"global {number_text(h['global_risk'])}); {proof}: {h['statement']}")
+
+
+def _listing_lines(obj: dict) -> list[str]:
+    if obj["method"] != "bnb":
+        return []
+    line = f"listing       {obj['query']}: threshold {number_text(obj['threshold'])}"
+    if not obj["complete"]:
+        line += (f"; stopped early: every minimum below {number_text(obj['proven_below'])} is listed "
+                 f"(open bound {number_text(obj['open_bound'])})")
+    return [line]
 
 
 def _gap(gap, tol) -> str:

@@ -8,9 +8,15 @@ Methods:
 - ``sample`` (`milpland.landscape.sampling`): gradient descent from seeded random starts; each end cell
   certified; ``basin_fraction`` = share of the starts.  Never complete.
 - ``milp`` (`milpland.landscape.localmin_milp`): the MILP over eps-interior local minima.
+- ``bnb`` (`milpland.landscape.bnb`): the pattern branch-and-bound pruned at a threshold: every
+  local minimum below it (``risk_max``, ``gap_max`` above the global minimum, or the ``levels``
+  lowest risk levels), complete when the tree is exhausted; the global minimum from the same search.
+- ``auto``: ``enumerate`` when the instance has at most ``max_cells`` cells, else ``bnb`` with
+  ``levels`` (default 10) where the branch-and-bound applies.
 
 The global minimum comes from the enumeration when it is complete (``global_source =
-"enumerate"``), otherwise from `solve_global` (``"solve_global"``).  Each minimum gets
+"enumerate"``), from the listing's own search (``"bnb"``), otherwise from `solve_global`
+(``"solve_global"``).  Each minimum gets
 gap = risk - global risk and spurious = gap > tolerance, with tolerance =
 max(rel_gap x |global risk|, SPURIOUS_FLOOR x risk of the best constant).
 """
@@ -25,17 +31,18 @@ from typing import Callable
 import highspy
 import numpy as np
 
+from milpland.cells.arrangement import unit_patterns
 from milpland.cells.minima import LocalMinimum
 from milpland.cells.verify import verify_point
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
+from milpland.landscape.collect import spurious_tolerance
 from milpland.records import SCHEMA_VERSION
 from milpland.search.result import Seconds, SolveResult
 
-METHODS = ("enumerate", "sample", "milp")
+METHODS = ("auto", "enumerate", "bnb", "sample", "milp")
 DEFAULT_MAX_CELLS = 20000
 DEFAULT_STARTS = 100
-SPURIOUS_FLOOR = 1e-9  # absolute part of the spurious tolerance, relative to the best constant's risk
 Progress = Callable[[str], None]
 
 
@@ -43,16 +50,30 @@ Progress = Callable[[str], None]
 class LandscapeResult:
     instance: str
     instance_hash: str
-    method: str  # enumerate | sample | milp
+    method: str  # the method that ran: enumerate | bnb | sample | milp
     global_result: SolveResult
-    global_source: str  # "enumerate" (complete enumeration) | "solve_global"
+    global_source: str  # "enumerate" (complete enumeration) | "bnb" (the listing's search) | "solve_global"
     minima: list[LocalMinimum]  # ranked by risk, gap and spurious set
-    complete: bool  # enumerate: every local minimum in the box; milp: every risk level; sample: never
+    complete: bool  # enumerate: every local minimum in the box; bnb: every one up to the threshold;
+    # milp: every risk level; sample: never
     tolerance: float  # a minimum is spurious when gap > tolerance
     seconds: float
     counts: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     message: str = ""
+    requested: str = ""  # the method asked for (auto names the one it chose in `method`)
+    query: str = ""  # bnb: which minima were asked for
+    threshold: float = float("inf")  # bnb: the listing is complete up to this risk (inf: no limit)
+    open_bound: float = float("inf")  # bnb stopped early: every minimum below min(open_bound, threshold) is listed
+
+    @property
+    def proven_below(self) -> float:
+        """Every local minimum in the box with risk at most this is in the list (-inf: nothing proven)."""
+        if self.method == "enumerate":
+            return float("inf") if self.complete else float("-inf")
+        if self.method == "bnb":
+            return self.threshold if self.complete else min(self.open_bound, self.threshold)
+        return float("-inf")
 
     @property
     def global_risk(self) -> float:
@@ -62,13 +83,44 @@ class LandscapeResult:
     def spurious(self) -> list[LocalMinimum]:
         return [m for m in self.minima if m.spurious]
 
+    def spurious_gap(self) -> dict:
+        """The headline: the lowest spurious level above the global minimum, and whether the
+        listing proves that no local minimum lies between them."""
+        glob, below = self.global_risk, self.proven_below
+        lowest = self.spurious[0].risk if self.spurious else None
+        out = {"global_risk": _finite_or_none(glob), "lowest_spurious_risk": lowest,
+               "gap": None if lowest is None else float(lowest - glob), "proven": False,
+               "proven_below": _finite_or_none(below) if np.isfinite(below) else (None if below < 0 else "inf")}
+        certified = bool(self.global_result.certified)
+        if lowest is not None and lowest <= below:
+            out["proven"] = certified
+            out["statement"] = ("no local minimum lies between the global minimum and the lowest spurious one"
+                                if certified else "lowest spurious minimum above the best known point "
+                                "(the global minimum is not certified)")
+        elif lowest is None and below > glob + self.tolerance:
+            out["proven"] = certified
+            limit = "in the box" if np.isinf(below) else f"with risk <= {below:.10g}"
+            out["statement"] = f"no spurious local minimum {limit}"
+        elif lowest is not None:
+            out["statement"] = f"lowest spurious minimum found by {self.method}; lower ones may exist (not proven)"
+        else:
+            out["statement"] = f"no spurious minimum found by {self.method} (not proven)"
+        return out
+
     def to_json(self) -> dict:
         """The object printed by ``milpland landscape --format json``."""
         return {
             "instance": self.instance,
             "instance_hash": self.instance_hash,
             "method": self.method,
+            "requested": self.requested or self.method,
             "complete": bool(self.complete),
+            "query": self.query,
+            "threshold": _finite_or_none(self.threshold),
+            "open_bound": _finite_or_none(self.open_bound),
+            "proven_below": _finite_or_none(self.proven_below) if np.isfinite(self.proven_below)
+            else ("inf" if self.proven_below > 0 else None),
+            "spurious_gap": self.spurious_gap(),
             "global": self.global_result.to_json(),
             "global_source": self.global_source,
             "global_risk": _finite_or_none(self.global_risk),
@@ -86,21 +138,32 @@ class LandscapeResult:
     def to_rows(self) -> list[dict]:
         """One row per minimum for the ``minima`` table (milpland.runs.tables), plus run columns."""
         rows = []
+        headline = self.spurious_gap()
         for rank, m in enumerate(self.minima, start=1):
             row = m.to_row()
             row.update(instance_hash=self.instance_hash, rank=rank, method=self.method,
                        global_risk=self.global_risk, global_source=self.global_source,
-                       complete=bool(self.complete))
+                       complete=bool(self.complete), **headline_columns(headline))
             rows.append(row)
         return rows
 
 
+def headline_columns(headline: dict) -> dict:
+    """The spurious gap as table columns (minima and, for the landscape task, solves)."""
+    gap = headline["gap"]
+    return {"spurious_gap": float("nan") if gap is None else float(gap),
+            "lowest_spurious_risk": float("nan") if gap is None else float(headline["lowest_spurious_risk"]),
+            "spurious_gap_proven": bool(headline["proven"])}
+
+
 def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int = DEFAULT_MAX_CELLS,
               starts: int = DEFAULT_STARTS, seed: int | None = None, milp_options: dict | None = None,
+              risk_max: float | None = None, gap_max: float | None = None, levels: int | None = None,
               progress: Progress | None = None) -> LandscapeResult:
     """The local minima of ``spec`` by ``method``, ranked by risk, with gaps to the global minimum.
 
-    ``milp_options`` go to `milpland.landscape.localmin_milp.find_local_minima` (epsilon, max_levels, ...).
+    ``milp_options`` go to `milpland.landscape.localmin_milp.find_local_minima` (epsilon, max_levels, ...);
+    ``risk_max``, ``gap_max``, ``levels`` (one of them; default levels = 10) are the bnb query.
     """
     if method not in METHODS:
         raise MilplandError(f"--method: unknown method {method!r}; use one of {', '.join(METHODS)}")
@@ -116,7 +179,24 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int =
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
     messages: list[str] = []
-    if method == "enumerate":
+    requested = method
+    if method == "auto":
+        method, why = choose_method(spec, max_cells)
+        messages.append(f"auto: {why}")
+        say(f"auto: {why}")
+    extra: dict = {}
+    if method == "bnb":
+        from milpland.landscape.bnb import DEFAULT_LEVELS, Query, bnb_minima
+
+        if risk_max is None and gap_max is None and levels is None:
+            levels = DEFAULT_LEVELS
+        query = Query(risk_max=risk_max, gap_max=gap_max, levels=levels)
+        out = bnb_minima(spec, query, progress=say)
+        minima, complete, counts, timings = out.minima, out.complete, out.counts, out.seconds
+        messages += out.messages
+        glob, source = out.global_result, "bnb"
+        extra = dict(query=query.describe(), threshold=out.threshold, open_bound=out.open_bound)
+    elif method == "enumerate":
         from milpland.landscape.enumeration import enumerate_minima
 
         out = enumerate_minima(spec, max_cells=max_cells, progress=say)
@@ -147,19 +227,31 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int =
         glob, source = _solve_global(spec, say), "solve_global"
     tol = spurious_tolerance(spec, glob.risk)
     ranked = rank_minima(minima, glob.risk, tol)
-    messages += consistency_notes(ranked, glob, tol, complete=complete and method == "enumerate")
+    messages += consistency_notes(ranked, glob, tol, complete=complete and method in ("enumerate", "bnb"))
     return LandscapeResult(
         instance=spec.name, instance_hash=spec.instance_hash(), method=method, global_result=glob,
         global_source=source, minima=ranked, complete=complete, tolerance=tol,
         seconds=time.perf_counter() - started, counts=counts, timings=timings, message="; ".join(messages),
+        requested=requested, **extra,
     )
 
 
-def spurious_tolerance(spec: InstanceSpec, global_risk: float) -> float:
-    from milpland.search.solve import best_constant
+def choose_method(spec: InstanceSpec, max_cells: int) -> tuple[str, str]:
+    """``auto``: enumerate up to ``max_cells`` cells, else the branch-and-bound listing where it
+    applies (else enumerate, which then refuses with the count)."""
+    from milpland.landscape.enumeration import count_cells, patterns_for_cells
+    from milpland.search.pattern_bnb import applies
 
-    constant = spec.loss.risk(np.full(spec.n, best_constant(spec)), spec.y)
-    return max(spec.solve.rel_gap * abs(global_risk), SPURIOUS_FLOOR * max(constant, 1e-300))
+    act = spec.network.activation
+    # the pattern listing stops once the patterns give more cells than max_cells
+    patterns = unit_patterns(spec.X, act, limit=patterns_for_cells(max_cells, spec.width, act))
+    cells = count_cells(patterns.shape[0], spec.width, act)
+    if cells <= max_cells:
+        return "enumerate", f"{cells} cells <= --max-cells {max_cells}: enumerate (complete)"
+    reason = applies(spec)
+    if reason:
+        return "enumerate", f"more than {max_cells} cells and bnb does not apply ({reason})"
+    return "bnb", f"more than {max_cells} cells: bnb listing"
 
 
 def rank_minima(minima: list[LocalMinimum], global_risk: float, tol: float) -> list[LocalMinimum]:

@@ -132,12 +132,17 @@ def solve_row(spec, result) -> dict:
 
 
 def landscape_task(spec, options: dict) -> dict[str, list[dict]]:
-    """The local minima (`landscape`, method from the option ``method``, default enumerate):
-    their ``minima`` rows, and the global minimum they are compared with as a ``solves`` row."""
-    from milpland.landscape.listing import landscape
+    """The local minima (`landscape`, method from the option ``method``, default auto): their
+    ``minima`` rows, and the global minimum they are compared with as a ``solves`` row; both carry
+    the spurious gap (the headline of `LandscapeResult.spurious_gap`)."""
+    from milpland.landscape.listing import headline_columns, landscape
 
-    result = landscape(spec, method=options.get("method", "enumerate"))
-    return {"solves": [solve_row(spec, result.global_result)], "minima": result.to_rows()}
+    result = landscape(spec, method=options.get("method", "auto"))
+    row = solve_row(spec, result.global_result)
+    row.update(headline_columns(result.spurious_gap()), landscape_method=result.method,
+               landscape_complete=bool(result.complete), n_minima=len(result.minima),
+               n_spurious=len(result.spurious))
+    return {"solves": [row], "minima": result.to_rows()}
 
 
 register_task(
@@ -146,7 +151,7 @@ register_task(
 )
 register_task(
     "landscape", "milpland.runs.batch:landscape_task", tables=("solves", "minima"), error_table="solves",
-    description="certified local minima, spurious minima and their gaps (method enumerate)",
+    description="certified local minima, spurious minima and their gaps (method auto)",
 )
 
 

@@ -35,13 +35,19 @@ solves -- one row per global solve; the columns of ``SolveResult.to_row()`` plus
   schema_version (int64, of the SolveResult), params (str, JSON of OneHiddenParams:
   W1, b1, v, c), signs (str, JSON list), risk_numpy (float64, the batch's own numpy re-evaluation
   of params), risk_numpy_difference (float64, |risk_numpy - risk| / max(1, |risk|)).
+  Rows of the landscape task also have: landscape_method (str: the method that ran, enumerate
+  or bnb for auto), landscape_complete (bool), n_minima, n_spurious (int64), and the spurious
+  gap: spurious_gap (float64, lowest spurious risk - global risk; null when none was found),
+  lowest_spurious_risk (float64), spurious_gap_proven (bool: no local minimum lies between the
+  global minimum and the lowest spurious one, proven by a complete listing; DESIGN §5b).
 
 minima -- one row per distinct local minimum: the columns of ``LocalMinimum.to_row()`` plus batch columns:
   instance (str), instance_hash (str), cell (str, stable id of pattern and signs), risk (float64),
   gap (float64, risk - global minimum), spurious (bool, gap > tolerance), certificate (str:
   interior or boundary), margin (float64, interior margin), valley_dim (int64), params (str,
   JSON of OneHiddenParams), fitted (str, JSON of f(x_1..x_n)), found_by (str: enumerate, milp,
-  sample), basin_fraction (float64), schema_version (int64).
+  sample), basin_fraction (float64), schema_version (int64), and the instance's spurious gap
+  (spurious_gap, lowest_spurious_risk, spurious_gap_proven, as in solves).
 
 jobs -- one row per executed job (the resume ledger):
   job_key (str), attempt (str), run_id (str), task (str), suite (str), group (str),
@@ -82,6 +88,9 @@ _TYPES = {"str": pa.string(), "float64": pa.float64(), "int64": pa.int64(), "boo
 
 BATCH_COLUMNS = {"job_key": "str", "attempt": "str", "run_id": "str", "task": "str", "suite": "str", "group": "str"}
 
+# the spurious gap of a landscape (LandscapeResult.spurious_gap), in solves and minima rows
+HEADLINE_COLUMNS = {"spurious_gap": "float64", "lowest_spurious_risk": "float64", "spurious_gap_proven": "bool"}
+
 SCHEMAS: dict[str, dict[str, str]] = {
     "solves": {
         **BATCH_COLUMNS,
@@ -93,12 +102,14 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "options": "str", "seed": "int64", "verified": "bool", "verification_risk_difference": "float64",
         "pattern_mismatches": "int64", "message": "str", "schema_version": "int64",
         "params": "str", "signs": "str", "risk_numpy": "float64", "risk_numpy_difference": "float64",
+        "landscape_method": "str", "landscape_complete": "bool", "n_minima": "int64", "n_spurious": "int64",
+        **HEADLINE_COLUMNS,
     },
     "minima": {
         **BATCH_COLUMNS,
         "instance": "str", "instance_hash": "str", "cell": "str", "risk": "float64", "gap": "float64",
         "spurious": "bool", "certificate": "str", "margin": "float64", "valley_dim": "int64", "params": "str",
-        "fitted": "str", "found_by": "str", "basin_fraction": "float64", "schema_version": "int64",
+        "fitted": "str", "found_by": "str", "basin_fraction": "float64", "schema_version": "int64", **HEADLINE_COLUMNS,
     },
     "jobs": {
         **BATCH_COLUMNS,

@@ -8,6 +8,7 @@ searches prune at the incumbent's risk minus `tolerance` (DESIGN §4).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from milpland.cells.problem import Cell, CellResult
 from milpland.cells.scaled import ScaledParams
@@ -61,3 +62,17 @@ def consider(incumbent: Incumbent, result: CellResult, cell: Cell, master_value:
 def tolerance(risk: float, spec: InstanceSpec, abs_tol: float) -> float:
     """How far apart an upper and a lower bound may be for the minimum to count as proven."""
     return max(spec.solve.rel_gap * abs(risk), abs_tol)
+
+
+class Exploration(Protocol):
+    """What a search that visits every leaf below a threshold asks of its caller (the landscape's
+    listing, DESIGN §5b); the search stays a global search that also hands out leaves."""
+
+    def threshold(self, incumbent_risk: float) -> float:
+        """Visit every cell whose bound is at most this (it may change as the search goes on)."""
+
+    def leaf(self, cell: Cell, result: CellResult) -> None:
+        """A visited leaf: the cell and its solved problem."""
+
+    def close(self, open_bound: float) -> None:
+        """The search ended: the smallest bound among the nodes left unexplored (inf if none)."""

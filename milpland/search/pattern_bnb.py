@@ -60,7 +60,7 @@ from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
 from milpland.search.formulation import containing_simplices
 from milpland.search.hull_lp import HullLp, lp_applies
-from milpland.search.outcome import ClassOutcome, consider, tolerance
+from milpland.search.outcome import ClassOutcome, Exploration, consider, tolerance
 from milpland.search.unit_hull import UNDECIDED, UnitHull, hull_applies
 
 BRANCHING = ("excess", "middle")
@@ -532,12 +532,17 @@ def push_all(heap: list[Node], nodes: list[Node]) -> None:
 
 
 def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline: float, abs_tol: float,
-           say, options: BnbOptions = BnbOptions()) -> list:
+           say, options: BnbOptions = BnbOptions(), explore: Exploration | None = None) -> list:
     """Best-first search over the partial patterns of the sign classes `classes` (numbers of positive
     units), improving `incumbent` (outcome.Incumbent) in place; one `outcome.ClassOutcome` per class.
 
-    A class's lower bound is the smallest bound of its open nodes and of its solved leaves, capped
-    by the final cutoff (every pruned node's bound reached the cutoff in force then, which only falls).
+    A node is pruned when its bound reaches the cutoff: the incumbent minus half the tolerance, or,
+    with ``explore`` (the landscape's listing, DESIGN §5b), its threshold plus the tolerance when
+    that is higher; every leaf below the cutoff is handed to ``explore.leaf``.  A class's lower bound
+    is the smallest bound of its open nodes and of its solved leaves, capped by the final cutoff
+    (every pruned node's bound reached the cutoff in force then).  Ctrl-C (KeyboardInterrupt) ends
+    the search with the node in hand put back, so the open bounds stay valid; the outcomes then
+    carry the note "interrupted".
     """
     started = time.perf_counter()
     # a node bound this much below its relaxation's minimum costs at most a few nodes near the end
@@ -552,28 +557,33 @@ def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline
     last_report = started
 
     def cutoff() -> float:
-        return incumbent.risk - tolerance(incumbent.risk, spec, abs_tol) / 2
+        own = incumbent.risk - tolerance(incumbent.risk, spec, abs_tol) / 2
+        if explore is None:
+            return own
+        threshold = explore.threshold(incumbent.risk)
+        return max(own, threshold + tolerance(threshold, spec, abs_tol))
 
-    while heap and heap[0].bound < cutoff() and time.perf_counter() < deadline:
-        node = heapq.heappop(heap)
+    def expand(node: Node) -> None:
         k = int(np.sum(node.signs > 0))
         outcomes[k].nodes += 1
         result = relaxation.evaluate(node)
         if result.bound >= cutoff():
-            continue
+            return
         if result.theta is not None and options.relaxation_incumbents:
             _try_relaxation_point(spec, result.theta, cells, incumbent, outcomes[k])
         if (node.pattern != UNDECIDED).all():
             cell = Cell(pattern=node.pattern.astype(int), signs=node.signs)
             cell_result = cells.solve(cell)
             consider(incumbent, cell_result, cell, np.inf, spec, outcomes[k])
+            if explore is not None:
+                explore.leaf(cell, cell_result)
             floor = result.bound
             if cell_result.status == "optimal" and np.isfinite(cell_result.lower_bound):
                 floor = max(floor, cell_result.lower_bound)
             leaf_floor[k] = min(leaf_floor[k], floor)
-            continue
+            return
         if result.bound >= cutoff():
-            continue
+            return
         excess = result.excess if result.excess is not None else np.zeros(node.pattern.shape)
         if options.branching == "middle" and order is not None:  # middle of the sorted undecided inputs
             i, j = branching_pair(node.pattern[order], excess[order], "middle")
@@ -581,17 +591,35 @@ def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline
         else:
             i, j = branching_pair(node.pattern, excess, options.branching)
         push_all(heap, children(node, i, j, relaxation, order, result, counter, symmetry=options.symmetry))
+
+    interrupted = False
+    while heap and heap[0].bound < cutoff() and time.perf_counter() < deadline:
+        node = heapq.heappop(heap)
+        try:
+            expand(node)
+        except KeyboardInterrupt:
+            heapq.heappush(heap, node)  # not explored: its bound stays among the open ones
+            interrupted = True
+            break
         if time.perf_counter() - last_report > 2.0:
             last_report = time.perf_counter()
             say(f"{sum(o.nodes for o in outcomes.values())} nodes, bound {heap[0].bound if heap else cutoff():.6g}, "
                 f"best {incumbent.risk:.6g}, {len(heap)} open, {last_report - started:.1f} s")
     final = cutoff()
-    open_bounds = class_bounds([n for n in heap if n.bound < final], classes, final)
+    open_nodes = [n for n in heap if n.bound < final]
+    open_bounds = class_bounds(open_nodes, classes, final)
+    if explore is not None:
+        explore.close(min((n.bound for n in open_nodes), default=np.inf))
+    # the global question is settled once no open node lies below the incumbent's own cutoff,
+    # however far an exploration's threshold got
+    settled = incumbent.risk - tolerance(incumbent.risk, spec, abs_tol) / 2
     seconds = time.perf_counter() - started
     for k, outcome in outcomes.items():
         outcome.lower_bound = max(min(open_bounds[k], leaf_floor[k], final), 0.0)
-        outcome.complete = open_bounds[k] >= final
+        outcome.complete = open_bounds[k] >= min(final, settled)
         outcome.solve_seconds = seconds / len(classes)
+        if interrupted:
+            outcome.notes.append("interrupted")
     return [outcomes[k] for k in classes]
 
 

@@ -42,7 +42,7 @@ from milpland.search.formulation import (
 )
 from milpland.search.highs_backend import MipRunner
 from milpland.search.incumbents import Candidate, MultistartOptions, first_incumbents
-from milpland.search.outcome import ClassOutcome, Incumbent, consider, tolerance
+from milpland.search.outcome import ClassOutcome, Exploration, Incumbent, consider, tolerance
 from milpland.search.pattern_bnb import BnbOptions
 from milpland.search.result import Seconds, SolveResult
 
@@ -101,8 +101,12 @@ def solve_global(
     formulation: FormulationOptions = FormulationOptions(),
     progress: Progress | None = None,
     strategy: SolveStrategy = SolveStrategy(),
+    explore: Exploration | None = None,
 ) -> SolveResult:
-    """Certified global minimum of the training risk over the box (one hidden layer, scalar output)."""
+    """Certified global minimum of the training risk over the box (one hidden layer, scalar output).
+
+    ``explore``: the pattern branch-and-bound also visits every leaf cell whose bound is at most
+    the exploration's threshold and hands it over (the landscape's listing, DESIGN §5b)."""
     if spec.network.depth != 1:
         raise MilplandError(
             f"solve handles one hidden layer; {spec.name} has hidden = {list(spec.network.hidden)}. "
@@ -111,6 +115,9 @@ def solve_global(
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
     method = choose_method(spec)
+    if explore is not None and method != "bnb":
+        reason = pattern_bnb.applies(spec) or f"solve.method = {spec.solve.method!r}"
+        raise MilplandError(f"the branch-and-bound listing needs the pattern branch-and-bound: {reason}")
     cells = make_cell_solver(spec)
     incumbent = baseline_incumbent(spec, cells)
     abs_tol = ABS_TOL_FACTOR * incumbent.risk
@@ -125,8 +132,9 @@ def solve_global(
     search_seconds = time.perf_counter() - started
     say(f"first incumbent {incumbent.risk:.6g} ({incumbent.found_by}, {search_seconds:.1f} s)")
     outcomes: list[ClassOutcome] = []
-    if incumbent.risk > abs_tol:  # a zero (up to tolerance) risk needs no proof: the risk is >= 0
-        scale = OBJECTIVE_TARGET / max(incumbent.risk, 1e3 * abs_tol)
+    # a zero (up to tolerance) risk needs no proof, the risk is >= 0; a listing still searches
+    if incumbent.risk > abs_tol or explore is not None:
+        scale = OBJECTIVE_TARGET / max(incumbent.risk, 1e3 * abs_tol, 1e-300)
         ctx = Context(spec=spec, formulation=formulation, strategy=strategy, scale=scale, abs_tol=abs_tol,
                       candidates=tuple(candidates), tangent_points=tangent_points(spec, incumbent, candidates,
                                                                                    strategy))
@@ -134,7 +142,7 @@ def solve_global(
         deadline = started + spec.solve.time_limit
         if method == "bnb":
             outcomes = pattern_bnb.search(spec, incumbent, cells, order, deadline=deadline, abs_tol=abs_tol, say=say,
-                                          options=strategy.bnb)
+                                          options=strategy.bnb, explore=explore)
         elif strategy.processes > 1 and len(order) > 1:
             outcomes = solve_classes_parallel(ctx, order, incumbent, cells, deadline, say)
         else:

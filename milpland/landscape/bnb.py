@@ -1,0 +1,151 @@
+"""Every local minimum below a threshold, by the pattern branch-and-bound (DESIGN §5b).
+
+The global search's tree (`milpland.search.pattern_bnb`: the same relaxations, propagation and
+symmetry) is pruned at a threshold T instead of at the incumbent: every node whose bound is at
+most T (plus the tolerance) is expanded, and every leaf's cell is solved and its optimum
+certified (`MinimaCollector`, as the enumeration does).  A local minimum is the best point of
+its closed cell (DESIGN §5) and a node's bound is below the optimum of every cell under it, so
+when the tree is exhausted the list holds every local minimum in the box with risk <= T.
+
+The threshold, one of three queries:
+
+- ``risk_max = R``: T = R;
+- ``gap_max = G``: T = (best risk found) + G, which falls to global + G as the search goes on
+  (nodes pruned at a higher T were above the final one too);
+- ``levels = K``: T = the K-th lowest distinct risk level among the minima certified so far
+  (infinite until K are found); best-first order finds the low levels first.
+
+A run stopped early (time limit, Ctrl-C) still proves something: ``open_bound`` is the smallest
+bound among the nodes left unexplored (and the risk of any cell the certificates could not
+decide); every local minimum with risk below min(open_bound, T) is in the list.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from milpland.cells.arrangement import unit_patterns
+from milpland.cells.certificates import Certifier
+from milpland.cells.minima import LocalMinimum
+from milpland.cells.problem import Cell, CellResult
+from milpland.errors import MilplandError
+from milpland.instance.spec import InstanceSpec
+from milpland.landscape.collect import MinimaCollector, spurious_tolerance
+from milpland.search.result import SolveResult
+from milpland.search.solve import solve_global
+
+DEFAULT_LEVELS = 10
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Query:
+    """Which minima to list: exactly one of risk_max (absolute risk), gap_max (risk above the
+    global minimum, in risk units) and levels (the K lowest distinct risk levels)."""
+
+    risk_max: float | None = None
+    gap_max: float | None = None
+    levels: int | None = None
+
+    def __post_init__(self):
+        given = [k for k in ("risk_max", "gap_max", "levels") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise MilplandError("landscape --method bnb: give exactly one of --risk-max, --gap-max, --levels"
+                                + (f" (got {', '.join('--' + k.replace('_', '-') for k in given)})" if given else ""))
+        for key in ("risk_max", "gap_max"):
+            value = getattr(self, key)
+            if value is not None and not (np.isfinite(value) and value >= 0):
+                raise MilplandError(f"--{key.replace('_', '-')}: must be a finite number >= 0, got {value!r}")
+        if self.levels is not None and (isinstance(self.levels, bool) or not isinstance(self.levels, int)
+                                        or self.levels < 1):
+            raise MilplandError(f"--levels: must be a positive integer, got {self.levels!r}")
+
+    def describe(self) -> str:
+        if self.risk_max is not None:
+            return f"risk <= {self.risk_max:.10g}"
+        if self.gap_max is not None:
+            return f"risk <= global + {self.gap_max:.10g}"
+        return f"the {self.levels} lowest risk level{'s' if self.levels > 1 else ''}"
+
+
+@dataclass(frozen=True, eq=False)
+class BnbListing:
+    minima: list[LocalMinimum]  # every certified minimum with risk <= threshold (unranked)
+    global_result: SolveResult
+    query: Query
+    threshold: float  # the final T
+    complete: bool  # the tree was exhausted and every leaf below T was decided
+    open_bound: float  # every local minimum with risk below min(open_bound, T) is listed (inf when complete)
+    counts: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+
+
+class LeafListing:
+    """The `search.outcome.Exploration` of the landscape: the threshold of the query, and the
+    leaves' optima certified into a `MinimaCollector`."""
+
+    def __init__(self, spec: InstanceSpec, query: Query, collector: MinimaCollector):
+        self.spec, self.query, self.collector = spec, query, collector
+        self.open_bound = -np.inf  # set by close(); -inf until the search has ended
+        self.leaves = 0
+        self._incumbent = np.inf
+
+    def level_tolerance(self, risk: float) -> float:
+        return spurious_tolerance(self.spec, risk)
+
+    def threshold(self, incumbent_risk: float) -> float:
+        self._incumbent = incumbent_risk
+        q = self.query
+        if q.risk_max is not None:
+            return q.risk_max
+        if q.gap_max is not None:
+            return incumbent_risk + q.gap_max
+        levels = self.collector.levels(self.level_tolerance(incumbent_risk))
+        return levels[q.levels - 1] if len(levels) >= q.levels else np.inf
+
+    def leaf(self, cell: Cell, result: CellResult) -> None:
+        self.leaves += 1
+        limit = self.threshold(self._incumbent)
+        if result.theta is not None and result.risk > limit + self.level_tolerance(limit):
+            return  # its minimum, if any, lies above the band
+        self.collector.offer(cell, result)
+
+    def close(self, open_bound: float) -> None:
+        self.open_bound = open_bound
+
+
+def bnb_minima(spec: InstanceSpec, query: Query, *, progress: Progress | None = None) -> BnbListing:
+    """Every certified local minimum of ``spec`` the query asks for, and the global minimum."""
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    # in 1-D the unit patterns are the monotone ones (listed without LPs): the certificates'
+    # neighbour lookups become filters instead of realisability LP searches
+    patterns = unit_patterns(spec.X, spec.network.activation) if spec.d == 1 else None
+    collector = MinimaCollector(spec, Certifier(spec, unit_patterns=patterns), found_by="bnb")
+    listing = LeafListing(spec, query, collector)
+    say(f"listing {query.describe()} by branch-and-bound ...")
+    glob = solve_global(spec.with_options(method="bnb"), progress=say, explore=listing)
+    threshold = listing.threshold(float(glob.risk))
+    tol = listing.level_tolerance(threshold)
+    open_bound = min(listing.open_bound, collector.unresolved_best)
+    complete = bool(np.isinf(open_bound) or open_bound > threshold + tol)
+    minima = [m for m in collector.minima if m.risk <= threshold + tol]
+    counts = dict(collector.counts, leaves=listing.leaves, nodes=glob.nodes, distinct_minima=len(minima),
+                  neighbour_cell_solves=collector.certifier.cell_solves,
+                  certificate_lps=collector.certifier.lp_solves)
+    messages = list(collector.messages)
+    if collector.box_limited_best <= threshold + tol:
+        messages.append(f"{collector.counts['box_limited']} cell optima touch the box (lowest "
+                        f"{collector.box_limited_best:.10g}): minima over the box only, not listed")
+    if not complete:
+        messages.append(f"stopped before the tree was exhausted ({glob.status}): every local minimum with risk "
+                        f"below {min(open_bound, threshold):.10g} is listed, above it some may be missing")
+    seconds = {"total": time.perf_counter() - started, "search": float(glob.seconds.total)}
+    return BnbListing(minima=minima, global_result=glob, query=query, threshold=float(threshold),
+                      complete=complete, open_bound=float(open_bound) if not complete else float("inf"),
+                      counts=counts, seconds=seconds, messages=messages)

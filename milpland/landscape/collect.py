@@ -1,0 +1,106 @@
+"""Certified local minima collected cell by cell, deduplicated by their fitted values (DESIGN §5).
+
+Every landscape method that certifies cell optima (enumeration, the branch-and-bound listing)
+offers them here: `MinimaCollector.offer` certifies a cell optimum with the `Certifier`, keeps
+it when it is a local minimum not seen before (two minima are the same when they fit the same
+values: the risk is a function of the fitted values), prefers an interior certificate to a
+boundary one for the same minimum, and counts what every other cell turned out to be.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from milpland.cells.certificates import Certifier, Verdict, match_minimum
+from milpland.cells.minima import LocalMinimum
+from milpland.cells.problem import Cell, CellResult
+from milpland.instance.spec import InstanceSpec
+from milpland.search.solve import best_constant
+
+SPURIOUS_FLOOR = 1e-9  # absolute part of the spurious tolerance, relative to the best constant's risk
+MAX_MESSAGES = 5
+
+
+def spurious_tolerance(spec: InstanceSpec, global_risk: float) -> float:
+    """Risks closer than this are one level; a minimum is spurious when its gap exceeds it:
+    max(rel_gap |global risk|, SPURIOUS_FLOOR x risk of the best constant)."""
+    constant = spec.loss.risk(np.full(spec.n, best_constant(spec)), spec.y)
+    return max(spec.solve.rel_gap * abs(global_risk), SPURIOUS_FLOOR * max(constant, 1e-300))
+
+
+@dataclass
+class MinimaCollector:
+    spec: InstanceSpec
+    certifier: Certifier
+    found_by: str
+    minima: list[LocalMinimum] = field(default_factory=list)
+    counts: dict = field(default_factory=lambda: dict(
+        cell_errors=0, cells_verified_by_absolute_gap=0, box_limited=0, not_local=0, not_attained=0,
+        undetermined=0, certified_cells=0, skipped_same_fit=0))
+    box_limited_best: float = float("inf")
+    unresolved_best: float = float("inf")  # lowest risk of a cell neither certified nor refuted
+    messages: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._fits = np.zeros((0, self.spec.n))
+
+    def offer(self, cell: Cell, result: CellResult) -> Verdict | None:
+        """Certify the optimum of ``cell`` and keep it when it is a new local minimum."""
+        if not self.certifier.verified(result):
+            self.counts["cell_errors"] += 1
+            self.unresolved_best = min(self.unresolved_best, _lower(result))
+            return None
+        if result.status != "optimal":
+            self.counts["cells_verified_by_absolute_gap"] += 1
+        # squared loss: a cell optimum's fitted values are unique, and the certified point has
+        # exactly them, so a cell fitting the values of an interior minimum adds nothing (a
+        # boundary representative is re-examined: another cell may certify it as interior)
+        known = match_minimum(result.fitted, self._fits, self.spec) if self.spec.loss.kind == "squared" else -1
+        if known >= 0 and self.minima[known].certificate == "interior":
+            self.counts["skipped_same_fit"] += 1
+            return None
+        verdict = self.certifier.certify(cell, result, found_by=self.found_by)
+        self._count(verdict, cell, result)
+        return verdict
+
+    def _count(self, verdict: Verdict, cell: Cell, result: CellResult) -> None:
+        if verdict.status == "local_minimum":
+            self.counts["certified_cells"] += 1
+            m = verdict.minimum
+            at = match_minimum(m.fitted, self._fits, self.spec)
+            if at < 0:
+                self.minima.append(m)
+                self._fits = np.vstack([self._fits, m.fitted[None, :]])
+            elif m.certificate == "interior" and self.minima[at].certificate != "interior":
+                self.minima[at] = m
+        elif verdict.status == "box_limited":
+            self.counts["box_limited"] += 1
+            self.box_limited_best = min(self.box_limited_best, result.risk)
+        elif verdict.status == "not_local_minimum":
+            self.counts["not_local"] += 1
+        elif verdict.status == "not_attained":
+            self.counts["not_attained"] += 1
+        else:
+            self.counts["undetermined"] += 1
+            self.unresolved_best = min(self.unresolved_best, result.risk)
+            if len(self.messages) < MAX_MESSAGES:
+                self.messages.append(f"cell {cell.key()}: {verdict.reason}")
+
+    def levels(self, tol: float) -> list[float]:
+        """The distinct risk levels of the minima so far, lowest first: risks within ``tol`` of
+        the lowest risk of a level belong to it."""
+        out: list[float] = []
+        for risk in sorted(m.risk for m in self.minima):
+            if not out or risk > out[-1] + tol:
+                out.append(float(risk))
+        return out
+
+
+def _lower(result: CellResult) -> float:
+    """What a cell that was not solved still proves about its risk (its bound, else nothing)."""
+    if result.status == "infeasible":
+        return float("inf")
+    bound = result.lower_bound if result.lower_bound is not None else -np.inf
+    return float(bound) if np.isfinite(bound) else -np.inf

@@ -1,0 +1,218 @@
+"""`landscape --method bnb`: every local minimum below a threshold, against independent truths.
+
+- On random tiny instances (1-D and 2-D inputs, ReLU and leaky ReLU, the three losses, widths
+  1-3) the complete enumeration of all cells is the reference list: ``risk_max`` above the worst
+  level lists exactly its minima (same fitted values; for the absolute and hinge losses, whose
+  cell optima are faces, the same risk levels), ``gap_max`` exactly those within G of the
+  global minimum, ``levels`` the K lowest levels.  The listing's global minimum equals the
+  brute-force global minimum of tests/bruteforce.py (shares no code with milpland's search).
+- Every listed minimum survives random perturbations (no point nearby is lower).
+- A run stopped at a random node (KeyboardInterrupt injected into a node's relaxation) still
+  lists every minimum of the enumeration with risk below its ``proven_below``.
+- tent (README): global 1/8, lowest spurious level 1/6, both hand-derived there: gap 1/24, proven.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from bruteforce import brute_force_global, forward
+
+from milpland import spec_from_dict
+from milpland.cli import main
+from milpland.errors import MilplandError
+from milpland.instance.network import OneHiddenParams
+from milpland.landscape.bnb import Query
+from milpland.landscape.listing import landscape
+from milpland.search import pattern_bnb
+
+
+def tiny_spec(seed: int, *, d: int, n: int, width: int, activation: str, loss: str):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, size=(n, d))
+    y = np.sign(rng.normal(size=n)) if loss == "hinge" else rng.normal(size=n)
+    if loss == "hinge":
+        y[0], y[1] = 1.0, -1.0
+    net = {"hidden": [width], "activation": activation}
+    if activation == "leaky_relu":
+        net["alpha"] = 0.2
+    return spec_from_dict({
+        "name": f"tiny-{seed}", "data": {"x": X.tolist(), "y": y.tolist()}, "network": net,
+        "loss": {"kind": loss}, "box": {"weight": 10.0}, "solve": {"time_limit": 60.0},
+    })
+
+
+CASES = [
+    dict(seed=0, d=1, n=6, width=2, activation="relu", loss="squared"),
+    dict(seed=1, d=1, n=5, width=3, activation="relu", loss="squared"),
+    dict(seed=2, d=1, n=6, width=2, activation="leaky_relu", loss="squared"),
+    dict(seed=3, d=2, n=5, width=2, activation="relu", loss="squared"),
+    dict(seed=4, d=2, n=5, width=2, activation="leaky_relu", loss="squared"),
+    dict(seed=5, d=1, n=5, width=2, activation="relu", loss="absolute"),
+    dict(seed=6, d=2, n=5, width=2, activation="relu", loss="absolute"),
+    dict(seed=7, d=1, n=6, width=2, activation="relu", loss="hinge"),
+    dict(seed=8, d=1, n=5, width=1, activation="relu", loss="squared"),
+]
+
+
+def case_id(case):
+    return f"{case['activation']}-{case['loss']}-d{case['d']}-w{case['width']}-s{case['seed']}"
+
+
+@pytest.fixture(scope="module", params=CASES, ids=case_id)
+def reference(request):
+    spec = tiny_spec(**request.param)
+    enum = landscape(spec, method="enumerate")
+    assert enum.complete
+    return spec, enum
+
+
+def same_fits(listed, expected, spec) -> bool:
+    """The two lists hold the same minima.  Squared loss: a cell optimum's fitted values are unique,
+    so equal size and every fitted vector matched.  Absolute and hinge losses: a cell's optimal face
+    may hold many fits, and the two methods may pick other representatives (another unit order),
+    so the same distinct risk levels."""
+    if spec.loss.kind != "squared":
+        tol = 1e-9 * (1 + max([abs(m.risk) for m in expected], default=0.0))
+        return np.allclose(levels_of(listed, tol), levels_of(expected, tol), rtol=0, atol=10 * tol) \
+            if len(levels_of(listed, tol)) == len(levels_of(expected, tol)) else False
+    tol = 1e-6 * (1 + np.max(np.abs(spec.y)))
+    if len(listed) != len(expected):
+        return False
+    return all(min(np.max(np.abs(m.fitted - e.fitted)) for m in listed) <= tol for e in expected)
+
+
+def levels_of(minima, tol):
+    out = []
+    for r in sorted(m.risk for m in minima):
+        if not out or r > out[-1] + tol:
+            out.append(r)
+    return out
+
+
+def test_risk_max_above_the_worst_level_lists_the_enumeration(reference):
+    spec, enum = reference
+    worst = max(m.risk for m in enum.minima)
+    out = landscape(spec, method="bnb", risk_max=worst + 0.1)
+    assert out.complete and out.method == "bnb"
+    assert same_fits(out.minima, enum.minima, spec)
+    brute = brute_force_global(spec.X, spec.y, spec.network.activation, spec.loss, spec.box.weight,
+                               spec.box.output, width=spec.width)
+    assert out.global_risk == pytest.approx(brute.risk, rel=1e-6, abs=1e-9)
+
+
+def test_gap_max_lists_the_band(reference):
+    spec, enum = reference
+    G = 0.5 * max(enum.global_risk, 1e-3)
+    out = landscape(spec, method="bnb", gap_max=G)
+    assert out.complete
+    band = [m for m in enum.minima if m.risk <= enum.global_risk + G]
+    assert same_fits(out.minima, band, spec)
+
+
+@pytest.mark.parametrize("K", [1, 2, 4])
+def test_levels_lists_the_lowest_levels(reference, K):
+    spec, enum = reference
+    levels = levels_of(enum.minima, enum.tolerance)
+    top = levels[min(K, len(levels)) - 1]
+    out = landscape(spec, method="bnb", levels=K)
+    assert out.complete
+    assert same_fits(out.minima, [m for m in enum.minima if m.risk <= top + enum.tolerance], spec)
+    assert len(levels_of(out.minima, enum.tolerance)) == min(K, len(levels))
+
+
+def worst_relative_drop(spec, params: OneHiddenParams, *, radii=(1e-6, 1e-4), directions=60, seed=0) -> float:
+    rng = np.random.default_rng(seed)
+    m, d = params.W1.shape
+    act = spec.network.activation
+    base = spec.loss.risk(forward(params, spec.X, act), spec.y)
+    vec = np.concatenate([params.W1.ravel(), params.b1, params.v, [params.c]])
+    worst = -np.inf
+    for r in radii:
+        for _ in range(directions):
+            u = rng.normal(size=vec.shape)
+            z = vec + r * u / np.linalg.norm(u)
+            p = OneHiddenParams(z[:m * d].reshape(m, d), z[m * d:m * d + m], z[m * d + m:m * d + 2 * m], float(z[-1]))
+            worst = max(worst, (base - spec.loss.risk(forward(p, spec.X, act), spec.y)) / max(abs(base), 1e-300))
+    return worst
+
+
+def test_listed_minima_survive_perturbations():
+    spec = tiny_spec(**CASES[1])
+    out = landscape(spec, method="bnb", levels=3)
+    assert out.minima
+    for m in out.minima:
+        assert worst_relative_drop(spec, m.params) <= 1e-7
+
+
+@pytest.mark.parametrize("stop_after", [3, 17, 41])
+def test_an_interrupted_run_lists_every_minimum_below_its_proven_bound(monkeypatch, stop_after):
+    spec = tiny_spec(**CASES[0])
+    enum = landscape(spec, method="enumerate")
+    calls = {"n": 0}
+    original = pattern_bnb.HullRelaxation.evaluate
+
+    def evaluate(self, node):
+        calls["n"] += 1
+        if calls["n"] == stop_after:
+            raise KeyboardInterrupt
+        return original(self, node)
+
+    monkeypatch.setattr(pattern_bnb.HullRelaxation, "evaluate", evaluate)
+    out = landscape(spec, method="bnb", risk_max=10.0)
+    below = out.proven_below
+    assert not out.complete and below < 10.0
+    expected = [m for m in enum.minima if m.risk < below]
+    listed = [m for m in out.minima if m.risk < below]
+    assert same_fits(listed, expected, spec)
+
+
+def test_tent_spurious_gap_is_one_24th_and_proven(tmp_path, capsys):
+    spec_file = tmp_path / "tent.toml"
+    spec_file.write_text('name = "tent"\n[data]\nx = [0.0, 1.0, 2.0, 3.0]\ny = [0.0, 1.0, 0.0, 1.0]\n'
+                         '[network]\nhidden = [2]\n[box]\nweight = 10.0\n')
+    assert main(["landscape", str(spec_file), "--method", "bnb", "--levels", "2", "--format", "json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    head = obj["spurious_gap"]
+    assert head["global_risk"] == pytest.approx(1 / 8, rel=1e-9)
+    assert head["lowest_spurious_risk"] == pytest.approx(1 / 6, rel=1e-9)
+    assert head["gap"] == pytest.approx(1 / 24, rel=1e-7) and head["proven"]
+    assert obj["complete"] and obj["method"] == "bnb"
+    assert main(["landscape", str(spec_file), "--method", "bnb", "--levels", "2"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("spurious gap") and "proven" in first
+
+
+def test_auto_enumerates_small_instances_and_lists_large_ones_by_bnb():
+    spec = tiny_spec(**CASES[0])
+    assert landscape(spec, method="auto").method == "enumerate"
+    out = landscape(spec, method="auto", max_cells=5)
+    assert out.method == "bnb" and out.requested == "auto" and "bnb" in out.message
+
+
+def test_queries_are_checked(tmp_path, capsys):
+    with pytest.raises(MilplandError, match="exactly one"):
+        Query(risk_max=1.0, levels=2)
+    with pytest.raises(MilplandError, match="--levels"):
+        Query(levels=0)
+    spec_file = tmp_path / "t.toml"
+    spec_file.write_text('name = "t"\n[data]\nx = [0.0, 1.0, 2.0]\ny = [0.0, 1.0, 0.0]\n[network]\nhidden = [1]\n')
+    assert main(["landscape", str(spec_file), "--method", "enumerate", "--levels", "2"]) == 2
+    assert "only for --method bnb" in capsys.readouterr().err
+    assert main(["landscape", str(spec_file), "--method", "bnb", "--gap-max", "-1"]) == 2
+    assert "--gap-max" in capsys.readouterr().err
+
+
+def test_batch_landscape_rows_carry_the_spurious_gap():
+    """The landscape task (auto: tent enumerates completely) puts the headline into both tables."""
+    from milpland.runs.batch import landscape_task
+
+    spec = spec_from_dict({"name": "tent", "data": {"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 0.0, 1.0]},
+                           "network": {"hidden": [2]}, "box": {"weight": 10.0}})
+    rows = landscape_task(spec, {})
+    solve, minima = rows["solves"][0], rows["minima"]
+    assert solve["landscape_method"] == "enumerate" and solve["landscape_complete"]
+    assert solve["spurious_gap"] == pytest.approx(1 / 24, rel=1e-7) and solve["spurious_gap_proven"]
+    assert all(r["spurious_gap"] == pytest.approx(1 / 24, rel=1e-7) for r in minima)
