@@ -216,3 +216,12 @@ def test_batch_landscape_rows_carry_the_spurious_gap():
     assert solve["landscape_method"] == "enumerate" and solve["landscape_complete"]
     assert solve["spurious_gap"] == pytest.approx(1 / 24, rel=1e-7) and solve["spurious_gap_proven"]
     assert all(r["spurious_gap"] == pytest.approx(1 / 24, rel=1e-7) for r in minima)
+
+
+def test_gap_rel_is_a_band_relative_to_the_global_minimum(reference):
+    spec, enum = reference
+    if enum.global_risk <= 0:
+        pytest.skip("a relative band around zero is empty")
+    out = landscape(spec, method="bnb", gap_rel=0.5)
+    assert out.complete and out.threshold == pytest.approx(1.5 * enum.global_risk, rel=1e-6)
+    assert same_fits(out.minima, [m for m in enum.minima if m.risk <= 1.5 * enum.global_risk], spec)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from milpland.errors import MilplandError
 
-METHOD_NAMES = ("milp", "bnb", "enumerate", "gd", "scip", "landscape-enumerate", "landscape-milp", "landscape-sample")  # milpland.runs.bench.METHODS, without importing pandas here
+METHOD_NAMES = ("milp", "bnb", "enumerate", "gd", "scip", "landscape-enumerate", "landscape-milp", "landscape-sample",
+                "landscape-bnb", "landscape-gap")  # milpland.runs.bench.METHODS, without importing pandas here
 
 
 def register(subparsers) -> None:
@@ -30,6 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("--time-limit", type=float, metavar="S", help="per instance and method (overrides the specs)")
     p.add_argument("--max-cells", type=int, default=200_000, help="enumeration is skipped above this many cells")
     p.add_argument("--starts", type=int, default=200, help="gradient-descent starts (default 200)")
+    p.add_argument("--band", type=float, default=0.5, metavar="F",
+                   help="landscape-bnb: list every minimum up to (1 + F) x the global minimum (default 0.5); "
+                        "landscape-gap lists the 2 lowest levels")
     p.set_defaults(func=run)
 
 
@@ -48,7 +52,7 @@ def run(args) -> int:
     name = args.name or Path(args.targets[0]).stem
     partial = out / f"bench-{name}.partial.csv"
     table = run_bench(args.targets, methods=methods, time_limit=args.time_limit, max_cells=args.max_cells,
-                      starts=args.starts, progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+                      starts=args.starts, band=args.band, progress=lambda msg: print(msg, file=sys.stderr, flush=True),
                       on_row=lambda rows: rows.to_csv(partial, index=False))
     command = "milpland bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     for path in write_report(table, name=name, out_dir=out, command=command):

@@ -48,6 +48,8 @@ def register(subparsers) -> None:
     p.add_argument("--levels", type=int, metavar="K", help="bnb: the K lowest distinct risk levels (default 10)")
     p.add_argument("--gap-max", type=float, metavar="G",
                    help="bnb: every minimum with risk <= global minimum + G (risk units)")
+    p.add_argument("--gap-rel", type=float, metavar="F",
+                   help="bnb: every minimum with risk <= (1 + F) x global minimum")
     p.add_argument("--risk-max", type=float, metavar="R", help="bnb: every minimum with risk <= R")
     p.add_argument("--starts", type=int, metavar="N", help="sample: number of random starts (default: 100)")
     p.add_argument("--seed", type=int, metavar="S", help="sample: seed of the starts (default: [solve] seed)")
@@ -80,7 +82,7 @@ def run(args) -> int:
                 max_cells=DEFAULT_MAX_CELLS if args.max_cells is None else args.max_cells,
                 starts=DEFAULT_STARTS if args.starts is None else args.starts,
                 seed=args.seed, milp_options=_milp_options(args), progress=say,
-                risk_max=args.risk_max, gap_max=args.gap_max, levels=args.levels,
+                risk_max=args.risk_max, gap_max=args.gap_max, gap_rel=args.gap_rel, levels=args.levels,
             )
     except MilplandError:
         raise
@@ -118,12 +120,13 @@ def prepare_spec(args) -> InstanceSpec:
         if value is not None and value < least:
             raise MilplandError(f"{flag}: must be an integer >= {least}, got {value}")
     query = [flag for flag, value in (("--levels", args.levels), ("--gap-max", args.gap_max),
-                                      ("--risk-max", args.risk_max)) if value is not None]
+                                      ("--gap-rel", args.gap_rel), ("--risk-max", args.risk_max))
+             if value is not None]
     if query and args.method not in ("bnb", "auto"):
         raise MilplandError(f"{query[0]}: only for --method bnb (or auto), not {args.method}")
     if len(query) > 1:
-        raise MilplandError(f"give one of --levels, --gap-max, --risk-max, not {' and '.join(query)}")
-    for flag, value in (("--gap-max", args.gap_max), ("--risk-max", args.risk_max)):
+        raise MilplandError(f"give one of --levels, --gap-max, --gap-rel, --risk-max, not {' and '.join(query)}")
+    for flag, value in (("--gap-max", args.gap_max), ("--gap-rel", args.gap_rel), ("--risk-max", args.risk_max)):
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise MilplandError(f"{flag}: must be a finite number >= 0, got {value!r}")
     if args.verbose:

@@ -11,7 +11,8 @@ The threshold, one of three queries:
 
 - ``risk_max = R``: T = R;
 - ``gap_max = G``: T = (best risk found) + G, which falls to global + G as the search goes on
-  (nodes pruned at a higher T were above the final one too);
+  (nodes pruned at a higher T were above the final one too); ``gap_rel = F``: the same with
+  G = F x (best risk found), i.e. T = (1 + F) x global;
 - ``levels = K``: T = the K-th lowest distinct risk level among the minima certified so far
   (infinite until K are found); best-first order finds the low levels first.
 
@@ -45,18 +46,21 @@ Progress = Callable[[str], None]
 @dataclass(frozen=True)
 class Query:
     """Which minima to list: exactly one of risk_max (absolute risk), gap_max (risk above the
-    global minimum, in risk units) and levels (the K lowest distinct risk levels)."""
+    global minimum, in risk units), gap_rel (the same as a fraction of the global risk) and levels
+    (the K lowest distinct risk levels)."""
 
     risk_max: float | None = None
     gap_max: float | None = None
     levels: int | None = None
+    gap_rel: float | None = None
 
     def __post_init__(self):
-        given = [k for k in ("risk_max", "gap_max", "levels") if getattr(self, k) is not None]
+        given = [k for k in ("risk_max", "gap_max", "gap_rel", "levels") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise MilplandError("landscape --method bnb: give exactly one of --risk-max, --gap-max, --levels"
-                                + (f" (got {', '.join('--' + k.replace('_', '-') for k in given)})" if given else ""))
-        for key in ("risk_max", "gap_max"):
+            raise MilplandError("landscape --method bnb: give exactly one of --risk-max, --gap-max, --gap-rel, "
+                                "--levels" + (f" (got {', '.join('--' + k.replace('_', '-') for k in given)})"
+                                              if given else ""))
+        for key in ("risk_max", "gap_max", "gap_rel"):
             value = getattr(self, key)
             if value is not None and not (np.isfinite(value) and value >= 0):
                 raise MilplandError(f"--{key.replace('_', '-')}: must be a finite number >= 0, got {value!r}")
@@ -69,6 +73,8 @@ class Query:
             return f"risk <= {self.risk_max:.10g}"
         if self.gap_max is not None:
             return f"risk <= global + {self.gap_max:.10g}"
+        if self.gap_rel is not None:
+            return f"risk <= (1 + {self.gap_rel:.10g}) x global"
         return f"the {self.levels} lowest risk level{'s' if self.levels > 1 else ''}"
 
 
@@ -105,6 +111,8 @@ class LeafListing:
             return q.risk_max
         if q.gap_max is not None:
             return incumbent_risk + q.gap_max
+        if q.gap_rel is not None:
+            return incumbent_risk * (1.0 + q.gap_rel)
         levels = self.collector.levels(self.level_tolerance(incumbent_risk))
         return levels[q.levels - 1] if len(levels) >= q.levels else np.inf
 

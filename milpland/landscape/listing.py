@@ -159,11 +159,11 @@ def headline_columns(headline: dict) -> dict:
 def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int = DEFAULT_MAX_CELLS,
               starts: int = DEFAULT_STARTS, seed: int | None = None, milp_options: dict | None = None,
               risk_max: float | None = None, gap_max: float | None = None, levels: int | None = None,
-              progress: Progress | None = None) -> LandscapeResult:
+              gap_rel: float | None = None, progress: Progress | None = None) -> LandscapeResult:
     """The local minima of ``spec`` by ``method``, ranked by risk, with gaps to the global minimum.
 
     ``milp_options`` go to `milpland.landscape.localmin_milp.find_local_minima` (epsilon, max_levels, ...);
-    ``risk_max``, ``gap_max``, ``levels`` (one of them; default levels = 10) are the bnb query.
+    ``risk_max``, ``gap_max``, ``gap_rel``, ``levels`` (one of them; default levels = 10) are the bnb query.
     """
     if method not in METHODS:
         raise MilplandError(f"--method: unknown method {method!r}; use one of {', '.join(METHODS)}")
@@ -188,9 +188,9 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int =
     if method == "bnb":
         from milpland.landscape.bnb import DEFAULT_LEVELS, Query, bnb_minima
 
-        if risk_max is None and gap_max is None and levels is None:
+        if risk_max is None and gap_max is None and gap_rel is None and levels is None:
             levels = DEFAULT_LEVELS
-        query = Query(risk_max=risk_max, gap_max=gap_max, levels=levels)
+        query = Query(risk_max=risk_max, gap_max=gap_max, gap_rel=gap_rel, levels=levels)
         out = bnb_minima(spec, query, progress=say)
         minima, complete, counts, timings = out.minima, out.complete, out.counts, out.seconds
         messages += out.messages

@@ -247,28 +247,41 @@ def scip_model(pyscipopt, spec: InstanceSpec, model, compiled):
     return scip
 
 
-def run_landscape(method: str) -> Callable[[InstanceSpec, dict], dict]:
+def run_landscape(method: str, **query) -> Callable[[InstanceSpec, dict], dict]:
     """A landscape method, timed, with its list checked against the enumeration's in the same run:
-    milp must find the enumeration's interior risk levels, sample only minima enumeration has."""
+    milp must find the enumeration's interior risk levels, sample only minima enumeration has, bnb
+    exactly the enumeration's minima up to its threshold.  ``query``: the bnb listing's (its
+    ``gap_rel`` is the bench's --band when not given)."""
 
     def run(spec: InstanceSpec, ctx: dict) -> dict:
         from milpland.landscape.listing import landscape
 
         started = time.perf_counter()
-        result = landscape(spec, method=method, max_cells=ctx["max_cells"], starts=ctx["starts"])
+        asked = query or ({"gap_rel": ctx["band"]} if method == "bnb" else {})
+        result = landscape(spec, method=method, max_cells=ctx["max_cells"], starts=ctx["starts"], **asked)
         seconds = time.perf_counter() - started
         tol = 1e-6 * max(1.0, abs(result.global_risk))
         levels = distinct_levels([m.risk for m in result.minima if m.certificate == "interior"], tol)
+        headline = result.spurious_gap()
         row = {"status": "optimal" if result.complete else "incomplete", "certified": bool(result.complete),
                "risk": result.global_risk, "seconds": seconds, "local_minima": len(result.minima),
-               "spurious": sum(m.spurious for m in result.minima), "interior_levels": len(levels)}
+               "spurious": sum(m.spurious for m in result.minima), "interior_levels": len(levels),
+               "spurious_gap": np.nan if headline["gap"] is None else headline["gap"],
+               "spurious_gap_proven": headline["proven"]}
+        if method == "bnb":
+            row.update(query=result.query, threshold=result.threshold, proven_below=result.proven_below,
+                       nodes=result.counts.get("nodes", 0), leaves=result.counts.get("leaves", 0),
+                       global_certified=bool(result.global_result.certified))
         if method == "enumerate":
             ctx["enumerated"] = (result.complete, levels, np.array([m.fitted for m in result.minima]))
+            ctx["enumerated_minima"] = result.minima
             cells, cell_seconds = result.counts.get("cells", 0), result.timings.get("cells", np.nan)
             row.update(cells=cells, cells_per_second=cells / cell_seconds if cell_seconds else np.nan)
         elif ctx.get("enumerated") and ctx["enumerated"][0]:
             _, reference, fits = ctx["enumerated"]
-            if method == "milp":
+            if method == "bnb":
+                row["matches_enumerate"] = same_minima_below(result, ctx["enumerated_minima"], spec)
+            elif method == "milp":
                 row["matches_enumerate"] = len(levels) == len(reference) and bool(
                     np.allclose(levels, reference, rtol=0, atol=tol))
             else:
@@ -278,6 +291,21 @@ def run_landscape(method: str) -> Callable[[InstanceSpec, dict], dict]:
         return row
 
     return run
+
+
+def same_minima_below(result, enumerated: list, spec: InstanceSpec) -> bool:
+    """The listing holds exactly the enumeration's minima with risk up to what it proves: the same
+    fitted values (squared loss) or the same risk levels (absolute and hinge: faces)."""
+    limit = result.proven_below + result.tolerance
+    expected = [m for m in enumerated if m.risk <= limit]
+    listed = [m for m in result.minima if m.risk <= limit]
+    if spec.loss.kind != "squared":
+        tol = 1e-9 * max(1.0, abs(result.global_risk))
+        a, b = distinct_levels([m.risk for m in listed], tol), distinct_levels([m.risk for m in expected], tol)
+        return len(a) == len(b) and bool(np.allclose(a, b, rtol=0, atol=10 * tol))
+    scale = 1e-6 * (1.0 + np.abs(spec.y).max())
+    return len(listed) == len(expected) and all(
+        min(np.abs(m.fitted - e.fitted).max() for m in listed) <= scale for e in expected)
 
 
 def distinct_levels(risks: list[float], tol: float) -> np.ndarray:
@@ -292,12 +320,13 @@ METHODS: dict[str, Callable[[InstanceSpec, dict], dict]] = {
     "milp": run_solve("milp"), "bnb": run_solve("bnb"), "enumerate": run_enumerate, "gd": run_gd,
     "scip": run_scip,
     "landscape-enumerate": run_landscape("enumerate"), "landscape-milp": run_landscape("milp"),
-    "landscape-sample": run_landscape("sample"),
+    "landscape-sample": run_landscape("sample"), "landscape-bnb": run_landscape("bnb"),
+    "landscape-gap": run_landscape("bnb", levels=2),
 }
 
 
 def run_bench(targets: list[str], *, methods: list[str], time_limit: float | None = None,
-              max_cells: int = 200_000, starts: int = 200,
+              max_cells: int = 200_000, starts: int = 200, band: float = 0.5,
               progress: Callable[[str], None] | None = None,
               on_row: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
     """One row per (instance, method); a method that fails records its error and the run goes on.
@@ -317,7 +346,7 @@ def run_bench(targets: list[str], *, methods: list[str], time_limit: float | Non
                          "message": inst.error})
             continue
         spec = inst.spec if time_limit is None else inst.spec.with_options(time_limit=time_limit)
-        ctx = {"max_cells": max_cells, "starts": starts}
+        ctx = {"max_cells": max_cells, "starts": starts, "band": band}
         for method in milp_first(methods):
             row = {"instance": inst.name, "group": inst.group, "method": method, **describe(spec)}
             try:
@@ -382,7 +411,8 @@ def write_report(table: pd.DataFrame, *, name: str, out_dir: str | Path, command
     columns = [c for c in ["instance", "method", "n", "d", "width", "loss", "status", "certified", "risk",
                            "lower_bound", "gap", "seconds_build", "seconds_solve", "seconds", "nodes", "rounds",
                            "cells", "cells_per_second", "fraction_global", "local_minima", "spurious",
-                           "interior_levels", "matches_enumerate", "box_active", "message"] if c in table.columns]
+                           "interior_levels", "query", "threshold", "proven_below", "leaves", "spurious_gap",
+                           "spurious_gap_proven", "matches_enumerate", "box_active", "message"] if c in table.columns]
     lines = [f"# Benchmark `{name}`", "", f"Command: `{command}`", "", f"Machine: {machine_description()}",
              f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}", "", "## Headline ratios (time of baseline / time of milp)", "",
              markdown_table(ratios) if len(ratios) else "(no instance finished by both)",
