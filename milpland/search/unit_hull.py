@@ -123,6 +123,7 @@ class UnitHull:
         self.F_fit = np.ascontiguousarray(self.F - self.F.mean(axis=1, keepdims=True) if output_bias else self.F)
         self.F_ld = self.F.astype(np.longdouble)
         self.y_ld = np.asarray(y, dtype=np.longdouble)
+        self.target = self.y - self.y.mean() if output_bias else self.y  # of the least squares
 
     def _ray_bound(self, G: np.ndarray, box_weight: float) -> np.ndarray:
         """mu_r <= min_i B ||x^_i||_1 / |r . x^_i| (module docstring)."""
@@ -150,8 +151,8 @@ class UnitHull:
 
     def problem(self, P: np.ndarray, signs: np.ndarray) -> HullProblem:
         signs = np.asarray(signs, dtype=float)
-        unit_of, ray_of = np.nonzero(self.cones(P))  # unit-major, rays ascending
-        offsets = np.searchsorted(unit_of, np.arange(self.m + 1))
+        unit_of, ray_of, offsets = node_columns(np.ascontiguousarray(P, dtype=np.int8), self.positive_bits,
+                                                self.negative_bits)  # unit-major, rays ascending
         c = self.c_bound if self.has_c else 0.0
         lower = np.zeros(ray_of.shape[0] + 1)
         lower[-1] = -c
@@ -161,29 +162,46 @@ class UnitHull:
 
     def solve(self, prob: HullProblem, warm: np.ndarray | None = None, *,
               gap_tol: float = 0.0, deadline: float = np.inf) -> tuple[np.ndarray, float]:
-        """(z, certified lower bound) of the node problem.  c is eliminated by centring; the ray
-        weights come from the compiled active set (`bounded_lsq.active_set`) warm-started at the
-        parent's weights.  When it stops early and its certified gap exceeds gap_tol (risk units),
-        it is run again from zero, then from where it stopped with least squares by QR (it stops
-        early when a column it needs makes the normal equations too ill-conditioned), and last
-        scipy's BVLS solves the node (measured at d = 2, n = 40: 3 of 7,709 nodes got that far;
-        scipy's BVLS takes 15-80 ms a node, 0.1-1 s when BLAS threads compete for the cores)."""
+        """(z, certified lower bound) of the node problem; warm: (m, number of rays) weights."""
+        start = None if warm is None else self._columns(prob, warm)
+        z, bound, _ = self._solve(prob, start, gap_tol=gap_tol, deadline=deadline)
+        return z, bound
+
+    def solve_pattern(self, P: np.ndarray, signs: np.ndarray, warm: tuple | None = None, *,
+                      gap_tol: float = 0.0, deadline: float = np.inf) -> tuple[np.ndarray, float, float]:
+        """(ray weights (m, number of rays), c, certified lower bound) of the node of partial pattern
+        P; warm: the parent's nonzero weights as (units, rays, values)."""
+        prob = self.problem(P, signs)
+        start = None
+        if warm is not None:
+            start = gather_columns(prob.unit_of, prob.ray_of, warm[0], warm[1], warm[2], self.m, self.R.shape[0])
+        z, bound, weights = self._solve(prob, start, gap_tol=gap_tol, deadline=deadline)
+        return weights, float(z[-1]), bound
+
+    def _solve(self, prob: HullProblem, start: np.ndarray | None, *, gap_tol: float, deadline: float
+               ) -> tuple[np.ndarray, float, np.ndarray]:
+        """(z, certified lower bound, z's ray weights as (m, rays)) of the node problem.  c is
+        eliminated by centring; the ray weights come from the compiled active set
+        (`bounded_lsq.active_set`) warm-started at the parent's weights.  When it stops early and
+        its certified gap exceeds gap_tol (risk units), it is run again from zero, then from where
+        it stopped with least squares by QR (it stops early when a column it needs makes the normal
+        equations too ill-conditioned), and last scipy's BVLS solves the node (measured at d = 2,
+        n = 40: 3 of 7,709 nodes got that far; scipy's BVLS takes 15-80 ms a node, 0.1-1 s when
+        BLAS threads compete for the cores)."""
         At = signed_rows(self.F_fit, prob.ray_of, prob.column_sign)  # the columns, as rows
         upper = prob.upper[:-1]
-        target = self.y - self.y.mean() if self.has_c else self.y
-        start = None if warm is None else self._columns(prob, warm)
         reached = [None]  # the last attempt's point: where the QR attempt starts
 
         def compiled(x0, qr=False):
             if x0 is None and qr:
                 return None, False
-            return active_set(At, target, upper, upper if x0 is None else x0, x0 is not None, LSQ_TOL,
+            return active_set(At, self.target, upper, upper if x0 is None else x0, x0 is not None, LSQ_TOL,
                               6 * self.n + 40, deadline, qr)
 
         attempts = (lambda: compiled(start) if start is not None else (None, False),
                     lambda: compiled(None),
                     lambda: compiled(reached[0], qr=True),
-                    lambda: (lsq_linear(At.T, target, bounds=(np.zeros_like(upper), upper), method="bvls",
+                    lambda: (lsq_linear(At.T, self.target, bounds=(np.zeros_like(upper), upper), method="bvls",
                                         tol=1e-13).x, True))
         best = None
         for attempt in attempts:
@@ -191,11 +209,11 @@ class UnitHull:
             if mu is None:
                 continue
             reached[0] = mu
-            mu = self._columns(prob, cancel_opposite_rays(self._by_unit(prob, mu), prob.signs))
+            mu, weights = cancel_columns(prob.unit_of, prob.ray_of, mu, prob.signs, self.R.shape[0])
             z = self._with_bias(prob, mu)
             value, gap = self.certificate(prob, z)
             if best is None or value - gap > best[1]:
-                best = (z, value - gap)
+                best = (z, value - gap, weights)
             if converged or gap <= gap_tol or time.perf_counter() > deadline:
                 break
         return best
@@ -385,3 +403,56 @@ def gradient_margins(F, ray_of, column_sign, resid):
         g[k] = 2.0 * column_sign[k] * dot
         margin[k] = factor * size + 1e-300
     return g, margin
+
+
+@numba.njit(cache=True)
+def node_columns(P, positive, negative):
+    """(unit_of, ray_of, offsets): the weight columns of the node of P, unit by unit (unit j's
+    columns are offsets[j]:offsets[j + 1]), rays ascending."""
+    inside = cone_masks(P, positive, negative)
+    m = inside.shape[0]
+    offsets = np.zeros(m + 1, dtype=np.int64)
+    for j in range(m):
+        offsets[j + 1] = offsets[j] + np.sum(inside[j])
+    unit_of = np.empty(offsets[m], dtype=np.int64)
+    ray_of = np.empty(offsets[m], dtype=np.int64)
+    k = 0
+    for j in range(m):
+        for r in range(inside.shape[1]):
+            if inside[j, r]:
+                unit_of[k], ray_of[k] = j, r
+                k += 1
+    return unit_of, ray_of, offsets
+
+
+@numba.njit(cache=True)
+def gather_columns(unit_of, ray_of, units, rays, values, m, n_rays):
+    """The column values of sparse (unit, ray, value) weights (0 where a column has none)."""
+    dense = np.zeros((m, n_rays))
+    for t in range(units.shape[0]):
+        dense[units[t], rays[t]] = values[t]
+    out = np.empty(unit_of.shape[0])
+    for k in range(unit_of.shape[0]):
+        out[k] = dense[unit_of[k], ray_of[k]]
+    return out
+
+
+@numba.njit(cache=True)
+def cancel_columns(unit_of, ray_of, mu, signs, n_rays):
+    """`cancel_opposite_rays` on column weights: (cancelled columns, the same as (m, rays))."""
+    m = signs.shape[0]
+    weights = np.zeros((m, n_rays))
+    for k in range(unit_of.shape[0]):
+        weights[unit_of[k], ray_of[k]] = mu[k]
+    for a in range(m):
+        if signs[a] > 0:
+            for b in range(m):
+                if signs[b] < 0:
+                    for r in range(n_rays):
+                        common = min(weights[a, r], weights[b, r])
+                        weights[a, r] -= common
+                        weights[b, r] -= common
+    out = np.empty(unit_of.shape[0])
+    for k in range(unit_of.shape[0]):
+        out[k] = weights[unit_of[k], ray_of[k]]
+    return out, weights
