@@ -265,9 +265,8 @@ class UnitHull:
     def network(self, weights: np.ndarray, c: float, signs: np.ndarray) -> tuple[ScaledParams, np.ndarray]:
         """The relaxation's network u_j = sum_r mu_jr r and its excess |h_ij - sigma(u_j . x^_i)|,
         h_ij = sum_r mu_jr sigma(r . x^_i): how far each pair is from the unit's true graph."""
-        used = np.flatnonzero(weights.any(axis=0))  # few rays carry weight: sum over those only
-        U = weights[:, used] @ self.R[used]
-        H = (weights[:, used] @ self.F[used]).T
+        U = weights @ self.R
+        H = (weights @ self.F).T
         excess = np.abs(H - self.act(self.Xh @ U.T))
         theta = ScaledParams(U=U[:, :-1].copy(), a=U[:, -1].copy(), rho=np.zeros(self.m), c=float(c),
                              signs=np.asarray(signs, dtype=float).copy())
