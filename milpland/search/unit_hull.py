@@ -151,12 +151,9 @@ class UnitHull:
 
     def problem(self, P: np.ndarray, signs: np.ndarray) -> HullProblem:
         signs = np.asarray(signs, dtype=float)
-        unit_of, ray_of, offsets = node_columns(np.ascontiguousarray(P, dtype=np.int8), self.positive_bits,
-                                                self.negative_bits)  # unit-major, rays ascending
-        c = self.c_bound if self.has_c else 0.0
-        lower = np.zeros(ray_of.shape[0] + 1)
-        lower[-1] = -c
-        upper = np.append(self.ray_bound[ray_of], c)
+        unit_of, ray_of, offsets, lower, upper = node_columns(
+            np.ascontiguousarray(P, dtype=np.int8), self.positive_bits, self.negative_bits, self.ray_bound,
+            self.c_bound if self.has_c else 0.0)  # unit-major, rays ascending
         return HullProblem(rays=tuple(ray_of[offsets[j]:offsets[j + 1]] for j in range(self.m)), unit_of=unit_of,
                            ray_of=ray_of, column_sign=signs[unit_of], lower=lower, upper=upper, signs=signs)
 
@@ -219,11 +216,8 @@ class UnitHull:
         return best
 
     def _with_bias(self, prob: HullProblem, mu: np.ndarray) -> np.ndarray:
-        c = 0.0
-        if self.has_c:
-            nz = np.flatnonzero(mu)
-            c = float(np.mean(self.y - (prob.column_sign[nz] * mu[nz]) @ self.F[prob.ray_of[nz]]))
-        return np.clip(np.append(mu, c), prob.lower, prob.upper)
+        """z = (mu, c) with c = mean(y - f) (the optimal output bias for these weights), in the box."""
+        return with_bias(mu, prob.ray_of, prob.column_sign, self.F, self.y, prob.lower, prob.upper, self.has_c)
 
     def certificate(self, prob: HullProblem, z: np.ndarray) -> tuple[float, float]:
         """(w ||r||^2, w gap) with r = Phi z - y, gap = g.z - min_box g.z', g = 2 Phi^T r.  By the
@@ -405,23 +399,48 @@ def gradient_margins(F, ray_of, column_sign, resid):
 
 
 @numba.njit(cache=True)
-def node_columns(P, positive, negative):
-    """(unit_of, ray_of, offsets): the weight columns of the node of P, unit by unit (unit j's
-    columns are offsets[j]:offsets[j + 1]), rays ascending."""
+def node_columns(P, positive, negative, ray_bound, c_bound):
+    """(unit_of, ray_of, offsets, lower, upper): the weight columns of the node of P, unit by unit
+    (unit j's columns are offsets[j]:offsets[j + 1]), rays ascending; the box of (weights, c)."""
     inside = cone_masks(P, positive, negative)
     m = inside.shape[0]
     offsets = np.zeros(m + 1, dtype=np.int64)
     for j in range(m):
         offsets[j + 1] = offsets[j] + np.sum(inside[j])
-    unit_of = np.empty(offsets[m], dtype=np.int64)
-    ray_of = np.empty(offsets[m], dtype=np.int64)
+    K = offsets[m]
+    unit_of = np.empty(K, dtype=np.int64)
+    ray_of = np.empty(K, dtype=np.int64)
+    lower = np.zeros(K + 1)
+    upper = np.empty(K + 1)
     k = 0
     for j in range(m):
         for r in range(inside.shape[1]):
             if inside[j, r]:
-                unit_of[k], ray_of[k] = j, r
+                unit_of[k], ray_of[k], upper[k] = j, r, ray_bound[r]
                 k += 1
-    return unit_of, ray_of, offsets
+    lower[K], upper[K] = -c_bound, c_bound
+    return unit_of, ray_of, offsets, lower, upper
+
+
+@numba.njit(cache=True)
+def with_bias(mu, ray_of, column_sign, F, y, lower, upper, has_c):
+    """(mu, c) clipped into [lower, upper], c = mean_i (y_i - sum_k column_sign[k] mu_k F[ray_of[k], i])."""
+    K, n = mu.shape[0], y.shape[0]
+    z = np.empty(K + 1)
+    c = 0.0
+    if has_c:
+        f = np.zeros(n)
+        for k in range(K):
+            if mu[k] != 0.0:
+                for i in range(n):
+                    f[i] += column_sign[k] * mu[k] * F[ray_of[k], i]
+        for i in range(n):
+            c += y[i] - f[i]
+        c /= n
+    for k in range(K):
+        z[k] = min(max(mu[k], lower[k]), upper[k])
+    z[K] = min(max(c, lower[K]), upper[K])
+    return z
 
 
 @numba.njit(cache=True)
