@@ -179,10 +179,11 @@ class UnitHull:
                ) -> tuple[np.ndarray, float, np.ndarray]:
         """(z, certified lower bound, z's ray weights as (m, rays)) of the node problem.  c is
         eliminated by centring; the ray weights come from the compiled active set
-        (`bounded_lsq.active_set`) warm-started at the parent's weights.  When it stops early and
-        its certified gap exceeds gap_tol (risk units), it is run again from zero, then from where
-        it stopped with least squares by QR (it stops early when a column it needs makes the normal
-        equations too ill-conditioned), and last scipy's BVLS solves the node (measured at d = 2,
+        (`bounded_lsq.active_set`) warm-started at the parent's weights.  While the certified gap
+        exceeds gap_tol (risk units): when it stopped unconverged it is run again from zero; then
+        from where it stopped with least squares by QR (the normal equations stop early when a column
+        makes them too ill-conditioned, and a converged point can still carry a gap from their
+        rounding); if that does not converge, scipy's BVLS solves the node (measured at d = 2,
         n = 40: 3 of 7,709 nodes got that far; scipy's BVLS takes 15-80 ms a node, 0.1-1 s when
         BLAS threads compete for the cores)."""
         At = signed_rows(self.F_fit, prob.ray_of, prob.column_sign)  # the columns, as rows
@@ -195,13 +196,17 @@ class UnitHull:
             return active_set(At, self.target, upper, upper if x0 is None else x0, x0 is not None, LSQ_TOL,
                               6 * self.n + 40, deadline, qr)
 
-        attempts = (lambda: compiled(start) if start is not None else (None, False),
-                    lambda: compiled(None),
-                    lambda: compiled(reached[0], qr=True),
-                    lambda: (lsq_linear(At.T, self.target, bounds=(np.zeros_like(upper), upper), method="bvls",
-                                        tol=1e-13).x, True))
-        best = None
-        for attempt in attempts:
+        attempts = (("warm", lambda: compiled(start) if start is not None else (None, False)),
+                    ("cold", lambda: compiled(None)),
+                    ("qr", lambda: compiled(reached[0], qr=True)),
+                    ("scipy", lambda: (lsq_linear(At.T, self.target, bounds=(np.zeros_like(upper), upper),
+                                                  method="bvls", tol=1e-13).x, True)))
+        best, converged = None, False
+        for name, attempt in attempts:
+            if best is not None and (best[3] <= gap_tol or time.perf_counter() > deadline):
+                break
+            if converged and name in ("cold", "scipy"):
+                continue  # converged with a gap above gap_tol: rounding, which QR's accuracy may cure
             mu, converged = attempt()
             if mu is None:
                 continue
@@ -210,10 +215,8 @@ class UnitHull:
             z = self._with_bias(prob, mu)
             value, gap = self.certificate(prob, z)
             if best is None or value - gap > best[1]:
-                best = (z, value - gap, weights)
-            if converged or gap <= gap_tol or time.perf_counter() > deadline:
-                break
-        return best
+                best = (z, value - gap, weights, gap)
+        return best[:3]
 
     def _with_bias(self, prob: HullProblem, mu: np.ndarray) -> np.ndarray:
         """z = (mu, c) with c = mean(y - f) (the optimal output bias for these weights), in the box."""
