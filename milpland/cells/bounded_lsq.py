@@ -41,7 +41,11 @@ def bvls_active_set(A: np.ndarray, b: np.ndarray, upper: np.ndarray, start: np.n
     start on many rows is left to the caller's fallback (measured: 3,900 solves, 43 s, for the
     first node of 200 samples; scipy's BVLS took 2 s).  qr: each least-squares solve by Householder QR
     of the support instead of the normal equations (4 rows / support times the work; solves supports
-    of condition number up to about 1e12 where the normal equations stop at 1e8)."""
+    of condition number up to about 1e12 where the normal equations stop at 1e8); a column that QR
+    finds dependent on the free columns (pivot below 1e-12 relative) then does not count against
+    convergence: its slope is the rounding of the support's residual, amplified by the coefficients
+    that write it in the support's columns (measured: exactly dependent columns of 1-D nodes,
+    relu(t) - relu(-t) = t, had slopes of 1e-11, and scipy's BVLS found no better point)."""
     n, K = A.shape
     At = np.ascontiguousarray(np.asarray(A, dtype=float).T)
     has_start = start is not None
@@ -316,6 +320,7 @@ def active_set(At, b, upper, x0, has_start, tol, max_solves, deadline, qr=False)
         for i in range(n):
             column_size[k] = max(column_size[k], abs(At[k, i]))
     passed_over = np.zeros(K, dtype=np.bool_)
+    dependent = np.zeros(K, dtype=np.bool_)  # passed over because QR found it dependent on the support
     slope = np.empty(K)
     into = np.empty(K)
     while left > 0:
@@ -383,7 +388,7 @@ def active_set(At, b, upper, x0, has_start, tol, max_solves, deadline, qr=False)
                     k, best = c, into[c]
             if k < 0 or not best > tol * scale:
                 for c in range(K):
-                    if passed_over[c] and into[c] > tol * scale:
+                    if passed_over[c] and into[c] > tol * scale and not (qr and dependent[c]):
                         return x, False
                 return x, True
             support[p] = k  # the free columns and k last
@@ -399,6 +404,7 @@ def active_set(At, b, upper, x0, has_start, tol, max_solves, deadline, qr=False)
             if have_s and (s[k] < upper[k] if at_upper[k] else s[k] > 0.0):
                 break
             passed_over[k] = True
+            dependent[k] = not have_s
         free[k], at_upper[k] = True, False
         passed_over[:] = False
     return x, False
