@@ -74,12 +74,10 @@ def _dot(u, v):
     return total
 
 
-class _GramCache:
-    """Documentation only (the kernel keeps these as plain arrays): `slot[k]` is column k's row in
-    `gram` (-1: none), `col[s]` the column in slot s, and gram[s, t] = A_col[s] . A_col[t] for every
-    pair of occupied slots.  A column gets a slot when a solve needs it, at the cost of its dot
-    products with the occupied slots; when the slots run out, those not in the current support
-    are emptied."""
+# The Gram cache (plain arrays inside the kernel): slot[k] is column k's row in `gram` (-1: none),
+# col[s] the column in slot s, and gram[s, t] = A_col[s] . A_col[t] for every pair of occupied
+# slots.  A column gets a slot when a solve needs it, at the cost of its dot products with the
+# occupied slots; when the slots run out, those not in the current support are emptied.
 
 
 @numba.njit(cache=True)

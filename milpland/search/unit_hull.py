@@ -245,19 +245,9 @@ class UnitHull:
         gap += g_c * ld(c) - min(g_c * ld(prob.lower[-1]), g_c * ld(prob.upper[-1]))
         return float(self.w * (resid @ resid)), float(self.w * max(gap, ld(0)))
 
-    def _by_unit(self, prob: HullProblem, mu: np.ndarray) -> np.ndarray:
-        """(m, number of rays) weights of the ray columns mu, zero off each unit's cone."""
-        out = np.zeros((self.m, self.R.shape[0]))
-        out[prob.unit_of, prob.ray_of] = mu
-        return out
-
     @staticmethod
     def _columns(prob: HullProblem, weights: np.ndarray) -> np.ndarray:
         return weights[prob.unit_of, prob.ray_of]
-
-    def ray_weights(self, prob: HullProblem, z: np.ndarray) -> np.ndarray:
-        """(m, number of rays) weights held in z (a warm start for the node's children)."""
-        return self._by_unit(prob, z[:-1])
 
     def network(self, weights: np.ndarray, c: float, signs: np.ndarray) -> tuple[ScaledParams, np.ndarray]:
         """The relaxation's network u_j = sum_r mu_jr r and its excess |h_ij - sigma(u_j . x^_i)|,
