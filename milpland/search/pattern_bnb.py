@@ -460,14 +460,9 @@ class HullRelaxation:
         return NodeOutcome(bound=max(node.bound, bound), theta=theta, excess=excess, warm=warm)
 
     def _least_squares(self, node: Node) -> tuple[np.ndarray, float, float]:
-        """(ray weights, c, certified bound) of the squared loss's node problem (`UnitHull.solve`)."""
-        prob = self.hull.problem(node.pattern, node.signs)
-        warm = None
-        if node.warm is not None:
-            warm = np.zeros((self.m, self.hull.R.shape[0]))
-            warm[node.warm[0], node.warm[1]] = node.warm[2]
-        z, bound = self.hull.solve(prob, warm, gap_tol=self.gap_tol, deadline=self.deadline)
-        return self.hull.ray_weights(prob, z), float(z[-1]), bound
+        """(ray weights, c, certified bound) of the squared loss's node problem (`UnitHull.solve_pattern`)."""
+        return self.hull.solve_pattern(node.pattern, node.signs, node.warm, gap_tol=self.gap_tol,
+                                       deadline=self.deadline)
 
 
 def uses_hull(spec: InstanceSpec, options: BnbOptions) -> bool:
