@@ -358,8 +358,8 @@ def run_census(spec: InstanceSpec, *, starts: int, seed: int, max_iter: int = MA
     singletons = sum(1 for b in basins.values() if b.count == 1)
     census = Census(
         starts=starts, seed=seed, confidence=confidence, basins=basins, ends=ends, descent=first.status_counts(),
-        jumps=jumps, singletons=singletons, unseen_mass=good_turing_unseen([b.count for b in basins.values()], starts)
-        if basins else 0.0, settings={"max_iter": max_iter, "gtol": gtol, "max_jumps": max_jumps},
+        jumps=jumps, singletons=singletons, unseen_mass=good_turing_unseen([b.count for b in basins.values()], starts),
+        settings={"max_iter": max_iter, "gtol": gtol, "max_jumps": max_jumps},
     )
     counts = {"starts": starts, **{f"descent_{k}": v for k, v in first.status_counts().items()},
               "end_cells": len(set(start_keys)), "cells_certified": len(book.verdicts),

@@ -118,11 +118,12 @@ def descend(spec: InstanceSpec, *, starts: int, seed: int, max_iter: int = MAX_I
 def descend_from(spec: InstanceSpec, points: np.ndarray, *, max_iter: int = MAX_ITER, gtol: float = GTOL) -> Descent:
     """Armijo gradient descent from the given theta rows (not modified), all starts in one kernel call."""
     theta = np.array(points, dtype=float, order="C", copy=True)
+    X, y = np.ascontiguousarray(spec.X, dtype=float), np.ascontiguousarray(spec.y, dtype=float)
     args = _kernel_args(spec)
     t0 = time.perf_counter()
-    _descend_all(spec.X[:1], spec.y[:1], theta[:1].copy(), *args, 0, gtol)  # compile or load (cached)
+    _descend_all(X[:1], y[:1], theta[:1].copy(), *args, 0, float(gtol))  # compile, or load from the cache
     t1 = time.perf_counter()
-    risk, gnorm, iters, status = _descend_all(spec.X, spec.y, theta, *args, int(max_iter), float(gtol))
+    risk, gnorm, iters, status = _descend_all(X, y, theta, *args, int(max_iter), float(gtol))
     return Descent(theta=theta, width=spec.width, dim=spec.d, risk=risk, grad_norm=gnorm, iterations=iters,
                    status=status, seconds=time.perf_counter() - t1, jit_seconds=t1 - t0)
 
