@@ -236,6 +236,9 @@ def test_jumps_carry_short_descents_to_minima():
     short = run_census(spec, starts=60, seed=2, max_iter=10, max_jumps=0)
     jumped = run_census(spec, starts=60, seed=2, max_iter=10, max_jumps=10)
     assert jumped.census.ends["minimum"] > short.census.ends["minimum"]
+    once = run_census(spec, starts=60, seed=2, max_iter=10, max_jumps=1)
+    assert max(once.census.jumps) <= 1 and max(jumped.census.jumps) <= 10
+    assert short.census.ends["minimum"] <= once.census.ends["minimum"] <= jumped.census.ends["minimum"]
     assert jumped.census.ends["minimum"] + jumped.census.ends["stuck"] + jumped.census.ends["box_limited"] \
         + jumped.census.ends["not_attained"] + jumped.census.ends["undetermined"] \
         + jumped.census.ends["jump_limit"] == 60

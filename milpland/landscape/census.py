@@ -10,7 +10,8 @@
    - *not a local minimum* (a neighbouring cell goes lower: the descent was cut short, stalled at a
      kink, or sits on a saddle): a **jump**: descend again from the cell's optimum (in balanced
      ordinary weights, |v_j| = ||(w_j, b_j)|| for homogeneous activations) and go back to 2, at most
-     ``max_jumps`` times.  The risk never increases along the way.
+     ``max_jumps`` times.  The risk never increases along the way while the end points stay in the
+     box (the end point lies in its closed cell, whose optimum over the box is then no higher).
    - *box-limited*, *not attained*, *undetermined*: the start ends there; counted, not a minimum.
 3. Starts still at a cell that is not a local minimum after ``max_jumps`` jumps (``jump_limit``),
    or whose descent from a cell optimum came back to a cell already on its path (``stuck``: the
@@ -351,7 +352,7 @@ def run_census(spec: InstanceSpec, *, starts: int, seed: int, max_iter: int = MA
     book = _CellBook(spec, say)
     start_keys = book.keys_of(first.theta)
     successor, jump_seconds = _walk(spec, book, start_keys, max_iter=max_iter, gtol=gtol, max_jumps=max_jumps, say=say)
-    ends, jumps, reached = _resolve(book, start_keys, successor)
+    ends, jumps, reached = _resolve(book, start_keys, successor, max_jumps)
     minima, counts_by_cell = _distinct_minima(spec, book, reached)
     basins = basin_statistics(counts_by_cell, starts, confidence)
     minima = [replace(m, basin_fraction=basins[m.cell].fraction) for m in minima]
@@ -397,9 +398,10 @@ def _walk(spec, book: _CellBook, start_keys, *, max_iter, gtol, max_jumps, say) 
     return successor, seconds
 
 
-def _resolve(book: _CellBook, start_keys, successor) -> tuple[dict, dict, list]:
-    """Follow every start's cells to its last one: (ends, jumps histogram, per start the last
-    cell's key when it is a local minimum, else None)."""
+def _resolve(book: _CellBook, start_keys, successor, max_jumps: int) -> tuple[dict, dict, list]:
+    """Follow every start's cells to its last one, at most ``max_jumps`` jumps (a path can join
+    another one certified in an earlier round, so it can be longer than the rounds of `_walk`):
+    (ends, jumps histogram, per start the last cell's key when it is a local minimum, else None)."""
     ends = dict.fromkeys(ENDS, 0)
     jumps: dict[int, int] = {}
     reached = []
@@ -407,7 +409,8 @@ def _resolve(book: _CellBook, start_keys, successor) -> tuple[dict, dict, list]:
     for key in start_keys:
         if key not in last:
             path, k = {key}, key
-            while book.verdicts[k].status == "not_local_minimum" and k in successor and successor[k] not in path:
+            while (book.verdicts[k].status == "not_local_minimum" and k in successor
+                   and successor[k] not in path and len(path) <= max_jumps):
                 k = successor[k]
                 path.add(k)
             last[key] = (k, len(path) - 1)
@@ -417,7 +420,7 @@ def _resolve(book: _CellBook, start_keys, successor) -> tuple[dict, dict, list]:
         if status == "local_minimum":
             end = "minimum"
         elif status == "not_local_minimum":
-            end = "stuck" if k in successor else "jump_limit"
+            end = "stuck" if k in successor and n_jumps < max_jumps else "jump_limit"
         ends[end] += 1
         jumps[n_jumps] = jumps.get(n_jumps, 0) + 1
         reached.append(k if status == "local_minimum" else None)
