@@ -201,7 +201,7 @@ def test_enough_starts_find_the_brute_force_global_minimum(censuses, name):
 
 @pytest.mark.parametrize("name", sorted(CENSUS_CASES))
 def test_every_start_is_counted_once(censuses, name):
-    spec, run = censuses[name]
+    _, run = censuses[name]
     c = run.census
     assert set(c.ends) == set(ENDS) and sum(c.ends.values()) == STARTS
     assert sum(b.count for b in c.basins.values()) == c.ends["minimum"]

@@ -34,8 +34,8 @@ The list is never complete.
 
 Cell optima with a zero unit (all its scaled weights 0) have every unit pattern of both signs as
 neighbours; the certifier then needs the unit patterns of the data.  They are listed once, when the
-first such optimum appears (for d = 1 up front: monotone patterns are cheap), by
-`two_piece_patterns` when it applies, else by `milpland.cells.arrangement.unit_patterns`.
+first such optimum appears (up front for d = 1 with at most two breakpoints: monotone patterns,
+no LPs), by `two_piece_patterns` when it applies, else by `milpland.cells.arrangement.unit_patterns`.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ import itertools
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 
@@ -68,6 +68,7 @@ MAX_JUMPS = 10
 CONFIDENCE = 0.95
 GENERAL_POSITION_TOL = 1e-9  # |cos| between a lifted sample and a hyperplane normal counted as 0
 MAX_CANDIDATES = 2_000_000  # two_piece_patterns gives up (returns None) above this many candidates
+MAX_UP_FRONT = 50_000  # d = 1: unit patterns listed before the first cell (monotone, no LPs)
 ZERO_UNIT_RTOL = 1e-7  # a unit of a cell optimum counts as zero below this (relative to max(1, |theta~|))
 START_DISTRIBUTION = "W1 ~ N(0, 1/d), b1 ~ N(0, 1), v ~ N(0, 1/m), c = 0, drawn by numpy's default_rng(seed)"
 # how a start ended: in a certified minimum; at a cell optimum that is not a local minimum after
@@ -143,18 +144,18 @@ class Census:
     @property
     def proofs(self) -> list[str]:
         n = len(self.basins)
-        return [f"each of the {n} listed minima is a certified local minimum of the risk over the box "
-                "(interior or boundary certificate of its cell; its point re-checked with a numpy forward pass)"]
+        return [(f"each of the {n} listed minima is a certified local minimum of the risk over the box "
+                 "(interior or boundary certificate of its cell; its point re-checked with a numpy forward pass)")]
 
     @property
     def estimates(self) -> list[str]:
         pct = f"{100 * self.confidence:g} %"
         return [
-            f"basin fractions: the share of the {self.starts} starts that ended in each minimum, with {pct} "
-            "Wilson score intervals; they describe this start distribution and this descent",
-            f"unseen basin mass {self.unseen_mass:.4g}: Good-Turing estimate ({self.singletons} of {self.starts} "
-            "starts ended in a minimum no other start reached) of the probability that one more start ends in "
-            "a local minimum that is not listed",
+            (f"basin fractions: the share of the {self.starts} starts that ended in each minimum, with {pct} "
+             "Wilson score intervals; they describe this start distribution and this descent"),
+            (f"unseen basin mass {self.unseen_mass:.4g}: Good-Turing estimate ({self.singletons} of {self.starts} "
+             "starts ended in a minimum no other start reached) of the probability that one more start ends in "
+             "a local minimum that is not listed"),
             "not proven: that the list is complete (minima with small basins can be missed in any number)",
         ]
 
@@ -254,7 +255,7 @@ class _CellBook:
         self.spec, self.act, self.say = spec, spec.network.activation, say
         self.patterns_seconds = 0.0
         patterns = None
-        if spec.d == 1:  # monotone patterns along the sorted inputs: cheap
+        if _monotone_patterns_are_few(spec):
             t0 = time.perf_counter()
             patterns = unit_patterns(spec.X, self.act)
             self.patterns_seconds = time.perf_counter() - t0
@@ -322,6 +323,16 @@ class _CellBook:
         return self.earlier_solves + self.certifier.cell_solves
 
 
+def _monotone_patterns_are_few(spec: InstanceSpec) -> bool:
+    """d = 1 with at most two breakpoints: the unit patterns are the monotone assignments of pieces
+    along the sorted inputs, listed without LPs; fewer than MAX_UP_FRONT of them are listed up front."""
+    act = spec.network.activation
+    if spec.d != 1 or len(act.breakpoints) > 2:
+        return False
+    distinct = len(np.unique(spec.X[:, 0]))
+    return 2 * math.comb(distinct + act.n_pieces - 1, act.n_pieces - 1) <= MAX_UP_FRONT
+
+
 def _has_zero_unit(result: CellResult, act) -> bool:
     """Whether some unit of the solved optimum has all its scaled weights (near) zero.  Only decides
     when the unit patterns are listed; the certificate itself never depends on it."""
@@ -348,7 +359,8 @@ def run_census(spec: InstanceSpec, *, starts: int, seed: int, max_iter: int = MA
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
     first = descend(spec, starts=starts, seed=seed, max_iter=max_iter, gtol=gtol)
-    say(f"{starts} descents in {first.seconds:.1f} s: " + ", ".join(f"{v} {k}" for k, v in first.status_counts().items()))
+    statuses = ", ".join(f"{v} {k}" for k, v in first.status_counts().items())
+    say(f"{starts} descents in {first.seconds:.1f} s: {statuses}")
     book = _CellBook(spec, say)
     start_keys = book.keys_of(first.theta)
     successor, jump_seconds = _walk(spec, book, start_keys, max_iter=max_iter, gtol=gtol, max_jumps=max_jumps, say=say)

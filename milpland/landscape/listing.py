@@ -57,7 +57,7 @@ class LandscapeResult:
     counts: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     message: str = ""
-    census: "Census | None" = None  # sample: basin statistics (estimates), by minimum's cell
+    census: Census | None = None  # sample: basin statistics (estimates), by minimum's cell
 
     @property
     def global_risk(self) -> float:
