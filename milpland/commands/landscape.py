@@ -196,15 +196,15 @@ def format_text(obj: dict) -> str:
         f"(gap > {number_text(obj['tolerance'], 3)})",
         "",
     ]
-    header = ("#", "risk", "gap", "spurious", "certificate", "margin", "valley_dim", "cell", "found_by", "basin")
+    census = obj.get("census")
+    header = ("#", "risk", "gap", "spurious", "certificate", "margin", "valley_dim", "cell", "found_by",
+              "starts  basin [95% CI]" if census else "basin")
     table = [header]
     for rank, m in enumerate(obj["minima"], start=1):
-        basin = m.get("basin_fraction")
         table.append((
             str(rank), number_text(m["risk"]), _gap(m["gap"], obj["tolerance"]), "yes" if m["spurious"] else "no",
             m["certificate"],
-            number_text(m["margin"], 3), str(m["valley_dim"]), m["cell"], m["found_by"],
-            "-" if basin is None else f"{basin:.3f}",
+            number_text(m["margin"], 3), str(m["valley_dim"]), m["cell"], m["found_by"], _basin(m),
         ))
     if len(table) == 1:
         lines.append("(no certified local minimum)")
@@ -213,6 +213,8 @@ def format_text(obj: dict) -> str:
         for row in table:
             lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     lines.append("")
+    if census:
+        lines += census_lines(census) + [""]
     shown = ", ".join(f"{k} {v}" for k, v in counts.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
     if shown:
         lines.append(f"counts        {shown}")
@@ -240,6 +242,44 @@ def _listing_lines(obj: dict) -> list[str]:
         line += (f"; stopped early: every minimum below {number_text(obj['proven_below'])} is listed "
                  f"(open bound {number_text(obj['open_bound'])})")
     return [line]
+def _basin(m: dict) -> str:
+    """The basin column: the fraction, and with a census the count and the Wilson interval."""
+    basin = m.get("basin_fraction")
+    if basin is None:
+        return "-"
+    if m.get("basin_count") is None:
+        return f"{basin:.3f}"
+    return f"{m['basin_count']:<6d}  {basin:.3g} [{m['basin_ci_low']:.3g}, {m['basin_ci_high']:.3g}]"
+
+
+END_TEXT = {
+    "minimum": "in a certified local minimum",
+    "jump_limit": "at a cell optimum that is not a local minimum after the last jump",
+    "stuck": "at a cell optimum that is not a local minimum, the descent from it going nowhere lower",
+    "box_limited": "at a box-limited cell optimum",
+    "not_attained": "at a cell optimum that is not attained",
+    "undetermined": "at a cell whose certificate is undetermined",
+}
+
+
+def census_lines(census: dict) -> list[str]:
+    """What the census proves and what it estimates, in words (`Census.to_json()`)."""
+    ends = census["ends"]
+    d = census["descent"]
+    settings = census["settings"]
+    lines = [
+        f"census        {census['starts']} starts, seed {census['seed']}: {census['start_distribution']}",
+        f"descent       first descent: {d.get('converged', 0)} converged, {d.get('stalled', 0)} stalled "
+        f"(no step down along -gradient: a kink), {d.get('iteration_limit', 0)} at the iteration limit "
+        f"({settings['max_iter']}); then up to {settings['max_jumps']} jumps "
+        "(cell optimum not a local minimum: descend again from it)",
+        "ends          " + "; ".join(f"{v} {END_TEXT.get(k, k)}" for k, v in ends.items() if v),
+        "jumps         " + ", ".join(f"{v} starts {k}" for k, v in census["jumps"].items()),
+    ]
+    lines += [f"proven        {text}" for text in census["proofs"]]
+    lines += [f"estimated     {text}" for text in census["estimates"][:-1]]
+    lines += [f"not proven    {text.removeprefix('not proven: ')}" for text in census["estimates"][-1:]]
+    return lines
 
 
 def _gap(gap, tol) -> str:

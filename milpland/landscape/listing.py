@@ -5,8 +5,9 @@ Methods:
 - ``enumerate`` (`milpland.landscape.enumeration`): every cell solved and certified.  Complete: every
   local minimum inside the box is listed (up to the certificates' tolerances), and the best
   cell optimum is the global minimum over the box, so no separate global solve is needed.
-- ``sample`` (`milpland.landscape.sampling`): gradient descent from seeded random starts; each end cell
-  certified; ``basin_fraction`` = share of the starts.  Never complete.
+- ``sample`` (`milpland.landscape.census`): the census -- gradient descent from seeded random starts
+  (`milpland.landscape.sampling`), each end cell certified; ``basin_fraction`` = share of the
+  starts, with Wilson intervals and the Good-Turing unseen mass in ``census``.  Never complete.
 - ``milp`` (`milpland.landscape.localmin_milp`): the MILP over eps-interior local minima.
 - ``bnb`` (`milpland.landscape.bnb`): the pattern branch-and-bound pruned at a threshold: every
   local minimum below it (``risk_max``, ``gap_max`` above the global minimum, or the ``levels``
@@ -26,7 +27,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import highspy
 import numpy as np
@@ -39,6 +40,9 @@ from milpland.instance.spec import InstanceSpec
 from milpland.landscape.collect import spurious_tolerance
 from milpland.records import SCHEMA_VERSION
 from milpland.search.result import Seconds, SolveResult
+
+if TYPE_CHECKING:  # the census imports numba: loaded only when sampling runs
+    from milpland.landscape.census import Census
 
 METHODS = ("auto", "enumerate", "bnb", "sample", "milp")
 DEFAULT_MAX_CELLS = 20000
@@ -65,6 +69,7 @@ class LandscapeResult:
     query: str = ""  # bnb: which minima were asked for
     threshold: float = float("inf")  # bnb: the listing is complete up to this risk (inf: no limit)
     open_bound: float = float("inf")  # bnb stopped early: every minimum below min(open_bound, threshold) is listed
+    census: Census | None = None  # sample: basin statistics (estimates), by minimum's cell
 
     @property
     def proven_below(self) -> float:
@@ -127,20 +132,33 @@ class LandscapeResult:
             "tolerance": float(self.tolerance),
             "n_minima": len(self.minima),
             "n_spurious": len(self.spurious),
-            "minima": [m.to_json() for m in self.minima],
+            "minima": [m.to_json() | self.basin_columns(m) for m in self.minima],
             "counts": _plain(self.counts),
             "timings": _plain(self.timings),
             "seconds": float(self.seconds),
             "message": self.message,
             "schema_version": SCHEMA_VERSION,
-        }
+        } | self._census_json()
+
+    def _census_json(self) -> dict:
+        """sample: the census statistics (the per-minimum basin columns are in `basin_columns`)."""
+        if self.census is None:
+            return {}
+        return {"census": self.census.to_json()}
+
+    def basin_columns(self, m: LocalMinimum) -> dict:
+        """sample: basin_count, basin_ci_low, basin_ci_high of one minimum (nothing without a census)."""
+        if self.census is None:
+            return {}
+        basin = self.census.basins[m.cell]
+        return {"basin_count": basin.count, "basin_ci_low": basin.ci_low, "basin_ci_high": basin.ci_high}
 
     def to_rows(self) -> list[dict]:
         """One row per minimum for the ``minima`` table (milpland.runs.tables), plus run columns."""
         rows = []
         headline = self.spurious_gap()
         for rank, m in enumerate(self.minima, start=1):
-            row = m.to_row()
+            row = m.to_row() | self.basin_columns(m)
             row.update(instance_hash=self.instance_hash, rank=rank, method=self.method,
                        global_risk=self.global_risk, global_source=self.global_source,
                        complete=bool(self.complete), **headline_columns(headline))
@@ -185,6 +203,7 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int =
         messages.append(f"auto: {why}")
         say(f"auto: {why}")
     extra: dict = {}
+    census = None
     if method == "bnb":
         from milpland.landscape.bnb import DEFAULT_LEVELS, Query, bnb_minima
 
@@ -211,10 +230,11 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int =
         else:
             glob, source = _solve_global(spec, say), "solve_global"
     elif method == "sample":
-        from milpland.landscape.sampling import sample_minima
+        from milpland.landscape.census import run_census
 
-        out = sample_minima(spec, starts=starts, seed=seed, progress=say)
+        out = run_census(spec, starts=starts, seed=seed, progress=say)
         minima, complete, counts, timings = out.minima, False, out.counts, out.seconds
+        census = out.census
         messages += out.messages
         glob, source = _solve_global(spec, say), "solve_global"
     else:
@@ -232,7 +252,7 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int =
         instance=spec.name, instance_hash=spec.instance_hash(), method=method, global_result=glob,
         global_source=source, minima=ranked, complete=complete, tolerance=tol,
         seconds=time.perf_counter() - started, counts=counts, timings=timings, message="; ".join(messages),
-        requested=requested, **extra,
+        requested=requested, census=census, **extra,
     )
 
 

@@ -19,6 +19,9 @@ Schema version 1.  Every part records its version in the Parquet metadata key
 ``milpland.schema``; `load` refuses parts written by a newer major version.  Columns
 outside the schema are kept with the type pyarrow infers; schema columns missing in
 a row are null.  Types: str, float64, int64, bool, timestamp (UTC, microseconds).
+Adding a column keeps the version (parts written before it read back with nulls in it,
+and an older milpland keeps it as an extra column); renaming, removing or retyping a
+column, or changing what it means, raises SCHEMA_VERSION.
 
 Columns of every task table (solves, minima): ``job_key`` (str, hash of instance
 name + instance hash + task + options), ``attempt`` (str, uuid of one execution),
@@ -46,8 +49,11 @@ minima -- one row per distinct local minimum: the columns of ``LocalMinimum.to_r
   gap (float64, risk - global minimum), spurious (bool, gap > tolerance), certificate (str:
   interior or boundary), margin (float64, interior margin), valley_dim (int64), params (str,
   JSON of OneHiddenParams), fitted (str, JSON of f(x_1..x_n)), found_by (str: enumerate, milp,
-  sample), basin_fraction (float64), schema_version (int64), and the instance's spurious gap
-  (spurious_gap, lowest_spurious_risk, spurious_gap_proven, as in solves).
+  sample), basin_fraction (float64, sample: the share of all starts that ended in this minimum,
+  an estimate), schema_version (int64); sample only (null for the other methods): basin_count
+  (int64, the starts that ended in this minimum), basin_ci_low, basin_ci_high (float64, the 95 %
+  Wilson score interval of basin_fraction, binomial over the starts); and the instance's spurious
+  gap (spurious_gap, lowest_spurious_risk, spurious_gap_proven, as in solves).
 
 jobs -- one row per executed job (the resume ledger):
   job_key (str), attempt (str), run_id (str), task (str), suite (str), group (str),
@@ -109,7 +115,8 @@ SCHEMAS: dict[str, dict[str, str]] = {
         **BATCH_COLUMNS,
         "instance": "str", "instance_hash": "str", "cell": "str", "risk": "float64", "gap": "float64",
         "spurious": "bool", "certificate": "str", "margin": "float64", "valley_dim": "int64", "params": "str",
-        "fitted": "str", "found_by": "str", "basin_fraction": "float64", "schema_version": "int64", **HEADLINE_COLUMNS,
+        "fitted": "str", "found_by": "str", "basin_fraction": "float64", "schema_version": "int64",
+        "basin_count": "int64", "basin_ci_low": "float64", "basin_ci_high": "float64", **HEADLINE_COLUMNS,
     },
     "jobs": {
         **BATCH_COLUMNS,
