@@ -107,9 +107,9 @@ class LandscapeResult:
             limit = "in the box" if np.isinf(below) else f"with risk <= {below:.10g}"
             out["statement"] = f"no spurious local minimum {limit}"
         elif lowest is not None:
-            out["statement"] = f"lowest spurious minimum found by {self.method}; lower ones may exist (not proven)"
+            out["statement"] = f"lowest spurious minimum found by {self.method}; lower ones may exist"
         else:
-            out["statement"] = f"no spurious minimum found by {self.method} (not proven)"
+            out["statement"] = f"no spurious minimum found by {self.method}; some may exist"
         return out
 
     def to_json(self) -> dict:
