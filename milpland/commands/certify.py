@@ -12,12 +12,11 @@ With ``--format json`` stdout carries exactly one JSON object; solver logs go to
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import traceback
 
-from milpland.commands import number_text
+from milpland.commands import finish_interrupted, number_text, print_result
 from milpland.errors import MilplandError
 from milpland.instance.spec import load_spec
 
@@ -69,10 +68,10 @@ def run(args) -> int:
         print(f"milpland certify: solver error: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     obj = cert.to_json()
-    if args.format == "json":
-        print(json.dumps(obj, allow_nan=False))
-    else:
-        print(format_text(obj))
+    if cert.status == "interrupted":
+        return finish_interrupted("certify", obj, args.format, format_text,
+                                  "the verdict so far and the global bound proven so far are printed")
+    print_result(obj, args.format, format_text)
     return 0
 
 
@@ -145,6 +144,8 @@ def format_text(obj: dict) -> str:
         lines.append("              (every point with its parameters in --format json)")
     for note in obj.get("notes") or []:
         lines.append(f"note          {note}")
+    if obj.get("status") == "interrupted":
+        lines.append("status        interrupted (Ctrl-C)")
     lines.append(f"seconds       {number_text(obj['seconds'], 3)}")
     return "\n".join(lines)
 

@@ -60,20 +60,49 @@ def load_params(path, *, d: int | None = None, hidden=None, outputs: int | None 
     path = Path(path)
     if not path.exists():
         raise SpecError("params", f"file not found: {path}")
+    if not path.is_file():
+        raise SpecError("params", f"not a file: {path}")
     try:
         if path.suffix == ".json":
-            try:
-                obj = json.loads(path.read_text())
-            except json.JSONDecodeError as exc:
-                raise SpecError("params", f"not valid JSON: {exc}") from None
-            return params_from_json(obj, d=d, hidden=hidden, outputs=outputs, output_bias=output_bias)
-        if path.suffix == ".npz":
-            with np.load(path) as arrays:
-                table = {k: arrays[k] for k in arrays.files}
-            return params_from_arrays(table, d=d, hidden=hidden, outputs=outputs, output_bias=output_bias)
+            params = params_from_json(_read_json(path), d=d, hidden=hidden, outputs=outputs, output_bias=output_bias)
+        elif path.suffix == ".npz":
+            params = params_from_arrays(_read_npz(path), d=d, hidden=hidden, outputs=outputs, output_bias=output_bias)
+        else:
+            raise SpecError("params", f"unsupported file type {path.suffix!r}: use .json or .npz")
+        if output_bias is False and float(params.b[-1][0]) != 0.0:
+            raise SpecError(f"params.b[{len(params.b) - 1}]", "the spec has network.output_bias = false, so the "
+                                                            f"output bias must be 0, got {float(params.b[-1][0])!r}")
+        return params
     except SpecError as exc:
         raise exc.in_file(str(path)) from None
-    raise SpecError("params", f"unsupported file type {path.suffix!r}: use .json or .npz", source=str(path))
+
+
+def _read_json(path: Path):
+    """The parsed file; a file that is not UTF-8 JSON (e.g. binary) is a SpecError, not a traceback."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SpecError("params", "not a text file (not UTF-8): expected JSON") from None
+    except json.JSONDecodeError as exc:
+        raise SpecError("params", f"not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise SpecError("params", f"cannot read: {exc.strerror}") from None
+
+
+def _read_npz(path: Path) -> dict:
+    """The arrays of an .npz; a file numpy cannot read as one is a SpecError naming the file type."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            if not hasattr(arrays, "files"):
+                raise SpecError("params", "not an .npz archive (a single .npy array?)")
+            return {k: arrays[k] for k in arrays.files}
+    except SpecError:
+        raise
+    except (ValueError, OSError, EOFError) as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise SpecError("params", "holds pickled Python objects, which are not read: save numeric arrays "
+                                      "(numpy.savez with W1, b1, v, c or W0, b0, ...)") from None
+        raise SpecError("params", "not a valid .npz archive (numpy.savez writes one)") from None
 
 
 def load_params_for_spec(path, spec) -> DeepParams:
@@ -230,4 +259,7 @@ def _one_hidden_from_lists(obj: dict, *, d: int | None, output_bias: bool | None
         raise SpecError("params.c", f"expected {v.shape[0]} output bias value(s), got shape {c_arr.shape}")
     if not all(math.isfinite(x) for x in c_arr):
         raise SpecError("params.c", "must be finite")
+    if output_bias is False and np.any(c_arr != 0.0):
+        raise SpecError("params.c", f"the spec has network.output_bias = false, so c must be 0 (or left out), "
+                                    f"got {float(c_arr[0])!r}")
     return DeepParams((W1, v), (b1, c_arr))

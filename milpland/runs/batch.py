@@ -229,9 +229,32 @@ def _error_outcome(job: Job, message: str) -> Outcome:
 # --- executors --------------------------------------------------------------------------------
 
 
+def release_pyomo_lock() -> None:
+    """Let this worker process be terminated without leaving a named semaphore behind.
+
+    Importing pyomo creates a multiprocessing.Lock (pyomo.common.dependencies.capture_output_lock,
+    used by pyomo's own test helpers).  With the spawn start method it is a named POSIX semaphore,
+    registered with the resource tracker and unlinked when the process exits normally.  A worker
+    terminated by a stopped batch or benchmark never unlinks it, and the tracker printed "There
+    appear to be N leaked semaphore objects" at exit.  The name is unlinked now instead (the lock
+    keeps working: an open POSIX semaphore outlives its name) and its exit-time cleanup dropped."""
+    from multiprocessing import synchronize, util
+
+    from pyomo.common import dependencies
+
+    name = getattr(getattr(dependencies.capture_output_lock, "_semlock", None), "name", None)
+    if name is None:  # a threading.Lock, or an already anonymous semaphore
+        return
+    for finalizer in list(util._finalizer_registry.values()):
+        if getattr(finalizer, "_args", None) == (name,):
+            finalizer.cancel()
+    synchronize.SemLock._cleanup(name)
+
+
 def _worker_init() -> None:
     # Ctrl-C in a terminal reaches the whole process group: only the main process decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    release_pyomo_lock()
     # A pool worker holds both ends of its task queue, so it never sees EOF when the main
     # process is killed (kill -9): it would wait forever.  Exit when the parent is gone.
     parent = os.getppid()

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import platform
-import queue
+import signal
 import time
 from pathlib import Path
 from typing import Callable
@@ -34,6 +35,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+import milpland.interrupt as interrupt
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
 
@@ -138,26 +140,28 @@ def run_scip(spec: InstanceSpec, ctx: dict) -> dict:
 def run_in_child(function, args: tuple, *, limit: float):
     """function(*args) in a spawned process.  Its MilplandError and other exceptions come back as
     such; a child that dies (a native crash) or runs past `limit` seconds raises RuntimeError.
-    A result sent before the child dies is kept."""
+    A result sent before the child dies is kept.  Ctrl-C stops the child at once.
+
+    The result comes back through a pipe, not a multiprocessing.Queue: a Queue's semaphores are
+    registered with the resource tracker, and a child stopped while using them left "leaked
+    semaphore objects" warnings at exit."""
     context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    child = context.Process(target=_child, args=(function, args, results), daemon=True)
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_child, args=(function, args, send), daemon=True)
     child.start()
+    send.close()  # the child holds the other end: when it dies, the pipe reports EOF
     give_up = time.perf_counter() + limit
     try:
-        while True:
-            try:
-                kind, value = results.get(timeout=1.0)
-                break
-            except queue.Empty:
-                if not child.is_alive() and results.empty():
-                    raise RuntimeError(f"the child process died (exit code {child.exitcode})") from None
-                if time.perf_counter() > give_up:
-                    raise RuntimeError(f"no result within {limit:.0f} s") from None
+        kind, value = _receive(receive, child, limit, give_up)
+    except KeyboardInterrupt:  # Ctrl-C: the child ignores it (see _child); stop it now, not after its limit
+        child.terminate()
+        raise
     finally:
         child.join(timeout=5)
         if child.is_alive():
             child.terminate()
+            child.join(timeout=5)
+        receive.close()
     if kind == "skipped":
         raise MilplandError(value)
     if kind == "error":
@@ -165,13 +169,33 @@ def run_in_child(function, args: tuple, *, limit: float):
     return value
 
 
-def _child(function, args: tuple, results) -> None:
+def _receive(receive, child, limit: float, give_up: float):
+    while True:
+        if receive.poll(0.2):
+            try:
+                return receive.recv()
+            except EOFError:
+                child.join(timeout=5)
+                raise RuntimeError(f"the child process died (exit code {child.exitcode})") from None
+        if not child.is_alive() and not receive.poll(0):
+            raise RuntimeError(f"the child process died (exit code {child.exitcode})")
+        if time.perf_counter() > give_up:
+            raise RuntimeError(f"no result within {limit:.0f} s")
+
+
+def _child(function, args: tuple, send) -> None:
+    from milpland.runs.batch import release_pyomo_lock
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    release_pyomo_lock()  # a child terminated by Ctrl-C leaves no semaphore behind
     try:
-        results.put(("ok", function(*args)))
+        send.send(("ok", function(*args)))
     except MilplandError as exc:
-        results.put(("skipped", str(exc)))
+        send.send(("skipped", str(exc)))
     except Exception as exc:  # reported by the parent as an error row
-        results.put(("error", f"{type(exc).__name__}: {exc}"))
+        send.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        send.close()
 
 
 def scip_in_process(spec: InstanceSpec, ctx: dict) -> dict:
@@ -302,36 +326,64 @@ def run_bench(targets: list[str], *, methods: list[str], time_limit: float | Non
               on_row: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
     """One row per (instance, method); a method that fails records its error and the run goes on.
     on_row gets the table so far after every row (the command saves it: an interruption loses
-    nothing)."""
+    nothing).  Ctrl-C (`milpland.interrupt`) ends the run: the method running then gets a row with
+    status ``interrupted`` (the solves report their best point and bound so far) and the table so
+    far is returned."""
     from milpland.runs.suites import resolve
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise MilplandError(f"unknown method(s) {unknown}; use some of {', '.join(METHODS)}")
+    check_bench_options(time_limit=time_limit, max_cells=max_cells, starts=starts)
     say = progress or (lambda _m: None)
-    rows = []
+    rows: list[dict] = []
     instances = resolve(targets)
-    for position, inst in enumerate(instances, 1):
-        if inst.spec is None:
-            rows.append({"instance": inst.name, "group": inst.group, "method": "-", "status": "error",
-                         "message": inst.error})
-            continue
-        spec = inst.spec if time_limit is None else inst.spec.with_options(time_limit=time_limit)
-        ctx = {"max_cells": max_cells, "starts": starts}
-        for method in milp_first(methods):
-            row = {"instance": inst.name, "group": inst.group, "method": method, **describe(spec)}
-            try:
-                row.update(METHODS[method](spec, ctx))
-            except MilplandError as exc:
-                row.update({"status": "skipped", "message": str(exc)})
-            except Exception as exc:  # a baseline failing must not stop the benchmark
-                row.update({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
-            rows.append(row)
-            if on_row is not None:
-                on_row(pd.DataFrame(rows))
-            say(f"[{position}/{len(instances)}] {inst.name} {method}: {row.get('status')} "
-                f"risk {row.get('risk', float('nan')):.6g} in {row.get('seconds', float('nan')):.2f} s")
+    try:
+        for position, inst in enumerate(instances, 1):
+            if inst.spec is None:
+                rows.append({"instance": inst.name, "group": inst.group, "method": "-", "status": "error",
+                             "message": inst.error})
+                continue
+            spec = inst.spec if time_limit is None else inst.spec.with_options(time_limit=time_limit)
+            ctx = {"max_cells": max_cells, "starts": starts}
+            for method in milp_first(methods):
+                row = run_method(inst, spec, method, ctx)
+                rows.append(row)
+                if on_row is not None:
+                    on_row(pd.DataFrame(rows))
+                say(f"[{position}/{len(instances)}] {inst.name} {method}: {row.get('status')} "
+                    f"risk {row.get('risk', float('nan')):.6g} in {row.get('seconds', float('nan')):.2f} s")
+                if interrupt.requested():
+                    return pd.DataFrame(rows)
+    except KeyboardInterrupt:  # between two methods: the rows so far stand
+        interrupt.request()
     return pd.DataFrame(rows)
+
+
+def run_method(inst, spec: InstanceSpec, method: str, ctx: dict) -> dict:
+    """One row: the method's own columns, or its error; Ctrl-C gives status interrupted."""
+    row = {"instance": inst.name, "group": inst.group, "method": method, **describe(spec)}
+    started = time.perf_counter()
+    try:
+        row.update(METHODS[method](spec, ctx))
+    except KeyboardInterrupt:  # a method that does not poll the stop flag (`milpland.interrupt`)
+        interrupt.request()
+        row.update({"status": "interrupted", "seconds": time.perf_counter() - started,
+                    "message": "interrupted (Ctrl-C)"})
+    except MilplandError as exc:
+        row.update({"status": "skipped", "message": str(exc)})
+    except Exception as exc:  # a baseline failing must not stop the benchmark
+        row.update({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+    return row
+
+
+def check_bench_options(*, time_limit: float | None, max_cells: int, starts: int) -> None:
+    """The options as user errors, before any instance runs."""
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise MilplandError(f"--time-limit: must be a positive finite number of seconds, got {time_limit!r}")
+    for flag, value in (("--max-cells", max_cells), ("--starts", starts)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise MilplandError(f"--{flag.lstrip('-')}: must be a positive integer, got {value!r}")
 
 
 def milp_first(methods: list[str]) -> list[str]:
@@ -373,17 +425,26 @@ def machine_description() -> str:
             f"{platform.platform()}, Python {platform.python_version()}, highspy {highspy.Highs().version()}")
 
 
-def write_report(table: pd.DataFrame, *, name: str, out_dir: str | Path, command: str) -> list[Path]:
+REPORT_COLUMNS = {"instance": "", "method": "-", "status": "", "n": np.nan, "loss": "", "seconds": np.nan}
+
+
+def write_report(table: pd.DataFrame, *, name: str, out_dir: str | Path, command: str, note: str = "") -> list[Path]:
+    """bench-<name>.csv, .md and .png in out_dir; `note` (e.g. an interruption) heads the .md."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv, md, png = out / f"bench-{name}.csv", out / f"bench-{name}.md", out / f"bench-{name}.png"
+    table = table.copy()
+    for column, empty in REPORT_COLUMNS.items():  # an empty or all-error table still makes a report
+        if column not in table:
+            table[column] = empty
     table.to_csv(csv, index=False)
     ratios = headline_ratios(table)
     columns = [c for c in ["instance", "method", "n", "d", "width", "loss", "status", "certified", "risk",
                            "lower_bound", "gap", "seconds_build", "seconds_solve", "seconds", "nodes", "rounds",
                            "cells", "cells_per_second", "fraction_global", "local_minima", "spurious",
                            "interior_levels", "matches_enumerate", "box_active", "message"] if c in table.columns]
-    lines = [f"# Benchmark `{name}`", "", f"Command: `{command}`", "", f"Machine: {machine_description()}",
+    lines = [f"# Benchmark `{name}`", "", *([f"**{note}**", ""] if note else []), f"Command: `{command}`", "",
+             f"Machine: {machine_description()}",
              f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}", "", "## Headline ratios (time of baseline / time of milp)", "",
              markdown_table(ratios) if len(ratios) else "(no instance finished by both)",
              "", "## All runs", "", markdown_table(table[columns]), ""]

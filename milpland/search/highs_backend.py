@@ -17,7 +17,27 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
+import milpland.interrupt as interrupt
+
 INF = highspy.kHighsInf
+
+
+def stop_on_request(highs: highspy.Highs) -> highspy.Highs:
+    """Let a Ctrl-C stop this HiGHS object within its current solve (`milpland.interrupt`).
+
+    HiGHS calls its interrupt callbacks (MIP search, simplex, interior point) many times a
+    second; each checks the stop flag and, when set, makes HiGHS return with model status
+    kInterrupt and the best point and dual bound it has.  Running a Python callback also lets
+    the SIGINT handler itself run while HiGHS works (Python runs signal handlers only between
+    Python instructions of the main thread): without it a Ctrl-C waited for the time limit.
+    """
+    def check(event) -> None:
+        if interrupt.requested():
+            event.interrupt()
+
+    for hook in (highs.cbMipInterrupt, highs.cbSimplexInterrupt, highs.cbIpmInterrupt):
+        hook.subscribe(check)
+    return highs
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,7 +125,7 @@ class MipRunner:
     def __init__(self, compiled: CompiledModel, *, scale: float, options: dict):
         self.compiled = compiled
         self.scale = scale
-        self.highs = highspy.Highs()
+        self.highs = stop_on_request(highspy.Highs())
         self.highs.setOptionValue("output_flag", bool(options.pop("output_flag", False)))
         for key, value in options.items():
             self.highs.setOptionValue(key, value)
