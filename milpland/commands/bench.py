@@ -53,7 +53,8 @@ def run(args) -> int:
     stopped = interrupt.requested()
     command = "milpland bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     note = f"interrupted (Ctrl-C) after {len(table)} run(s)" if stopped else ""
-    for path in write_report(table, name=name, out_dir=out, command=command, note=note):
+    # interrupted: tables only, so that Ctrl-C ends the command within a second (the figure needs matplotlib)
+    for path in write_report(table, name=name, out_dir=out, command=command, note=note, figure=not stopped):
         print(f"wrote {path}", flush=True)
     partial.unlink(missing_ok=True)
     if stopped:

@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the multistart search (default 0)")
     p.add_argument("--check-cell-min", action="store_true",
                    help="one hidden layer: also certify the best point of the point's cell")
-    p.add_argument("--verbose", action="store_true", help="traceback on solver errors")
+    p.add_argument("--verbose", action="store_true", help="progress on stderr; traceback on solver errors")
     p.set_defaults(func=run)
 
 
@@ -53,6 +53,8 @@ def run(args) -> int:
     if args.gd_starts < 0:
         raise MilplandError(f"--gd-starts: must be a non-negative integer, got {args.gd_starts}")
     params = load_params_for_spec(args.params, spec)
+    if args.verbose:
+        print(f"milpland certify: certifying a point of {spec.name} ...", file=sys.stderr, flush=True)
     from milpland.commands import stdout_to_stderr
     from milpland.points.certify import certify_point  # late: building the parser must stay cheap
 

@@ -67,6 +67,8 @@ def run(args) -> int:
     say = (lambda msg: print(f"milpland landscape: {msg}", file=sys.stderr, flush=True)) \
         if (args.verbose or args.format == "json") else None
     started = time.perf_counter()
+    if say:
+        say(f"{args.method} on {spec.name} (n = {spec.n}, {spec.architecture()}) ...")
     try:
         with stdout_to_stderr():
             result = landscape(

@@ -70,7 +70,8 @@ def run(args) -> int:
     obj = result.to_json()
     if params_out is not None and obj.get("params") is not None:
         params_out.write_text(json.dumps(obj["params"], indent=2, allow_nan=False) + "\n")
-    text = lambda o: format_text(o, rel_gap=spec.solve.rel_gap)  # noqa: E731
+    text = lambda o: format_text(o, rel_gap=spec.solve.rel_gap,  # noqa: E731
+                                 output_box_used=not spec.network.activation.homogeneous)
     if result.status == "interrupted":
         return finish_interrupted("solve", obj, args.format, text, "the best point found and the lower bound "
                                   "proven so far are printed")
@@ -129,11 +130,15 @@ def solver_failure(obj: dict) -> str:
     return ""
 
 
-def format_text(obj: dict, *, rel_gap: float | None = None) -> str:
-    """A readable summary of ``SolveResult.to_json()``; rel_gap is the gap that counts as certified."""
+def format_text(obj: dict, *, rel_gap: float | None = None, output_box_used: bool = True) -> str:
+    """A readable summary of ``SolveResult.to_json()``; rel_gap is the gap that counts as certified.
+    ``output_box_used``: whether the box bounds the output scale (not for positively homogeneous
+    activations such as ReLU, where the scaled weights carry |v_j| and only they are bounded)."""
     if rel_gap is None:
         rel_gap = (obj.get("options") or {}).get("rel_gap")
     box = obj.get("box") or {}
+    output = (f"output scale <= {number_text(box.get('output'))}" if output_box_used
+              else "output scale not bounded (homogeneous activation: the scaled weights carry |v|)")
     lines = [
         f"instance      {obj['instance']}  (hash {obj.get('instance_hash', '?')})",
         f"architecture  {obj.get('architecture', '?')}, {obj.get('loss', '?')} loss ({obj.get('reduction', '?')})",
@@ -142,7 +147,7 @@ def format_text(obj: dict, *, rel_gap: float | None = None) -> str:
         f"risk          {number_text(obj['risk'])}   (upper bound: risk of the returned point)",
         f"lower bound   {number_text(obj['lower_bound'])}",
         f"gap           {number_text(obj['gap'])}   (relative; rel_gap = {number_text(rel_gap)})",
-        f"box           |scaled weights| <= {number_text(box.get('weight'))}, output scale <= {number_text(box.get('output'))}",
+        f"box           |scaled weights| <= {number_text(box.get('weight'))}, {output}",
         f"box active    {'YES' if obj['box_active'] else 'no'}" + _box_note(obj["box_active"]),
         f"certified     {_certificate_line(obj, rel_gap)}",
     ]

@@ -137,8 +137,10 @@ def load_spec(path: str | Path) -> InstanceSpec:
         raise SpecError("spec", f"not a file: {path}")
     try:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError("spec", f"cannot read {path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise SpecError("spec", f"{path} is not a text file (not UTF-8): expected a TOML instance spec") from None
+    except OSError as exc:
+        raise SpecError("spec", f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError("spec", f"not valid TOML: {exc}", source=str(path)) from None
     try:
@@ -150,8 +152,10 @@ def load_spec(path: str | Path) -> InstanceSpec:
 def spec_from_dict(table: dict, *, base_dir: Path | None = None, source: str = "") -> InstanceSpec:
     _reject_unknown(table, TOP_KEYS, "")
     name = table.get("name")
-    if not isinstance(name, str) or not name.strip():
+    if name is None:
         raise SpecError("name", "is required: a non-empty string naming the instance")
+    if not isinstance(name, str) or not name.strip():
+        raise SpecError("name", f"must be a non-empty string naming the instance, got {name!r}")
     X, y = _parse_data(_table(table, "data", required=True), base_dir or Path("."))
     network = _parse_network(_table(table, "network", required=True))
     loss = _parse_loss(_table(table, "loss"))

@@ -428,8 +428,9 @@ def machine_description() -> str:
 REPORT_COLUMNS = {"instance": "", "method": "-", "status": "", "n": np.nan, "loss": "", "seconds": np.nan}
 
 
-def write_report(table: pd.DataFrame, *, name: str, out_dir: str | Path, command: str, note: str = "") -> list[Path]:
-    """bench-<name>.csv, .md and .png in out_dir; `note` (e.g. an interruption) heads the .md."""
+def write_report(table: pd.DataFrame, *, name: str, out_dir: str | Path, command: str, note: str = "",
+                 figure: bool = True) -> list[Path]:
+    """bench-<name>.csv, .md and (with `figure`) .png in out_dir; `note` (e.g. an interruption) heads the .md."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv, md, png = out / f"bench-{name}.csv", out / f"bench-{name}.md", out / f"bench-{name}.png"
@@ -449,6 +450,9 @@ def write_report(table: pd.DataFrame, *, name: str, out_dir: str | Path, command
              markdown_table(ratios) if len(ratios) else "(no instance finished by both)",
              "", "## All runs", "", markdown_table(table[columns]), ""]
     md.write_text("\n".join(lines))
+    if not figure:
+        png.unlink(missing_ok=True)  # a figure of an earlier run would not match these tables
+        return [csv, md]
     plot_times(table, png)
     return [csv, md, png]
 
@@ -466,32 +470,71 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
+REACHED = ("optimal", "heuristic")
+LOSS_MARKERS = {"squared": "o", "absolute": "s", "hinge": "^"}
+
+
+def reached_global(table: pd.DataFrame) -> np.ndarray:
+    """Per row: did the method end at the global minimum?  milp, bnb, enumerate and the landscape
+    methods when they finished (status optimal); gd when at least one start reached the certified
+    risk (fraction_global > 0); nothing else (time limits, errors, SCIP's unchecked answers count
+    only when SCIP itself says optimal)."""
+    finished = table["status"].isin(["optimal"]).to_numpy()
+    if "fraction_global" in table:
+        gd = (table["method"] == "gd").to_numpy()
+        reached = table["fraction_global"].fillna(0.0).to_numpy(float) > 0
+        finished = np.where(gd, reached, finished)
+    return finished
+
+
 def plot_times(table: pd.DataFrame, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = times_figure(table)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def times_figure(table: pd.DataFrame):
+    """Time per instance and method against n: colour = method, marker = loss, filled = the run
+    ended at the global minimum (`reached_global`), hollow = it did not (time limit, or gradient
+    descent whose starts all missed it).  Points sit at their exact n."""
     import matplotlib
     import matplotlib.ticker
+    from matplotlib.lines import Line2D
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    shown = table[~table["status"].isin(["skipped", "error", "-"])]  # skipped runs took no time
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    shown = table[~table["status"].isin(["skipped", "error", "-", "interrupted"])]  # skipped runs took no time
+    reached = reached_global(shown)
     methods = sorted(shown["method"].unique())
-    for offset, method in enumerate(methods):
-        rows = shown[shown["method"] == method]
-        x = rows["n"] * (1.0 + 0.04 * (offset - (len(methods) - 1) / 2))  # side by side at each n
-        done = rows["status"].isin(["optimal", "heuristic"]).to_numpy()
-        colour = f"C{offset}"
-        ax.scatter(x[done], rows["seconds"][done], color=colour, label=method, alpha=0.8)
-        ax.scatter(x[~done], rows["seconds"][~done], color=colour, marker="x", alpha=0.8)
+    colour = {m: f"C{k % 10}" for k, m in enumerate(methods)}
+    losses = sorted(shown["loss"].dropna().unique()) if "loss" in shown else []
+    for (method, loss), rows in shown.groupby(["method", "loss"]):
+        done = reached[shown.index.get_indexer(rows.index)]
+        x, y = rows["n"].to_numpy(float), rows["seconds"].to_numpy(float)
+        m = LOSS_MARKERS.get(loss, "D")
+        ax.scatter(x[done], y[done], color=colour[method], marker=m, s=36, alpha=0.8)
+        ax.scatter(x[~done], y[~done], facecolors="none", edgecolors=colour[method], marker=m, s=36, linewidths=1.3)
+    ns = sorted(shown["n"].dropna().unique())
     ax.set_xscale("log")
-    ax.set_xticks(sorted(shown["n"].unique()))
+    ax.set_yscale("log")
+    if ns:
+        ax.set_xticks(ns)
+        ax.set_xlim(min(ns) / 1.2, max(ns) * 1.2)
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    ax.set_xlabel("samples n")
-    ax.set_ylabel("seconds (x: hit the time limit)")
-    ax.set_yscale("log")
-    ax.set_title("time to the global minimum (milp: certified), and baselines")
-    ax.legend()
+    ax.set_xlabel("samples n (log scale)")
+    ax.set_ylabel("seconds, wall clock (log scale)")
+    ax.set_title("Time per instance and method")
+    ax.grid(True, which="both", alpha=0.3)
+    handles = [Line2D([], [], ls="", marker="o", color=colour[m], label=m) for m in methods]
+    handles += [Line2D([], [], ls="", marker=LOSS_MARKERS.get(l, "D"), color="0.35", label=f"{l} loss") for l in losses]
+    handles += [Line2D([], [], ls="", marker="o", color="0.35", label="filled: ended at the global minimum"),
+                Line2D([], [], ls="", marker="o", markerfacecolor="none", markeredgecolor="0.35",
+                       label="hollow: did not (time limit; gd: no start reached it)")]
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig

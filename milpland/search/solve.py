@@ -122,7 +122,7 @@ def solve_global(
     """
     if spec.network.depth != 1:
         raise MilplandError(
-            f"solve handles one hidden layer; {spec.name} has hidden = {list(spec.network.hidden)}. "
+            f"network.hidden: solve handles one hidden layer; {spec.name} has hidden = {list(spec.network.hidden)}. "
             "Use `milpland certify` for deeper networks."
         )
     started = time.perf_counter()
