@@ -48,6 +48,23 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    code = _run(args)
+    if argv is None and _solver_threads_left():
+        # As the program (not called in-process): a solver left running after Ctrl-C or its time
+        # limit (milpland.search.highs_backend.run_until_stopped) would hold the interpreter's
+        # shutdown as long as it runs; the output is written, so end now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _solver_threads_left() -> bool:
+    backend = sys.modules.get("milpland.search.highs_backend")
+    return bool(backend is not None and any(thread.is_alive() for thread, _ in backend._ABANDONED))
+
+
+def _run(args) -> int:
     try:
         with interrupt.sigint_stops():
             return int(args.func(args) or 0)

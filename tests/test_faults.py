@@ -421,7 +421,7 @@ def test_item9_messages_name_the_real_problem(tmp_path, capsys):
         assert code == 2 and stale not in err, (name, err)
     semicolon = next(f for f in FAULTS if f.name == "csv-semicolons")
     main(materialise(semicolon, tmp_path))
-    assert "d.csv line 1:" in capsys.readouterr()[1]  # numpy counted from 0: "row 0"
+    assert "is not a numeric CSV: line 1:" in capsys.readouterr()[1]  # numpy counted from 0: "row 0"
     mismatch = by_name["params-output-bias-mismatch"]
     main(materialise(mismatch, tmp_path))
     assert str(tmp_path / "p.json") in capsys.readouterr()[1]  # the file is named

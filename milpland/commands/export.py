@@ -33,8 +33,6 @@ def run(args) -> int:
     prefix = Path(args.out or spec.name)
     if prefix.is_dir() or not prefix.name:
         raise MilplandError(f"--out: {prefix} is a folder; give a file prefix such as {prefix / spec.name}")
-    if not prefix.parent.is_dir():
-        raise MilplandError(f"--out: folder {prefix.parent} does not exist")
     try:
         written = export_model(spec, out_prefix=prefix, fmt=args.format, cuts=args.cuts)
     except OSError as exc:

@@ -102,14 +102,14 @@ def _csv_problem(path: Path, lines: list[tuple[int, str]]) -> str:
     for number, line in lines:
         cells = [cell.strip() for cell in line.split(",")]
         if ";" in line and len(cells) == 1:
-            return (f"{path} line {number}: values separated by ';'; milpland reads comma-separated values "
-                    "(replace ';' by ',')")
+            return (f"{path} is not a numeric CSV: line {number}: values separated by ';'; milpland reads "
+                    "comma-separated values (replace ';' by ',')")
         bad = next((cell for cell in cells if not _is_number(cell)), None)
         if bad is not None:
-            return f"{path} line {number}: {bad!r} is not a number"
+            return f"{path} is not a numeric CSV: line {number}: {bad!r} is not a number"
         if len(cells) != width:
-            return (f"{path} line {number}: {len(cells)} values, but the first data line has {width}; "
-                    "every line needs the same inputs and a target")
+            return (f"{path} is not a numeric CSV: line {number}: {len(cells)} values, but the first data line "
+                    f"has {width}; every line needs the same inputs and a target")
     return f"{path} is not a numeric CSV"
 
 

@@ -259,11 +259,12 @@ def _one_hidden_from_lists(obj: dict, *, d: int | None, output_bias: bool | None
     if b1.shape != (m,):
         raise SpecError("params.b1", f"expected shape ({m},) to match W1 {W1.shape}, got {b1.shape}")
     if v.ndim <= 1 and v.size != m:
-        raise SpecError("params.v", f"expected {m} numbers (one output weight per hidden unit), got {v.size}")
+        raise SpecError("params.v", f"expected shape ({m},): one output weight per hidden unit, got {v.size} "
+                                    f"number{'s' if v.size != 1 else ''}")
     if v.ndim <= 1:
         v = v.reshape(1, -1)
     if v.ndim != 2 or v.shape[1] != m:
-        raise SpecError("params.v", f"expected {m} numbers (one output weight per hidden unit), got shape {v.shape}")
+        raise SpecError("params.v", f"expected shape ({m},): one output weight per hidden unit, got shape {v.shape}")
     c_arr = _matrix(c, "params.c", "a number (the output bias)").reshape(-1)
     if c_arr.shape != (v.shape[0],):
         raise SpecError("params.c", f"expected {v.shape[0]} output bias value(s), got shape {c_arr.shape}")

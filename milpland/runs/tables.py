@@ -200,7 +200,8 @@ def prepare(out_dir: str | Path) -> Path:
     """Create the output folder, prove it is writable, and clear stale temporary parts."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise MilplandError(f"--out {out}: exists and is not a folder; give a folder (it is created when missing)")
+        raise MilplandError(f"--out {out}: exists and is not a folder, cannot write there; give a folder "
+                            "(it is created when missing)")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".probe-{uuid.uuid4().hex}"

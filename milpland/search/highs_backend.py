@@ -9,6 +9,7 @@ Pyomo variables).
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -38,6 +39,44 @@ def stop_on_request(highs: highspy.Highs) -> highspy.Highs:
     for hook in (highs.cbMipInterrupt, highs.cbSimplexInterrupt, highs.cbIpmInterrupt):
         hook.subscribe(check)
     return highs
+
+
+GRACE_SECONDS = 0.5  # after a stop request, how long HiGHS may take to return with its point and bound
+_ABANDONED: list = []  # (thread, Highs) left running after a stop request: kept alive until the process ends
+
+
+def run_until_stopped(highs: highspy.Highs, *, deadline: float = np.inf) -> bool:
+    """highs.run() in a helper thread, waited for in 50 ms steps; False when it was abandoned.
+
+    HiGHS releases the GIL while it runs, so the main thread stays free to run the SIGINT handler,
+    and HiGHS sees the stop flag through its interrupt callbacks (`stop_on_request`) between
+    simplex iterations and nodes.  Its presolve calls no callback and checks no time limit: a
+    presolve of seconds delayed a Ctrl-C by as long (measured 1.5-6 s at n = 200, width 3) and
+    overran the time limit (n = 5000).  So after a stop request, or past `deadline`, HiGHS gets
+    GRACE_SECONDS to return with its best point and bound; if it has not by then it is left to
+    finish in its daemon thread (never touched again; it ends with the process) and the run
+    counts as cut short with no point and no bound."""
+    worker = threading.Thread(target=_run_and_reset, args=(highs,), name="milpland-highs", daemon=True)
+    worker.start()
+    give_up = None
+    try:
+        while worker.is_alive():
+            worker.join(0.05)
+            if give_up is None and (interrupt.requested() or time.perf_counter() > deadline):
+                give_up = time.perf_counter() + GRACE_SECONDS
+            if give_up is not None and worker.is_alive() and time.perf_counter() > give_up:
+                _ABANDONED.append((worker, highs))
+                return False
+    except KeyboardInterrupt:  # a caller that does not poll the stop flag: the handler raised here
+        _ABANDONED.append((worker, highs))
+        raise
+    return True
+
+
+def _run_and_reset(highs: highspy.Highs) -> None:
+    highs.run()
+    # what highspy does after a solve in a thread of its own (its Highs.solve with interrupt handling)
+    highspy._core._Highs.resetGlobalScheduler(False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,7 +209,9 @@ class MipRunner:
         h.setOptionValue("time_limit", max(float(time_limit), 0.01))
         h.setOptionValue("objective_bound", float(cutoff * self.scale) if np.isfinite(cutoff) else INF)
         start = time.perf_counter()
-        h.run()
+        if not run_until_stopped(h, deadline=start + max(float(time_limit), 0.01)):  # abandoned: no point, no bound
+            return MipOutcome(status="time_limit", objective=np.inf, dual_bound=-np.inf, x=None,
+                              nodes=0, seconds=time.perf_counter() - start)
         seconds = time.perf_counter() - start
         status = h.getModelStatus()
         info = h.getInfo()

@@ -53,6 +53,7 @@ Progress = Callable[[str], None]
 OBJECTIVE_TARGET = 1e3  # the scaled objective of the incumbent (DESIGN §4: HiGHS' absolute threshold)
 ABS_TOL_FACTOR = 1e-9  # absolute certification tolerance, relative to the baseline risk
 MAX_OA_ROUNDS = 500
+FINISH_RESERVE = 1.0  # seconds of the time limit kept for verification and the result (at most 2 %)
 # bnb's convexity node problem, per dense entry (`memory.convexity_node_entries`): measured 4e-8 to
 # 7e-8 s at n = 1000-5000 in 1-D (0.98 s, 7.6 s, 41 s per root node) on a shared two-core machine.
 NODE_SECONDS_PER_ENTRY = 1e-7
@@ -126,7 +127,8 @@ def solve_global(
             "Use `milpland certify` for deeper networks."
         )
     started = time.perf_counter()
-    deadline = started + spec.solve.time_limit
+    # the searches end a little early: verifying the point and assembling the result take the rest
+    deadline = started + spec.solve.time_limit - min(FINISH_RESERVE, 0.02 * spec.solve.time_limit)
     say = progress or (lambda _msg: None)
     with interrupt.polling():
         method, notes = choose_method_within_limits(spec, formulation=formulation, strategy=strategy)
