@@ -60,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _solver_threads_left() -> bool:
+    """Whether a HiGHS run was abandoned (it may still run: libhighs' exit-time destructors then
+    abort the process with "terminate called without an active exception")."""
     backend = sys.modules.get("milpland.search.highs_backend")
-    return bool(backend is not None and any(thread.is_alive() for thread, _ in backend._ABANDONED))
+    return bool(backend is not None and backend._ABANDONED)
 
 
 def _run(args) -> int:

@@ -288,7 +288,9 @@ def write_spec(tmp_path, data: dict, **solve) -> Path:
     return path
 
 
-@pytest.mark.parametrize("method, data", [("milp", HARD_D1), ("bnb", HARD_D2)])
+@pytest.mark.parametrize("method, data", [("milp", HARD_D2), ("bnb", HARD_D2),
+                                          pytest.param("milp", HARD_D1, marks=pytest.mark.slow)],
+                         ids=["milp", "bnb", "milp-1d"])
 def test_item7_sigint_stops_solve_with_the_best_point_and_bound(tmp_path, method, data):
     path = write_spec(tmp_path, data)
     delay, code, out, err = interrupt_cli(["solve", path, "--method", method, "--format", "json", "--verbose"],
@@ -312,7 +314,8 @@ def test_item7_sigint_stops_solve_as_text_too(tmp_path):
     assert status.split()[1] == "interrupted" and "lower bound" in out and "minimiser" in out
 
 
-@pytest.mark.parametrize("method", ["enumerate", "sample", "milp"])
+@pytest.mark.parametrize("method", ["enumerate", pytest.param("sample", marks=pytest.mark.slow),
+                                    pytest.param("milp", marks=pytest.mark.slow)])
 def test_item7_sigint_stops_landscape(tmp_path, method):
     path = write_spec(tmp_path, HARD_D1)  # enumerate: 85,653,600 cells
     extra = {"enumerate": ["--max-cells", "100000000"], "sample": ["--starts", "5000"], "milp": []}[method]

@@ -9,6 +9,7 @@ Pyomo variables).
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from dataclasses import dataclass
@@ -32,12 +33,15 @@ def stop_on_request(highs: highspy.Highs) -> highspy.Highs:
     the SIGINT handler itself run while HiGHS works (Python runs signal handlers only between
     Python instructions of the main thread): without it a Ctrl-C waited for the time limit.
     """
+    stop = {"cancel": False}  # set when this run is abandoned (`run_until_stopped`)
+
     def check(event) -> None:
-        if interrupt.requested():
+        if stop["cancel"] or interrupt.requested():
             event.interrupt()
 
     for hook in (highs.cbMipInterrupt, highs.cbSimplexInterrupt, highs.cbIpmInterrupt):
         hook.subscribe(check)
+    highs._milpland_stop = stop
     return highs
 
 
@@ -65,12 +69,28 @@ def run_until_stopped(highs: highspy.Highs, *, deadline: float = np.inf) -> bool
             if give_up is None and (interrupt.requested() or time.perf_counter() > deadline):
                 give_up = time.perf_counter() + GRACE_SECONDS
             if give_up is not None and worker.is_alive() and time.perf_counter() > give_up:
-                _ABANDONED.append((worker, highs))
+                _abandon(worker, highs)
                 return False
     except KeyboardInterrupt:  # a caller that does not poll the stop flag: the handler raised here
-        _ABANDONED.append((worker, highs))
+        worker.join(GRACE_SECONDS)  # HiGHS sees the flag too; an exit while it still runs aborted the process
+        _abandon(worker, highs)
         raise
     return True
+
+
+def _abandon(worker: threading.Thread, highs: highspy.Highs) -> None:
+    """Leave a run to end on its own: its callbacks stop it at their next call (after the presolve)."""
+    getattr(highs, "_milpland_stop", {})["cancel"] = True
+    _ABANDONED.append((worker, highs))
+
+
+@atexit.register
+def _wait_for_abandoned() -> None:
+    """Before the interpreter shuts down, let abandoned runs end (they were told to stop): libhighs'
+    exit-time destructors abort the process ("terminate called without an active exception") when
+    a run is still going.  The command line does not wait: it leaves with os._exit (milpland.cli)."""
+    for worker, _ in _ABANDONED:
+        worker.join(30.0)
 
 
 def _run_and_reset(highs: highspy.Highs) -> None:
