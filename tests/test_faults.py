@@ -400,7 +400,8 @@ def test_item8_a_full_disk_during_a_batch_is_one_line_and_keeps_what_finished(tm
     code, _, err = run_cli(capsys, "batch", suite, "--out", out_dir, "--jobs", 1)
     lines = [line for line in err.splitlines() if line.startswith("milpland batch")]
     assert code == 1 and "Traceback" not in err
-    assert len(lines) == 1 and "No space left on device" in lines[0] and "2 job(s) written before are intact" in lines[0]
+    assert len(lines) == 1 and "No space left on device" in lines[0]
+    assert "2 job(s) written before are intact" in lines[0]
     monkeypatch.setattr(tables, "write_rows", real_write)
     frames = tables.load(out_dir)
     assert sorted(frames["jobs"]["instance"]) == sorted(jobs_written)  # both committed jobs, whole

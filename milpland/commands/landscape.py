@@ -170,8 +170,9 @@ def format_text(obj: dict) -> str:
     """A readable table of ``LandscapeResult.to_json()``."""
     g = obj["global"]
     if g is None:  # interrupted before anything was computed
-        return (f"instance      {obj['instance']}  (hash {obj['instance_hash']})\n"
-                f"method        {obj['method']}\nstatus        {obj.get('status', '?')}\nmessage       {obj['message']}")
+        return "\n".join([f"instance      {obj['instance']}  (hash {obj['instance_hash']})",
+                          f"method        {obj['method']}", f"status        {obj.get('status', '?')}",
+                          f"message       {obj['message']}"])
     counts = obj.get("counts") or {}
     source = ("the complete enumeration" if obj["global_source"] == "enumerate"
               else f"solve_global ({g.get('method', '?')}, status {g.get('status', '?')})")

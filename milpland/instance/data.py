@@ -68,7 +68,8 @@ def _load_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise SpecError("data.path", f"{path} is not a text file (not UTF-8): expected comma-separated numbers") from None
+        raise SpecError("data.path",
+                        f"{path} is not a text file (not UTF-8): expected comma-separated numbers") from None
     except OSError as exc:
         raise SpecError("data.path", f"cannot read {path}: {exc.strerror}") from None
     lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
@@ -173,8 +174,9 @@ def generate(options: dict) -> tuple[np.ndarray, np.ndarray]:
     elif kind == "teacher":
         width = _positive_int(options, "teacher_width", default=2)
         if n * width > MAX_GENERATED_VALUES:
-            raise SpecError("data.teacher_width", f"a teacher of width {width} on {n} samples needs {n * width:.3g} "
-                                                  f"activations, more than {MAX_GENERATED_VALUES:.0e}; use a narrower teacher")
+            raise SpecError("data.teacher_width", f"a teacher of width {width} on {n} samples needs "
+                                                  f"{n * width:.3g} activations, more than {MAX_GENERATED_VALUES:.0e}; "
+                                                  "use a narrower teacher")
         X = rng.uniform(-1.0, 1.0, size=(n, d))
         W, b, v = rng.normal(size=(width, d)), rng.normal(size=width), rng.normal(size=width)
         y = np.maximum(X @ W.T + b, 0.0) @ v

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 import platform
 import signal
 import time

@@ -21,14 +21,14 @@ import os
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import highspy
 import numpy as np
 
 import milpland.interrupt as interrupt
-from milpland.cells.problem import Cell, CellResult, CellSolver
+from milpland.cells.problem import Cell, CellSolver
 from milpland.cells.scaled import ScaledParams, sign_class
 from milpland.cells.verify import verify_point
 from milpland.errors import MilplandError
@@ -123,15 +123,15 @@ def solve_global(
     """
     if spec.network.depth != 1:
         raise MilplandError(
-            f"network.hidden: solve handles one hidden layer; {spec.name} has hidden = {list(spec.network.hidden)}. "
-            "Use `milpland certify` for deeper networks."
+            f"network.hidden: solve handles one hidden layer; {spec.name} has hidden = "
+            f"{list(spec.network.hidden)}. Use `milpland certify` for deeper networks."
         )
     started = time.perf_counter()
     # the searches end a little early: verifying the point and assembling the result take the rest
     deadline = started + spec.solve.time_limit - min(FINISH_RESERVE, 0.02 * spec.solve.time_limit)
     say = progress or (lambda _msg: None)
     with interrupt.polling():
-        method, notes = choose_method_within_limits(spec, formulation=formulation, strategy=strategy)
+        method, notes = choose_method_within_limits(spec, strategy=strategy)
         for note in notes:
             say(note)
         cells = make_cell_solver(spec)
@@ -150,32 +150,39 @@ def solve_global(
         say(f"first incumbent {incumbent.risk:.6g} ({incumbent.found_by}, {search_seconds:.1f} s)")
         outcomes: list[ClassOutcome] = []
         if incumbent.risk > abs_tol:  # a zero (up to tolerance) risk needs no proof: the risk is >= 0
-            order = class_order(spec, incumbent, candidates, strategy)
-            if stopped(deadline):
-                outcomes = [not_searched(k) for k in order]
-                notes.append("stopped before the search began (time limit or interrupt)")
-            elif time.perf_counter() + cell_seconds(spec) > deadline:
-                outcomes = [not_searched(k) for k in order]
-                notes.append(f"a cell problem of {memory.cell_params(spec)} weights takes about {cell_seconds(spec):.2g} s "
-                             "to solve, more than the time left: not searched")
-            elif method == "bnb" and node_seconds(spec, strategy) > deadline - time.perf_counter():
-                outcomes = [not_searched(k) for k in order]
-                notes.append(f"one bnb node takes about {node_seconds(spec, strategy):.2g} s, more than the time left: "
-                             "not searched")
-            elif method == "bnb":
-                outcomes = pattern_bnb.search(spec, incumbent, cells, order, deadline=deadline, abs_tol=abs_tol,
-                                              say=say, options=strategy.bnb)
-            else:
-                scale = OBJECTIVE_TARGET / max(incumbent.risk, 1e3 * abs_tol)
-                ctx = Context(spec=spec, formulation=formulation, strategy=strategy, scale=scale, abs_tol=abs_tol,
-                              candidates=tuple(candidates),
-                              tangent_points=tangent_points(spec, incumbent, candidates, strategy))
-                if strategy.processes > 1 and len(order) > 1:
-                    outcomes = solve_classes_parallel(ctx, order, incumbent, cells, deadline, say)
-                else:
-                    outcomes = solve_classes_sequential(ctx, order, incumbent, cells, deadline, say)
+            ctx = Context(spec=spec, formulation=formulation, strategy=strategy,
+                          scale=OBJECTIVE_TARGET / max(incumbent.risk, 1e3 * abs_tol), abs_tol=abs_tol,
+                          candidates=tuple(candidates),
+                          tangent_points=tangent_points(spec, incumbent, candidates, strategy))
+            outcomes = search_classes(ctx, method, incumbent, cells, deadline, say, notes)
         return assemble_result(spec, incumbent, outcomes, abs_tol, started, formulation=formulation,
                                strategy=strategy, search_seconds=search_seconds, method=method, notes=notes)
+
+
+def search_classes(ctx: Context, method: str, incumbent: Incumbent, cells: CellSolver, deadline: float,
+                   say: Progress, notes: list[str]) -> list[ClassOutcome]:
+    """The sign classes searched by `method` until `deadline`; a search that cannot make progress in
+    the time left (a single cell solve or bnb node would outlast it) is not started (said in `notes`)."""
+    spec, strategy = ctx.spec, ctx.strategy
+    order = class_order(spec, incumbent, list(ctx.candidates), strategy)
+    left = deadline - time.perf_counter()
+    why = ""
+    if stopped(deadline):
+        why = "stopped before the search began (time limit or interrupt)"
+    elif cell_seconds(spec) > left:
+        why = (f"a cell problem of {memory.cell_params(spec)} weights takes about {cell_seconds(spec):.2g} s "
+               "to solve, more than the time left: not searched")
+    elif method == "bnb" and node_seconds(spec, strategy) > left:
+        why = f"one bnb node takes about {node_seconds(spec, strategy):.2g} s, more than the time left: not searched"
+    if why:
+        notes.append(why)
+        return [not_searched(k) for k in order]
+    if method == "bnb":
+        return pattern_bnb.search(spec, incumbent, cells, order, deadline=deadline, abs_tol=ctx.abs_tol, say=say,
+                                  options=strategy.bnb)
+    if strategy.processes > 1 and len(order) > 1:
+        return solve_classes_parallel(ctx, order, incumbent, cells, deadline, say)
+    return solve_classes_sequential(ctx, order, incumbent, cells, deadline, say)
 
 
 def cell_seconds(spec: InstanceSpec) -> float:
@@ -219,7 +226,7 @@ def node_seconds(spec: InstanceSpec, strategy: SolveStrategy) -> float:
     return NODE_SECONDS_PER_ENTRY * memory.convexity_node_entries(spec)
 
 
-def choose_method_within_limits(spec: InstanceSpec, *, formulation: FormulationOptions = FormulationOptions(),
+def choose_method_within_limits(spec: InstanceSpec, *,
                                 strategy: SolveStrategy = SolveStrategy()) -> tuple[str, list[str]]:
     """`choose_method`, then the limits.  Time: auto takes milp where one bnb node would need more
     than half the time limit.  Memory (`milpland.search.memory`, ``[solve] memory_limit``): auto
@@ -254,8 +261,8 @@ def _within_memory(spec: InstanceSpec, method: str, strategy: SolveStrategy) -> 
     if alternative is not None and alternative.peak <= limit:
         hint = f", or use method = \"{other}\" ({alternative.describe()})"
     raise MilplandError(f"solve.memory_limit: the {method} search of {spec.name} needs {need.describe()}, more than "
-                        f"the limit of {memory.gigabytes(limit)}; raise [solve] memory_limit (GB; --memory-limit){hint} "
-                        "or make the instance smaller")
+                        f"the limit of {memory.gigabytes(limit)}; raise [solve] memory_limit (GB; --memory-limit)"
+                        f"{hint} or make the instance smaller")
 
 
 def make_cell_solver(spec: InstanceSpec) -> CellSolver:
