@@ -80,3 +80,4 @@ def sigint_stops():
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        clear()  # a later call in the same process (a notebook, a test) starts afresh

@@ -50,7 +50,7 @@ def run(args) -> int:
     table = run_bench(args.targets, methods=methods, time_limit=args.time_limit, max_cells=args.max_cells,
                       starts=args.starts, progress=lambda msg: print(msg, file=sys.stderr, flush=True),
                       on_row=lambda rows: _write_atomic(rows, partial))
-    stopped = interrupt.requested()
+    stopped = bool(table.attrs.get("interrupted"))
     command = "milpland bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     note = f"interrupted (Ctrl-C) after {len(table)} run(s)" if stopped else ""
     # interrupted: tables only, so that Ctrl-C ends the command within a second (the figure needs matplotlib)

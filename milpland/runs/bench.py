@@ -327,7 +327,7 @@ def run_bench(targets: list[str], *, methods: list[str], time_limit: float | Non
     on_row gets the table so far after every row (the command saves it: an interruption loses
     nothing).  Ctrl-C (`milpland.interrupt`) ends the run: the method running then gets a row with
     status ``interrupted`` (the solves report their best point and bound so far) and the table so
-    far is returned."""
+    far is returned, with ``attrs["interrupted"]`` set."""
     from milpland.runs.suites import resolve
 
     unknown = [m for m in methods if m not in METHODS]
@@ -352,11 +352,18 @@ def run_bench(targets: list[str], *, methods: list[str], time_limit: float | Non
                     on_row(pd.DataFrame(rows))
                 say(f"[{position}/{len(instances)}] {inst.name} {method}: {row.get('status')} "
                     f"risk {row.get('risk', float('nan')):.6g} in {row.get('seconds', float('nan')):.2f} s")
-                if interrupt.requested():
-                    return pd.DataFrame(rows)
+                if row.get("status") == "interrupted" or interrupt.requested():
+                    return _table(rows, interrupted=True)
     except KeyboardInterrupt:  # between two methods: the rows so far stand
-        interrupt.request()
-    return pd.DataFrame(rows)
+        return _table(rows, interrupted=True)
+    return _table(rows, interrupted=False)
+
+
+def _table(rows: list[dict], *, interrupted: bool) -> pd.DataFrame:
+    """The rows as a table; ``attrs["interrupted"]`` says whether Ctrl-C ended the run."""
+    table = pd.DataFrame(rows)
+    table.attrs["interrupted"] = interrupted
+    return table
 
 
 def run_method(inst, spec: InstanceSpec, method: str, ctx: dict) -> dict:
@@ -366,7 +373,6 @@ def run_method(inst, spec: InstanceSpec, method: str, ctx: dict) -> dict:
     try:
         row.update(METHODS[method](spec, ctx))
     except KeyboardInterrupt:  # a method that does not poll the stop flag (`milpland.interrupt`)
-        interrupt.request()
         row.update({"status": "interrupted", "seconds": time.perf_counter() - started,
                     "message": "interrupted (Ctrl-C)"})
     except MilplandError as exc:
