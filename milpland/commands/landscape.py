@@ -12,7 +12,6 @@ minimum (the ``minima`` columns of milpland.runs.tables plus rank, method, globa
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -21,7 +20,8 @@ import traceback
 import uuid
 from pathlib import Path
 
-from milpland.commands import number_text, stdout_to_stderr
+import milpland.interrupt as interrupt
+from milpland.commands import finish_interrupted, number_text, print_result, stdout_to_stderr
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec, load_spec
 
@@ -75,6 +75,8 @@ def run(args) -> int:
     say = (lambda msg: print(f"milpland landscape: {msg}", file=sys.stderr, flush=True)) \
         if (args.verbose or args.format == "json") else None
     started = time.perf_counter()
+    if say:
+        say(f"{args.method} on {spec.name} (n = {spec.n}, {spec.architecture()}) ...")
     try:
         with stdout_to_stderr():
             result = landscape(
@@ -86,6 +88,9 @@ def run(args) -> int:
             )
     except MilplandError:
         raise
+    except KeyboardInterrupt:  # Ctrl-C in a part that does not poll the stop flag: nothing certified yet
+        return finish_interrupted("landscape", interrupted_without_result(spec, args.method), args.format,
+                                  format_text, "stopped before any minimum was certified")
     except Exception as exc:  # a solver failure, not a user mistake
         if args.verbose:
             traceback.print_exc(file=sys.stderr)
@@ -94,18 +99,27 @@ def run(args) -> int:
     if say:
         say(f"done in {time.perf_counter() - started:.2f} s")
     obj = result.to_json()
-    if args.format == "json":
-        print(json.dumps(obj, allow_nan=False))
-    else:
-        print(format_text(obj))
+    obj.setdefault("status", "done")
     if out_dir is not None:
         path = write_minima(out_dir, result.to_rows())
         print(f"milpland landscape: wrote {len(result.minima)} minima to {path}", file=sys.stderr)
+    if interrupt.requested():  # a search polled the stop flag and returned what it had
+        return finish_interrupted("landscape", obj, args.format, format_text,
+                                  "the minima certified so far and the global bound proven so far are printed")
+    print_result(obj, args.format, format_text)
     ver = obj["global"].get("verification")
     if not ver or not ver.get("ok", False):
         print("milpland landscape: the global reference point failed the numpy re-check", file=sys.stderr)
         return 1
     return 0
+
+
+def interrupted_without_result(spec: InstanceSpec, method: str) -> dict:
+    """The landscape JSON of a run stopped before anything was certified (status interrupted)."""
+    return {"instance": spec.name, "instance_hash": spec.instance_hash(), "method": method, "status": "interrupted",
+            "complete": False, "global": None, "global_source": None, "global_risk": None, "tolerance": None,
+            "n_minima": 0, "n_spurious": 0, "minima": [], "counts": {}, "timings": {}, "seconds": None,
+            "message": "interrupted before any minimum was certified"}
 
 
 def prepare_spec(args) -> InstanceSpec:
@@ -178,10 +192,14 @@ GLOBAL_SOURCES = {"enumerate": "the complete enumeration", "bnb": "the listing's
 def format_text(obj: dict) -> str:
     """A readable table of ``LandscapeResult.to_json()``."""
     g = obj["global"]
+    if g is None:  # interrupted before anything was computed
+        return "\n".join([f"instance      {obj['instance']}  (hash {obj['instance_hash']})",
+                          f"method        {obj['method']}", f"status        {obj.get('status', '?')}",
+                          f"message       {obj['message']}"])
     counts = obj.get("counts") or {}
     source = GLOBAL_SOURCES.get(obj["global_source"], obj["global_source"])
     if obj["global_source"] == "solve_global":
-        source += f" ({g.get('method', '?')})"
+        source += f" ({g.get('method', '?')}, status {g.get('status', '?')})"
     lines = [
         headline_text(obj),
         f"instance      {obj['instance']}  (hash {obj['instance_hash']})",
@@ -191,7 +209,8 @@ def format_text(obj: dict) -> str:
         + f"  (complete, i.e. {COMPLETE_MEANS.get(obj['method'], '?')}: {'yes' if obj['complete'] else 'no'})",
         *_listing_lines(obj),
         f"global        {number_text(obj['global_risk'])}  from {source}; certified: {'yes' if g['certified'] else 'NO'}"
-        + ("; box bound active" if g.get("box_active") else ""),
+        + ("; box bound active" if g.get("box_active") else "")
+        + (f"; lower bound {number_text(g.get('lower_bound'))}" if not g["certified"] else ""),
         f"minima        {obj['n_minima']} distinct local minima, {obj['n_spurious']} spurious "
         f"(gap > {number_text(obj['tolerance'], 3)})",
         "",
@@ -219,6 +238,8 @@ def format_text(obj: dict) -> str:
     if shown:
         lines.append(f"counts        {shown}")
     lines.append(f"seconds       {number_text(obj['seconds'], 3)}")
+    if obj.get("status") == "interrupted":
+        lines.append("status        interrupted (Ctrl-C): the minima certified so far; the list is not complete")
     if obj.get("message"):
         lines.append(f"message       {obj['message']}")
     return "\n".join(lines)
