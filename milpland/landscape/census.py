@@ -49,6 +49,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+import milpland.interrupt as interrupt
 from milpland.cells.arrangement import unit_patterns
 from milpland.cells.certificates import Certifier, Verdict, match_minimum
 from milpland.cells.minima import LocalMinimum
@@ -359,6 +360,10 @@ def run_census(spec: InstanceSpec, *, starts: int, seed: int, max_iter: int = MA
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
     first = descend(spec, starts=starts, seed=seed, max_iter=max_iter, gtol=gtol)
+    stopped = len(first.risk) < starts  # Ctrl-C during the descent: the census of the starts that ran
+    starts = len(first.risk)
+    if starts == 0:
+        raise KeyboardInterrupt  # stopped before one descent finished: nothing to count
     statuses = ", ".join(f"{v} {k}" for k, v in first.status_counts().items())
     say(f"{starts} descents in {first.seconds:.1f} s: {statuses}")
     book = _CellBook(spec, say)
@@ -379,6 +384,9 @@ def run_census(spec: InstanceSpec, *, starts: int, seed: int, max_iter: int = MA
               "cell_jumps": len(successor), **{f"ended_{k}": v for k, v in ends.items()},
               "distinct_minima": len(minima), "singletons": singletons, "cell_solves": book.cell_solves}
     messages = [f"cell {v.cell}: {v.reason}" for v in book.verdicts.values() if v.status == "undetermined"][:5]
+    if stopped or interrupt.requested():
+        messages.insert(0, f"interrupted (Ctrl-C): the census of the {starts} starts that ran, without the jumps "
+                           "not yet made")
     seconds = {"jit": first.jit_seconds, "descent": first.seconds, "jump_descents": jump_seconds,
                "certificates": book.seconds, "unit_patterns": book.patterns_seconds,
                "total": time.perf_counter() - t0}
@@ -399,7 +407,7 @@ def _walk(spec, book: _CellBook, start_keys, *, max_iter, gtol, max_jumps, say) 
         todo = [k for k in frontier if book.verdicts[k].status == "not_local_minimum" and k not in successor]
         say(f"jump {jump}: {len(frontier)} new cells certified ({book.seconds:.1f} s so far), "
             f"{len(todo)} not local minima")
-        if not todo or jump == max_jumps:
+        if not todo or jump == max_jumps or interrupt.requested():  # Ctrl-C: no further jumps
             break
         t0 = time.perf_counter()
         out = descend_from(spec, np.array([book.optimum_row(k) for k in todo]), max_iter=max_iter, gtol=gtol)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+import milpland.interrupt as interrupt
 from milpland.instance.network import OneHiddenParams
 from milpland.instance.spec import InstanceSpec
 
@@ -42,6 +43,7 @@ ETA_MIN = 1e-14
 LOSS_CODES = {"squared": 0, "absolute": 1, "hinge": 2}
 ITERATION_LIMIT, CONVERGED, STALLED = 0, 1, 2  # Descent.status
 STATUS_NAMES = ("iteration_limit", "converged", "stalled")
+CHUNK = 256  # starts per kernel call: Ctrl-C is seen between calls (a chunk takes about a second at n = 40)
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,15 +118,27 @@ def descend(spec: InstanceSpec, *, starts: int, seed: int, max_iter: int = MAX_I
 
 
 def descend_from(spec: InstanceSpec, points: np.ndarray, *, max_iter: int = MAX_ITER, gtol: float = GTOL) -> Descent:
-    """Armijo gradient descent from the given theta rows (not modified), all starts in one kernel call."""
+    """Armijo gradient descent from the given theta rows (not modified), CHUNK starts per kernel call.
+
+    Ctrl-C (`milpland.interrupt`'s stop flag) ends the descent between two chunks: the Descent
+    then holds the starts finished so far, in order (fewer rows than points)."""
     theta = np.array(points, dtype=float, order="C", copy=True)
     X, y = np.ascontiguousarray(spec.X, dtype=float), np.ascontiguousarray(spec.y, dtype=float)
     args = _kernel_args(spec)
     t0 = time.perf_counter()
     _descend_all(X[:1], y[:1], theta[:1].copy(), *args, 0, float(gtol))  # compile, or load from the cache
     t1 = time.perf_counter()
-    risk, gnorm, iters, status = _descend_all(X, y, theta, *args, int(max_iter), float(gtol))
-    return Descent(theta=theta, width=spec.width, dim=spec.d, risk=risk, grad_norm=gnorm, iterations=iters,
+    parts, done = [], 0
+    # polling: a Ctrl-C inside a compiled call must only set the flag (raised there, numba turns
+    # the KeyboardInterrupt into a SystemError)
+    with interrupt.polling():
+        while done < len(theta) and not (done and interrupt.requested()):
+            chunk = theta[done:done + CHUNK]  # a view: the kernel writes the end points into theta
+            parts.append(_descend_all(X, y, chunk, *args, int(max_iter), float(gtol)))
+            done += len(chunk)
+    risk, gnorm, iters, status = (np.concatenate(column) for column in zip(*parts)) if parts else \
+        (np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    return Descent(theta=theta[:done], width=spec.width, dim=spec.d, risk=risk, grad_norm=gnorm, iterations=iters,
                    status=status, seconds=time.perf_counter() - t1, jit_seconds=t1 - t0)
 
 
