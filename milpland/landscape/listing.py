@@ -195,18 +195,17 @@ def _solve_global(spec: InstanceSpec, say: Progress) -> SolveResult:
 def global_from_enumeration(spec: InstanceSpec, out, seconds: float) -> SolveResult:
     """The minimum over the box from a complete enumeration: the best cell optimum (upper bound,
     re-evaluated with numpy) and the least Lagrangian bound of all cells (lower bound)."""
-    usable = [k for k, ok in enumerate(out.verified) if ok]
-    if not usable:
+    best = out.best()
+    if best is None:
         raise MilplandError("enumerate: no cell was solved to optimality")
-    best = min(usable, key=lambda k: out.results[k].risk)
-    res, cell = out.results[best], out.cells[best]
+    res, cell = out.store.result(best), out.store.cell(best)
     act = spec.network.activation
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         params, limit_units = res.theta.to_original(act)
     verification = verify_point(spec, params, cell.pattern, res.risk, limit_units)
     upper = verification.risk_numpy
-    lower = min(min(r.lower_bound for r in out.results), upper)
+    lower = min(out.lowest_bound(), upper)
     closed = upper - lower <= max(spec.solve.rel_gap * abs(upper), 1e-12)
     certified = bool(out.complete and closed and not res.box_active and verification.ok)
     notes = [str(w.message) for w in caught]
@@ -219,8 +218,8 @@ def global_from_enumeration(spec: InstanceSpec, out, seconds: float) -> SolveRes
         box_weight=spec.box.weight, box_output=spec.box.output, box_active=bool(res.box_active),
         certified=certified, params=params, pattern=cell.pattern, signs=cell.signs,
         seconds=Seconds(build=0.0, solve=float(out.seconds.get("cells", 0.0)), total=float(seconds)),
-        nodes=0, iterations=len(out.cells), solver_name="highs", solver_version=highspy.Highs().version(),
-        options={"cells": len(out.cells), "unit_patterns": int(out.counts.get("unit_patterns", 0))},
+        nodes=0, iterations=out.n_cells, solver_name="highs", solver_version=highspy.Highs().version(),
+        options={"cells": out.n_cells, "unit_patterns": int(out.counts.get("unit_patterns", 0))},
         seed=spec.solve.seed, verification=verification, message="; ".join(notes),
     )
 
