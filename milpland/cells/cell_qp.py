@@ -451,15 +451,22 @@ def _gap(Xh, y, pieces, signs, slopes, f, mu, lam, theta, lo_b, hi_b, gx, m, D, 
 
 
 @numba.njit(cache=True)
-def _unit_multipliers(Xh, pieces, signs, slopes, mu, gx, rownorm, tight_tol, j, lam):
+def _unit_multipliers(Xh, pieces, signs, slopes, mu, gx, rownorm, tight_tol, j, th, lo_b, hi_b, lam):
     """lam[:, j] >= 0 on unit j's rows tight at theta: the non-negative least-squares fit of the
-    unit's gradient q_j = sum_i mu_i s_j alpha_k x^_i by sum_i lam_i side_i x^_i."""
+    unit's gradient q_j = sum_i mu_i s_j alpha_k x^_i by sum_i lam_i side_i x^_i, on the unit's
+    coordinates strictly inside the box (at a bound the box term of the bound takes the rest)."""
     n, D = Xh.shape
-    q = np.zeros(D)
+    free = np.zeros(D, dtype=np.int64)
+    nf = 0
+    for t in range(D):
+        if lo_b[j * D + t] < th[j * D + t] < hi_b[j * D + t]:
+            free[nf] = t
+            nf += 1
+    q = np.zeros(nf)
     for i in range(n):
         coef = signs[j] * slopes[pieces[i, j]] * mu[i]
-        for t in range(D):
-            q[t] += coef * Xh[i, t]
+        for a in range(nf):
+            q[a] += coef * Xh[i, free[a]]
     rows = np.zeros(n, dtype=np.int64)
     nr = 0
     for i in range(n):
@@ -467,14 +474,14 @@ def _unit_multipliers(Xh, pieces, signs, slopes, mu, gx, rownorm, tight_tol, j, 
         if abs(gx[i, j]) <= tight_tol * rownorm[i]:
             rows[nr] = i
             nr += 1
-    if nr == 0:
+    if nr == 0 or nf == 0:
         return
-    A = np.zeros((D, nr))
+    A = np.zeros((nf, nr))
     for a in range(nr):
         i = rows[a]
         s = 1.0 if pieces[i, j] == 1 else -1.0
-        for t in range(D):
-            A[t, a] = s * Xh[i, t]
+        for b_ in range(nf):
+            A[b_, a] = s * Xh[i, free[b_]]
     H = A.T @ A
     b = A.T @ q
     colnorm = np.zeros(nr)
@@ -488,9 +495,15 @@ def _unit_multipliers(Xh, pieces, signs, slopes, mu, gx, rownorm, tight_tol, j, 
 
 @numba.njit(cache=True)
 def verify_cells(units, signs, patterns, slopes, Xh, y, theta, c, has_c, box, c_bound, w, scale, kkt_tol,
-                 feas_tol, box_rtol, status_out, risk_out, lower_out, kkt_out, viol_out, fitted_out):
+                 feas_tol, box_rtol, allow_box, status_out, risk_out, lower_out, kkt_out, viol_out, fitted_out,
+                 box_active_out):
     """Recompute every cell's outputs, risk, violation and Lagrangian bound from theta (see the
-    module docstring).  Only theta is read: the active set that produced it is not trusted."""
+    module docstring).  Only theta is read: the active set that produced it is not trusted.
+
+    A scaled weight within box_rtol of the box is *at* the box (box_active_out).  Without
+    ``allow_box`` such a cell is OUTSIDE_BOX (an unboxed optimum is the boxed one only strictly
+    inside); with it, only weights beyond the box are (theta is clipped to the box first, as
+    `CellSolver` does)."""
     N, m = units.shape
     n, D = Xh.shape
     p = m * D + (1 if has_c else 0)
@@ -521,13 +534,22 @@ def verify_cells(units, signs, patterns, slopes, Xh, y, theta, c, has_c, box, c_
                 pieces[i, j] = patterns[units[cell, j], i]
         xs = 1.0
         outside = False
+        at_box = False
         for j in range(m):
             for t in range(D):
                 v = theta[cell, j, t]
+                if allow_box:
+                    if abs(v) > box * (1.0 + 1e-12):
+                        outside = True
+                    v = min(max(v, -box), box)
+                    theta[cell, j, t] = v
                 th[j * D + t] = v
                 xs = max(xs, abs(v))
                 if abs(v) >= box * (1.0 - box_rtol):
-                    outside = True
+                    at_box = True
+                    if not allow_box:
+                        outside = True
+        box_active_out[cell] = at_box
         if has_c:
             th[m * D] = c[cell]
             xs = max(xs, abs(c[cell]))
@@ -572,7 +594,7 @@ def verify_cells(units, signs, patterns, slopes, Xh, y, theta, c, has_c, box, c_
         good_enough = 1e-3 * kkt_tol * denom / w
         tight_tol = 1e-9 * xs
         for j in range(m):
-            _unit_multipliers(Xh, pieces, signs[cell], slopes, mu, gx, rownorm, tight_tol, j, lam)
+            _unit_multipliers(Xh, pieces, signs[cell], slopes, mu, gx, rownorm, tight_tol, j, th, lo_b, hi_b, lam)
         best = _gap(Xh, y, pieces, signs[cell], slopes, f, mu, lam, th, lo_b, hi_b, gx, m, D, has_c, r)
         if best > good_enough:
             best = min(best, _refined_gap(Xh, y, pieces, signs[cell], slopes, f, mu, lam, th, lo_b, hi_b,
@@ -702,10 +724,17 @@ def _psd_solve(S, rhs):
 
 
 @numba.njit(cache=True)
-def face_rays(mu, cols, col_sign, K, centred, gram, live):
+def face_rays(mu, cols, col_sign, K, centred, gram, live, direction):
     """live[a] = False for the rays a that are zero on every optimal point of the cell (see the
-    module docstring), True for the others.  Returns FACE_OK, or FACE_AMBIGUOUS when a singular
-    value or a Farkas residual falls in its ambiguous band."""
+    module docstring), True for the others; direction[:K] a direction of the optimal face (in ray
+    weights, Psi~ direction = 0) along which every live ray with mu[a] = 0 increases and no zero
+    ray decreases.  Returns FACE_OK, or FACE_AMBIGUOUS when a singular value or a Farkas residual
+    falls in its ambiguous band.
+
+    The direction for ray a is N res, res = N_a + sum_b lam_b N_b the Farkas residual: as the
+    residual of the projection of -N_a onto cone{N_b}, res . N_b >= 0 and res . N_a = |res|^2."""
+    for a in range(K):
+        direction[a] = 0.0
     zero = np.zeros(K, dtype=np.int64)
     nz = 0
     for a in range(K):
@@ -773,12 +802,68 @@ def face_rays(mu, cols, col_sign, K, centred, gram, live):
         res = N[a].copy()
         for u in range(nb):
             res += lam[u] * N[others[u]]
-        rel = np.sqrt(np.sum(res * res)) / norm_a
+        rn = np.sqrt(np.sum(res * res))
+        rel = rn / norm_a
         if rel >= GORDAN_FREE:
             live[a] = True
+            for b_ in range(K):
+                direction[b_] += np.sum(N[b_] * res) / (rn * rn)  # direction[a] grows by 1
         elif rel > GORDAN_ZERO:
             return FACE_AMBIGUOUS
     return FACE_OK
+
+
+@numba.njit(cache=True)
+def face_point(mu, cols, col_sign, col_unit, K, live, direction, rays, feature_mean, y_mean, has_c, box, m,
+               theta, cflat):
+    """A relative-interior point of the optimal face from the optimum mu and `face_rays`'s
+    direction: mu + eps direction with eps half the largest step that keeps the ray weights
+    non-negative and the scaled weights inside the box, and moves theta by at most 1.  Zero rays
+    are set to 0 (their direction entries are rounding).  Writes theta (m, D) and cflat[0]; returns
+    False when no such step exists (then the caller examines the face by LPs)."""
+    D = rays.shape[1]
+    dtheta = np.zeros((m, D))
+    for a in range(K):
+        if direction[a] != 0.0 and live[a]:
+            for t in range(D):
+                dtheta[col_unit[a], t] += direction[a] * rays[cols[a], t]
+    theta0 = np.zeros((m, D))
+    for a in range(K):
+        if live[a] and mu[a] > 0.0:
+            for t in range(D):
+                theta0[col_unit[a], t] += mu[a] * rays[cols[a], t]
+    eps = np.inf
+    for a in range(K):
+        if live[a] and direction[a] < 0.0:
+            eps = min(eps, mu[a] / -direction[a])
+    for j in range(m):
+        for t in range(D):
+            if dtheta[j, t] > 0.0:
+                eps = min(eps, (box - theta0[j, t]) / dtheta[j, t])
+            elif dtheta[j, t] < 0.0:
+                eps = min(eps, (theta0[j, t] + box) / -dtheta[j, t])
+    size = np.max(np.abs(dtheta))
+    if size > 0.0:
+        eps = min(eps, 2.0 / size)
+    if not (eps > 0.0 and np.isfinite(eps)):
+        return False
+    eps *= 0.5
+    c = y_mean
+    for j in range(m):
+        for t in range(D):
+            theta[j, t] = 0.0
+    for a in range(K):
+        if not live[a]:
+            continue
+        weight = mu[a] + eps * direction[a]
+        if weight <= 0.0:
+            return False
+        for t in range(D):
+            theta[col_unit[a], t] += weight * rays[cols[a], t]
+        if has_c:
+            c -= col_sign[a] * weight * feature_mean[cols[a]]
+    cflat[0] = c if has_c else 0.0
+    return True
 
 
 @numba.njit(cache=True)
@@ -882,14 +967,15 @@ def match_fit(f, fits, keys, count, tau, w, y):
 
 
 @numba.njit(cache=True)
-def certify_run(start, order, verified, fast, status_ok, feasible, risk, fitted, mu, units, signs, ptr,
-                 members, centred, gram, side, patterns, rank_table, class_offset, neg_count, skip_by_fit,
-                 tau, w, y, fits, keys, interior, n_min, counts, floor, neighbour_rtol):
+def certify_run(start, order, verified, fast, box_limited, status_ok, feasible, risk, fitted, mu, units, signs,
+                ptr, members, centred, gram, side, patterns, rank_table, class_offset, neg_count, skip_by_fit,
+                tau, w, y, fits, keys, interior, n_min, counts, floor, neighbour_rtol, box_best):
     """Walk the cells order[start:] until one needs `Certifier.certify`; returns (position, event).
 
     Decided here: unverified cells (counts[0]), the count of cells verified by the absolute gap
     (counts[1]), cells skipped because their fit is an interior minimum's (counts[2]), and fast
-    cells with a better neighbouring cell that contains their whole optimal face (counts[3])."""
+    cells with a better neighbouring cell that contains their whole optimal face (counts[3]), and
+    box-limited cells (counts[4], the lowest optimum in box_best[0])."""
     N = order.shape[0]
     m = units.shape[1]
     n = patterns.shape[1]
@@ -898,6 +984,7 @@ def certify_run(start, order, verified, fast, status_ok, feasible, risk, fitted,
     col_sign = np.zeros(kmax)
     col_unit = np.zeros(kmax, dtype=np.int64)
     live = np.zeros(kmax, dtype=np.bool_)
+    direction = np.zeros(kmax)
     tied = np.zeros((n, m), dtype=np.bool_)
     zero_unit = np.zeros(m, dtype=np.bool_)
     buf_pos = np.zeros(m, dtype=np.int64)
@@ -914,10 +1001,14 @@ def certify_run(start, order, verified, fast, status_ok, feasible, risk, fitted,
             if known >= 0 and interior[known]:
                 counts[2] += 1
                 continue
+        if box_limited[k]:
+            counts[4] += 1
+            box_best[0] = min(box_best[0], risk[k])
+            continue
         if not fast[k]:
             return pos, EVENT_CERTIFY
         K = _cell_columns(units[k], signs[k], ptr, members, cols, col_sign, col_unit)
-        if face_rays(mu[k], cols, col_sign, K, centred, gram, live) != FACE_OK:
+        if face_rays(mu[k], cols, col_sign, K, centred, gram, live, direction) != FACE_OK:
             return pos, EVENT_CERTIFY
         unit_ties(live, cols, col_unit, K, side, m, tied, zero_unit)
         threshold = risk[k] - (neighbour_rtol * abs(risk[k]) + floor)
@@ -988,3 +1079,237 @@ def _insertion_sort(a, k):
             a[s + 1] = a[s]
             s -= 1
         a[s + 1] = v
+
+
+# ----------------------------------------------------------------------------------------------
+# Cells whose unboxed optimum leaves the box: a primal active set in the scaled weights
+# ----------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def solve_boxed_cells(cells, units, signs, patterns, slopes, Xh, y, has_c, box, theta, c, iters_out, conv_out):
+    """The boxed cell problem of each cell in ``cells``, from its unboxed optimum theta[k], c[k]
+    scaled into the box (a feasible start: the cell is a cone), by the primal active set of
+    `problem._polish_least_squares` over the normalised cell rows and the box rows.  Overwrites
+    theta[k], c[k]; the result is checked by `verify_cells` like any other."""
+    n, D = Xh.shape
+    m = units.shape[1]
+    p = m * D + (1 if has_c else 0)
+    R = n * m + 2 * m * D
+    Phi = np.zeros((n, p))
+    A = np.zeros((R, p))
+    h = np.zeros(R)
+    x = np.zeros(p)
+    for t_ in range(cells.shape[0]):
+        k = cells[t_]
+        _boxed_rows(units[k], signs[k], patterns, slopes, Xh, has_c, box, Phi, A, h)
+        big = 0.0
+        for j in range(m):
+            for t in range(D):
+                big = max(big, abs(theta[k, j, t]))
+        scale = min(1.0, box * (1.0 - 1e-9) / big) if big > 0.0 else 1.0
+        for j in range(m):
+            for t in range(D):
+                x[j * D + t] = scale * theta[k, j, t]
+        if has_c:
+            x[m * D] = c[k]
+        steps, ok = _active_set_lsq(Phi, y, A, h, x, 4 * R + 20)
+        for j in range(m):
+            for t in range(D):
+                theta[k, j, t] = x[j * D + t]
+        c[k] = x[m * D] if has_c else 0.0
+        iters_out[k] = steps
+        conv_out[k] = ok
+
+
+@numba.njit(cache=True)
+def _boxed_rows(units_k, signs_k, patterns, slopes, Xh, has_c, box, Phi, A, h):
+    """Phi of the cell and its constraints A x >= h: the normalised cell rows, then -x_k >= -B and
+    x_k >= -B for every scaled weight (c is free)."""
+    n, D = Xh.shape
+    m = units_k.shape[0]
+    p = Phi.shape[1]
+    Phi[:, :] = 0.0
+    A[:, :] = 0.0
+    h[:] = 0.0
+    for i in range(n):
+        norm = np.sqrt(np.sum(Xh[i] * Xh[i]))
+        for j in range(m):
+            piece = patterns[units_k[j], i]
+            side = 1.0 if piece == 1 else -1.0
+            for t in range(D):
+                Phi[i, j * D + t] = signs_k[j] * slopes[piece] * Xh[i, t]
+                A[i * m + j, j * D + t] = side * Xh[i, t] / norm
+        if has_c:
+            Phi[i, m * D] = 1.0
+    r = n * m
+    for k in range(m * D):
+        A[r, k] = -1.0
+        h[r] = -box
+        A[r + 1, k] = 1.0
+        h[r + 1] = -box
+        r += 2
+
+
+@numba.njit(cache=True)
+def _null_basis(A, W, p):
+    """An orthonormal basis (p x q) of {d : A_W d = 0} (SVD; singular values above 1e-10 max(1, s_0))."""
+    nw = 0
+    for r in range(W.shape[0]):
+        if W[r]:
+            nw += 1
+    if nw == 0:
+        return np.eye(p)
+    M = np.zeros((nw, p))
+    t = 0
+    for r in range(W.shape[0]):
+        if W[r]:
+            M[t] = A[r]
+            t += 1
+    _, s, vt = np.linalg.svd(M, True)
+    rank = 0
+    for a in range(s.shape[0]):
+        if s[a] > 1e-10 * max(1.0, s[0]):
+            rank += 1
+    return vt[rank:, :].T.copy()
+
+
+@numba.njit(cache=True)
+def _min_norm_lstsq(M, b):
+    """The minimum-norm least-squares solution of M z = b (SVD, singular values above 1e-12 s_0)."""
+    u, s, vt = np.linalg.svd(M, False)
+    z = np.zeros(M.shape[1])
+    if s.shape[0] == 0:
+        return z
+    for a in range(s.shape[0]):
+        if s[a] > 1e-12 * s[0]:
+            coef = 0.0
+            for i in range(M.shape[0]):
+                coef += u[i, a] * b[i]
+            coef /= s[a]
+            for t in range(M.shape[1]):
+                z[t] += coef * vt[a, t]
+    return z
+
+
+@numba.njit(cache=True)
+def _ratio(A, h, x, d, W, limit):
+    """Largest step <= limit along d keeping the rows outside W feasible, and the blocking row (or -1)."""
+    dn = max(1.0, np.sqrt(np.sum(d * d)))
+    best, k = limit, -1
+    for r in range(A.shape[0]):
+        if W[r]:
+            continue
+        ad = 0.0
+        ax = 0.0
+        for t in range(A.shape[1]):
+            ad += A[r, t] * d[t]
+            ax += A[r, t] * x[t]
+        if ad < -1e-13 * dn:
+            ratio = max(ax - h[r], 0.0) / -ad
+            if ratio < best:
+                best, k = ratio, r
+    return best, k
+
+
+@numba.njit(cache=True)
+def _active_set_lsq(Phi, y, A, h, x, max_steps):
+    """min ||Phi x - y||^2 s.t. A x >= h from a feasible x (unit-norm rows), in place: the working
+    set method of `problem._polish_least_squares` (minimum-norm steps on the working set, blocking
+    rows join it; at a working-set minimiser non-negative multipliers by NNLS, and the projected
+    step -r along their residual r when it is not zero).  Returns (steps, converged)."""
+    R, p = A.shape
+    W = np.zeros(R, dtype=np.bool_)
+    xs = max(1.0, np.max(np.abs(x)))
+    slack = A @ x - h
+    for r in range(R):
+        W[r] = slack[r] <= 1e-7 * xs
+    nw = np.sum(W)
+    if nw > 0:
+        M = np.zeros((nw, p))
+        rhs = np.zeros(nw)
+        t = 0
+        for r in range(R):
+            if W[r]:
+                M[t] = A[r]
+                rhs[t] = -slack[r]
+                t += 1
+        x += _min_norm_lstsq(M, rhs)
+    phin = np.sqrt(np.sum(Phi * Phi))
+    ynorm = np.sqrt(np.sum(y * y))
+    for step in range(max_steps):
+        N = _null_basis(A, W, p)
+        pdir = np.zeros(p)
+        if N.shape[1] > 0:
+            z = _min_norm_lstsq(Phi @ N, y - Phi @ x)
+            pdir = N @ z
+        alpha, k = _ratio(A, h, x, pdir, W, 1.0)
+        if alpha < 1.0:
+            x += alpha * pdir
+            W[k] = True
+            continue
+        x += pdir
+        slack = A @ x - h
+        for r in range(R):
+            if slack[r] <= 1e-12 * xs:
+                W[r] = True
+        grad = 2.0 * (Phi.T @ (Phi @ x - y))
+        nw = np.sum(W)
+        res = grad.copy()
+        if nw > 0:
+            rows = np.zeros(nw, dtype=np.int64)
+            t = 0
+            for r in range(R):
+                if W[r]:
+                    rows[t] = r
+                    t += 1
+            AW = np.zeros((nw, p))
+            for t in range(nw):
+                AW[t] = A[rows[t]]
+            H = AW @ AW.T
+            b = AW @ grad
+            colnorm = np.zeros(nw)
+            for t in range(nw):
+                colnorm[t] = np.sqrt(H[t, t])
+            lam = np.zeros(nw)
+            nnls_gram(H, b, colnorm, max(np.sqrt(np.sum(grad * grad)), 1e-300), lam)
+            res -= AW.T @ lam
+        gscale = 2.0 * phin * (phin * np.max(np.abs(x)) + ynorm + 1.0)
+        if np.max(np.abs(res)) <= 1e-13 * gscale:
+            return step + 1, True
+        d = -res
+        pd = Phi @ d
+        curvature = 2.0 * np.sum(pd * pd)
+        tmax = np.sum(res * res) / curvature if curvature > 0.0 else np.inf
+        alpha, k = _ratio(A, h, x, d, W, tmax)
+        if not np.isfinite(alpha) or alpha <= 0.0:
+            break
+        x += alpha * d
+        dn = np.sqrt(np.sum(d * d))
+        for r in range(R):
+            if W[r] and A[r] @ d > 1e-12 * dn:
+                W[r] = False
+        if k >= 0:
+            W[k] = True
+    return max_steps, False
+
+
+@numba.njit(cache=True)
+def examine_face(units_k, signs_k, mu_k, ptr, members, centred, gram, side, rays, feature_mean, y_mean, has_c,
+                 box, theta, cflat, tied, zero_unit):
+    """For `Certifier.certify`: a relative-interior point of a kernel-solved cell's optimal face
+    (theta (m, D), cflat[0]) and the rows tight on the whole face (tied (n, m), zero_unit (m)).
+    Returns False when the face is ambiguous or no such point was found."""
+    m = units_k.shape[0]
+    kmax = mu_k.shape[0]
+    cols = np.zeros(kmax, dtype=np.int64)
+    col_sign = np.zeros(kmax)
+    col_unit = np.zeros(kmax, dtype=np.int64)
+    live = np.zeros(kmax, dtype=np.bool_)
+    direction = np.zeros(kmax)
+    K = _cell_columns(units_k, signs_k, ptr, members, cols, col_sign, col_unit)
+    if face_rays(mu_k, cols, col_sign, K, centred, gram, live, direction) != FACE_OK:
+        return False
+    unit_ties(live, cols, col_unit, K, side, m, tied, zero_unit)
+    return face_point(mu_k, cols, col_sign, col_unit, K, live, direction, rays, feature_mean, y_mean, has_c, box,
+                      m, theta, cflat)

@@ -249,9 +249,15 @@ class Certifier:
         """Certify the optimum of the cell that contains ordinary weights ``params``."""
         return self.certify(Cell.of_params(params, self.X, self.act), found_by=found_by)
 
-    def certify(self, cell: Cell, result: CellResult | None = None, *, found_by: str) -> Verdict:
+    def certify(self, cell: Cell, result: CellResult | None = None, *, found_by: str, face_point=None) -> Verdict:
         """Is the optimum of ``cell`` (``result`` = its solved cell problem, in the same unit
-        order; solved here when omitted) a local minimum of the risk?"""
+        order; solved here when omitted) a local minimum of the risk?
+
+        ``face_point`` (squared loss, optional): (a point of the optimal face as ScaledParams in
+        the cell's unit order, the boolean mask of the cell rows tight on the whole face) from a
+        caller that knows the face (the enumeration's kernels, `cell_qp.examine_face`).  It is
+        examined instead of the LP rounds' point when it fits the optimum's values, satisfies the
+        rows, and its tight rows (TIGHT_TOL) are exactly the given ones; otherwise it is ignored."""
         t0 = time.perf_counter()
         if result is None:
             cell, result = self.cell_result(cell)
@@ -269,7 +275,9 @@ class Certifier:
         prob = self.builder.build(cell)
         face = self._face(prob, result)
         single = self._single_point(prob, result)
-        x = single if single is not None else self._examined_point(face)
+        x = single if single is not None else self._given_point(face, face_point)
+        if x is None:
+            x = self._examined_point(face)
         if x is None:
             return verdict("undetermined", "LP on the optimal face failed", result.risk)
         p = prob.layout.n_params
@@ -452,6 +460,24 @@ class Certifier:
         if prob.hessian is None or null_dim(prob.phi) != 0:
             return None
         return prob.layout.vector(result.theta)
+
+    def _given_point(self, face: _Face, face_point) -> np.ndarray | None:
+        """The caller's relative-interior point (see `certify`), when it checks out."""
+        prob = face.prob
+        if face_point is None or prob.hessian is None:
+            return None
+        point, expected = face_point
+        x = prob.layout.vector(point)
+        fitted = face.lo
+        if np.max(np.abs(prob.phi @ x - fitted)) > 1e-10 * (1.0 + float(np.max(np.abs(fitted)))):
+            return None
+        slack, tight = self._slack(face, x)
+        if np.min(slack) < -1e-12 * max(1.0, float(np.max(np.abs(x)))):
+            return None
+        n_cell = face.n_cell
+        if tight[n_cell:].any() or not np.array_equal(tight[:n_cell], np.asarray(expected, dtype=bool)):
+            return None
+        return x
 
     def _examined_point(self, face: _Face) -> np.ndarray | None:
         """A relative-interior point of F, deepened and projected (see the module docstring)."""

@@ -190,6 +190,8 @@ class CellStore:
         self.c = np.zeros(N)
         self.mu = np.zeros((N, max(kmax, 1)))
         self.iterations = np.zeros(N, dtype=np.int64)
+        self.box_active = np.zeros(N, dtype=bool)  # the optimum found touches the weight box
+        self.box_limited = np.zeros(N, dtype=bool)  # every optimal point touches the box (`_solve_boxed`)
         self.fast = np.zeros(N, dtype=bool)  # solved and verified by the kernels
         self.status_ok = np.zeros(N, dtype=bool)  # CellResult.status == "optimal"
         self.feasible = np.zeros(N, dtype=bool)  # a point within FEAS_TOL of the cell
@@ -221,9 +223,10 @@ class CellStore:
         th = self.theta[k][order]
         theta = ScaledParams(U=th[:, : self.d].copy(), a=th[:, self.d].copy(), rho=np.zeros(len(order)),
                              c=float(self.c[k]), signs=self.grid.signs[k][order].astype(float))
-        return CellResult("optimal", float(self.risk[k]), theta, self.fitted[k].copy(), False, 0.0,
+        return CellResult("optimal", float(self.risk[k]), theta, self.fitted[k].copy(), bool(self.box_active[k]), 0.0,
                           kkt_residual=float(self.kkt[k]), lower_bound=float(self.lower[k]),
-                          max_violation=float(self.violation[k]), method="ray-nnls",
+                          max_violation=float(self.violation[k]),
+                          method="active-set-box" if self.box_limited[k] else "ray-nnls",
                           polish_steps=int(self.iterations[k]))
 
 
@@ -346,15 +349,54 @@ def _solve_by_kernel(spec, grid: CellGrid, table, certifier: Certifier, store: C
                             store.iterations[sl], converged[sl])
         cell_qp.verify_cells(grid.units[sl], grid.signs[sl], table.patterns, table.slopes, table.Xh, table.y,
                              store.theta[sl], store.c[sl], table.has_c, float(spec.box.weight), b.c_bound(m),
-                             b.w, b.scale, certifier.solver.kkt_tol, FEAS_TOL, BOX_ACTIVE_RTOL, status[sl],
+                             b.w, b.scale, certifier.solver.kkt_tol, FEAS_TOL, BOX_ACTIVE_RTOL, False, status[sl],
                              store.risk[sl], store.lower[sl], store.kkt[sl], store.violation[sl],
-                             store.fitted[sl])
+                             store.fitted[sl], store.box_active[sl])
         say(f"solved {sl.stop}/{N} cells with the compiled kernel ({time.perf_counter() - started:.1f} s)")
     fast = converged & (status == cell_qp.VERIFIED)
+    _solve_boxed(spec, grid, table, certifier, store, np.flatnonzero(converged & (status == cell_qp.OUTSIDE_BOX)))
+    fast |= store.box_limited
     store.fast[:] = fast
     store.status_ok[:] = fast
     store.feasible[:] = fast
     store.verified[:] = fast
+
+
+def _solve_boxed(spec, grid: CellGrid, table, certifier: Certifier, store: CellStore, cells: np.ndarray) -> None:
+    """Cells whose unboxed optimum leaves the box: the boxed problem by the compiled active set,
+    verified with the box.  When its certified lower bound exceeds the risk of the unboxed optimum,
+    no optimal point of the unboxed problem lies in the box, so every boxed optimal point touches
+    the box (else it would be an unconstrained local, hence global, optimum) and, the optimal face
+    being a convex subset of the box's boundary, lies on one of its facets: the cell is
+    box-limited (`Certifier`'s verdict) and is marked so.  The others go to `CellSolver`."""
+    if cells.size == 0:
+        return
+    b = certifier.builder
+    m = grid.units.shape[1]
+    unboxed = store.risk[cells].copy()
+    converged = np.zeros(len(grid), dtype=bool)
+    cell_qp.solve_boxed_cells(cells, grid.units, grid.signs, table.patterns, table.slopes, table.Xh, table.y,
+                              table.has_c, float(spec.box.weight), store.theta, store.c, store.iterations,
+                              converged)
+    sub = cells
+    status = np.zeros(len(sub), dtype=np.int64)
+    risk, lower, kkt, viol = (np.zeros(len(sub)) for _ in range(4))
+    fitted = np.zeros((len(sub), spec.n))
+    at_box = np.zeros(len(sub), dtype=bool)
+    theta = store.theta[sub]
+    c = store.c[sub]
+    cell_qp.verify_cells(grid.units[sub], grid.signs[sub], table.patterns, table.slopes, table.Xh, table.y, theta, c,
+                         table.has_c, float(spec.box.weight), b.c_bound(m), b.w, b.scale,
+                         certifier.solver.kkt_tol, FEAS_TOL, BOX_ACTIVE_RTOL, True, status, risk, lower, kkt, viol,
+                         fitted, at_box)
+    limited = (converged[sub] & (status == cell_qp.VERIFIED) & at_box
+               & (lower > unboxed + NEIGHBOUR_RTOL * np.abs(unboxed) + certifier.floor))
+    keep = sub[limited]
+    store.theta[keep], store.c[keep] = theta[limited], c[limited]
+    store.risk[keep], store.lower[keep], store.kkt[keep] = risk[limited], lower[limited], kkt[limited]
+    store.violation[keep], store.fitted[keep] = viol[limited], fitted[limited]
+    store.box_active[keep] = True
+    store.box_limited[keep] = True
 
 
 def _lookup(grid: CellGrid, store: CellStore):
@@ -386,7 +428,9 @@ class _Certification:
         self.interior = np.zeros(16, dtype=bool)
         self.box_best = float("inf")
         self.messages: list[str] = []
-        self.kernel_counts = np.zeros(4, dtype=np.int64)  # cell errors, verified by gap, skipped, not local
+        # cell errors, verified by the absolute gap, skipped (same fit), not local, box-limited
+        self.kernel_counts = np.zeros(5, dtype=np.int64)
+        self.kernel_box_best = np.full(1, np.inf)
         self.counts = dict(box_limited=0, not_local=0, not_attained=0, undetermined=0, certified_cells=0,
                            certified_by_certifier=0)
 
@@ -405,11 +449,11 @@ class _Certification:
         pos, events, started = 0, 0, time.perf_counter()
         while True:
             pos, event = cell_qp.certify_run(
-                pos, order, st.verified, st.fast, st.status_ok, st.feasible, st.risk, st.fitted, st.mu,
+                pos, order, st.verified, st.fast, st.box_limited, st.status_ok, st.feasible, st.risk, st.fitted, st.mu,
                 grid.units, grid.signs, ptr, members, centred, gram, side, patterns,
                 grid.rank_table, grid.class_offset, grid.neg_count, self.squared, self.tau, self.w, self.spec.y,
                 self.fits, self.keys, self.interior, len(self.minima), self.kernel_counts,
-                self.certifier.floor, NEIGHBOUR_RTOL)
+                self.certifier.floor, NEIGHBOUR_RTOL, self.kernel_box_best)
             if event == cell_qp.EVENT_DONE:
                 break
             self._certify(int(order[pos]))
@@ -421,13 +465,15 @@ class _Certification:
         self.counts.update(cell_errors=int(c[0]), cells_verified_by_absolute_gap=int(c[1]),
                            skipped_same_fit=int(c[2]), not_local_by_kernel=int(c[3]))
         self.counts["not_local"] += int(c[3])
-        self.counts["certified_cells"] = self.counts["certified_cells"]
+        self.counts["box_limited"] += int(c[4])
+        self.counts["box_limited_by_kernel"] = int(c[4])
+        self.box_best = min(self.box_best, float(self.kernel_box_best[0]))
 
     def _certify(self, k: int) -> None:
         """`Certifier.certify` on cell k, and the bookkeeping of the minima (one per distinct fit)."""
         st = self.store
         cell, res = st.cell(k), st.result(k)
-        verdict = self.certifier.certify(cell, res, found_by="enumerate")
+        verdict = self.certifier.certify(cell, res, found_by="enumerate", face_point=self._face_point(k))
         self.counts["certified_by_certifier"] += 1
         if verdict.status == "local_minimum":
             self.counts["certified_cells"] += 1
@@ -449,6 +495,26 @@ class _Certification:
             self.counts["undetermined"] += 1
             if len(self.messages) < 5:
                 self.messages.append(f"cell {cell.key()}: {verdict.reason}")
+
+    def _face_point(self, k: int):
+        """(point, tight cell rows) of a kernel-solved cell's optimal face for `Certifier.certify`
+        (`cell_qp.examine_face`), in the canonical unit order of `CellStore.cell`; None otherwise."""
+        st, tab = self.store, self.table
+        if tab is None or not st.fast[k] or st.box_limited[k]:
+            return None
+        grid = st.grid
+        m, D = st.theta.shape[1], st.theta.shape[2]
+        theta, cflat = np.zeros((m, D)), np.zeros(1)
+        tied, zero_unit = np.zeros((self.spec.n, m), dtype=bool), np.zeros(m, dtype=bool)
+        if not cell_qp.examine_face(grid.units[k], grid.signs[k], st.mu[k], tab.pattern_ptr, tab.pattern_rays,
+                                    tab.centred, tab.gram, tab.side, tab.rays, tab.feature_mean, tab.y_mean,
+                                    tab.has_c, float(self.spec.box.weight), theta, cflat, tied, zero_unit):
+            return None
+        order = grid.order(k)
+        theta = theta[order]
+        point = ScaledParams(U=theta[:, : D - 1].copy(), a=theta[:, D - 1].copy(), rho=np.zeros(m),
+                             c=float(cflat[0]), signs=grid.signs[k][order].astype(float))
+        return point, tied[:, order].reshape(-1)
 
     def _match(self, fitted) -> int:
         count = len(self.minima)
