@@ -556,7 +556,7 @@ def verify_cells(units, signs, patterns, slopes, Xh, y, theta, c, has_c, box, c_
         # outputs, risk, violation
         viol = 0.0
         for i in range(n):
-            fi = c[cell]
+            fi = c[cell] if has_c else 0.0
             for j in range(m):
                 g = 0.0
                 for t in range(D):
@@ -820,7 +820,7 @@ def face_point(mu, cols, col_sign, col_unit, K, live, direction, rays, feature_m
     direction: mu + eps direction with eps half the largest step that keeps the ray weights
     non-negative and the scaled weights inside the box, and moves theta by at most 1.  Zero rays
     are set to 0 (their direction entries are rounding).  Writes theta (m, D) and cflat[0]; returns
-    False when no such step exists (then the caller examines the face by LPs)."""
+    False when a live ray would not be positive (then the caller examines the face by LPs)."""
     D = rays.shape[1]
     dtheta = np.zeros((m, D))
     for a in range(K):
@@ -845,8 +845,8 @@ def face_point(mu, cols, col_sign, col_unit, K, live, direction, rays, feature_m
     size = np.max(np.abs(dtheta))
     if size > 0.0:
         eps = min(eps, 2.0 / size)
-    if not (eps > 0.0 and np.isfinite(eps)):
-        return False
+    if not np.isfinite(eps):
+        eps = 0.0  # theta does not move: mu* already gives the point
     eps *= 0.5
     c = y_mean
     for j in range(m):
