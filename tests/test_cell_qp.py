@@ -129,8 +129,9 @@ def test_bound_stays_valid_off_the_optimum(solved):
     status = np.zeros(N, dtype=np.int64)
     risk, lower, kkt, viol = (np.zeros(N) for _ in range(4))
     fitted, at_box = np.zeros((N, spec.n)), np.zeros(N, dtype=bool)
-    cell_qp.verify_cells(grid.units[ks], grid.signs[ks], tab.patterns, tab.slopes, tab.Xh, tab.y, theta, c, tab.has_c,
-                         float(spec.box.weight), b.c_bound(m), b.w, b.scale, 1e-9, FEAS_TOL, BOX_ACTIVE_RTOL, False,
+    cell_qp.verify_cells(grid.units[ks], grid.signs[ks], tab.patterns, tab.facets, tab.slopes, tab.Xh, tab.y, theta, c,
+                         tab.has_c, float(spec.box.weight), b.c_bound(m), b.w, b.scale, 1e-9, FEAS_TOL,
+                         BOX_ACTIVE_RTOL, False,
                          status, risk, lower, kkt, viol, fitted, at_box)
     for t, k in enumerate(ks):
         cell = grid.cell(k)
@@ -163,7 +164,7 @@ def test_zero_rays_against_one_lp_per_ray(solved):
         live = np.zeros(st.mu.shape[1], dtype=bool)
         direction = np.zeros(st.mu.shape[1])
         tab = solved.table
-        status = cell_qp.face_rays(st.mu[k], cols, sign, K, tab.centred, tab.gram, live, direction)
+        status = cell_qp.face_rays(st.mu[k], cols, sign, K, tab.centred, tab.gram, live, direction, False)
         if status != cell_qp.FACE_OK:
             continue
         cap = 10.0 * max(1.0, mu.max())
@@ -196,8 +197,9 @@ def test_face_point_is_relative_interior(solved):
         theta, cflat = np.zeros((m, D)), np.zeros(1)
         tied, zero = np.zeros((n, m), dtype=bool), np.zeros(m, dtype=bool)
         if not cell_qp.examine_face(grid.units[k], grid.signs[k], st.mu[k], tab.pattern_ptr, tab.pattern_rays,
-                                    tab.centred, tab.gram, tab.side, tab.rays, tab.feature_mean, tab.y_mean, has_c,
-                                    float(spec.box.weight), theta, cflat, tied, zero):
+                                    tab.centred, tab.gram, tab.side, tab.patterns, tab.slopes, tab.Xh, tab.rays,
+                                    tab.feature_mean, tab.y_mean, has_c, float(spec.box.weight), theta, cflat, tied,
+                                    zero):
             continue
         pieces = grid.patterns[grid.units[k]].T  # (n, m)
         alpha = np.asarray(spec.network.activation.slopes)[pieces]
@@ -273,13 +275,15 @@ def test_compiled_rejections_are_certifier_rejections(case):
     theta, cflat = np.zeros((m, d + 1)), np.zeros(1)
     for k in rng.permutation(np.flatnonzero(st.fast & ~st.box_limited)):
         if not cell_qp.examine_face(grid.units[k], grid.signs[k], st.mu[k], tab.pattern_ptr, tab.pattern_rays,
-                                    tab.centred, tab.gram, tab.side, tab.rays, tab.feature_mean, tab.y_mean,
-                                    tab.has_c, float(spec.box.weight), theta, cflat, tied, zero):
+                                    tab.centred, tab.gram, tab.side, tab.patterns, tab.slopes, tab.Xh, tab.rays,
+                                    tab.feature_mean, tab.y_mean, tab.has_c, float(spec.box.weight), theta, cflat,
+                                    tied, zero):
             continue
         threshold = st.risk[k] - (NEIGHBOUR_RTOL * st.risk[k] + s.certifier.floor)
-        if cell_qp._better_neighbour(k, grid.units, grid.signs, tied, zero, grid.patterns.astype(np.int8),
-                                     grid.rank_table, grid.class_offset, grid.neg_count, st.feasible, st.risk,
-                                     threshold, np.zeros(m, np.int64), np.zeros(m, np.int64)):
+        outcome = cell_qp._neighbours(k, grid.units, grid.signs, tied, zero, grid.patterns.astype(np.int8),
+                                      grid.rank_table, grid.class_offset, grid.neg_count, st.feasible, st.status_ok,
+                                      st.risk, st.lower, threshold, np.zeros(m, np.int64), np.zeros(m, np.int64))
+        if outcome == cell_qp.NEIGHBOUR_BETTER:
             rejected.append(k)
         if len(rejected) >= 25:
             break

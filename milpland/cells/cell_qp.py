@@ -66,6 +66,11 @@ FACE_AMBIGUOUS = 1
 EVENT_DONE = 0
 EVENT_CERTIFY = 1
 
+# outcomes of `_neighbours`
+NEIGHBOUR_NONE = 0
+NEIGHBOUR_BETTER = 1
+NEIGHBOUR_UNDECIDED = 2
+
 NNLS_TOL = 1e-13  # a ray enters the active set when its scaled slope exceeds this
 NNLS_MAX_ITER = 200
 CHOL_PIVOT = 1e-13  # relative Cholesky pivot below which the passive columns count as dependent
@@ -95,6 +100,7 @@ class RayTable:
     gram: np.ndarray  # (nr, nr) centred . centred^T
     gram_y: np.ndarray  # (nr,) centred . y_centred
     patterns: np.ndarray  # (P, n) int8 piece of every sample (0: z <= 0, 1: z >= 0)
+    facets: np.ndarray  # (P, n) bool: sample i's hyperplane holds a facet of pattern q's cone
     pattern_ptr: np.ndarray  # (P + 1,) int64
     pattern_rays: np.ndarray  # int64
     slopes: np.ndarray  # (2,) alpha_0, alpha_1
@@ -129,13 +135,18 @@ def ray_table(X, y, activation, patterns, rays, *, output_bias: bool) -> RayTabl
     want = np.where(patterns == 1, 1, -1).astype(np.int8)
     ptr = [0]
     members = []
+    D = Xh.shape[1]
+    facets = np.zeros(patterns.shape, dtype=bool)
     for q in range(patterns.shape[0]):
         ok = np.flatnonzero(np.all((side == 0) | (side == want[q][None, :]), axis=1))
         # a pointed cone in R^D has at least D extreme rays, and they span R^D
-        if ok.size < Xh.shape[1] or np.linalg.matrix_rank(rays[ok]) < Xh.shape[1]:
+        if ok.size < D or np.linalg.matrix_rank(rays[ok]) < D:
             return None
         members.append(ok)
         ptr.append(ptr[-1] + ok.size)
+        for i in range(n):  # a facet: the cone's rays on the hyperplane span D - 1 dimensions
+            on = ok[side[ok, i] == 0]
+            facets[q, i] = on.size >= D - 1 and np.linalg.matrix_rank(rays[on]) == D - 1
     if output_bias:
         mean = features.mean(axis=1)
         centred = features - mean[:, None]
@@ -148,7 +159,7 @@ def ray_table(X, y, activation, patterns, rays, *, output_bias: bool) -> RayTabl
     return RayTable(
         Xh=Xh, y=y, rays=rays, side=side, features=features, centred=centred, feature_mean=mean,
         y_centred=y_centred, y_mean=y_mean, gram=centred @ centred.T, gram_y=centred @ y_centred,
-        patterns=patterns, pattern_ptr=np.asarray(ptr, dtype=np.int64),
+        patterns=patterns, facets=facets, pattern_ptr=np.asarray(ptr, dtype=np.int64),
         pattern_rays=np.concatenate(members).astype(np.int64) if members else np.zeros(0, np.int64),
         slopes=np.asarray(activation.slopes, dtype=float), has_c=bool(output_bias),
     )
@@ -451,31 +462,37 @@ def _gap(Xh, y, pieces, signs, slopes, f, mu, lam, theta, lo_b, hi_b, gx, m, D, 
 
 
 @numba.njit(cache=True)
-def _unit_multipliers(Xh, pieces, signs, slopes, mu, gx, rownorm, tight_tol, j, th, lo_b, hi_b, lam):
-    """lam[:, j] >= 0 on unit j's rows tight at theta: the non-negative least-squares fit of the
-    unit's gradient q_j = sum_i mu_i s_j alpha_k x^_i by sum_i lam_i side_i x^_i, on the unit's
-    coordinates strictly inside the box (at a bound the box term of the bound takes the rest)."""
+def _unit_multipliers(Xh, pieces, signs, slopes, mu, cand, j, th, lo_b, hi_b, lam):
+    """lam[:, j] >= 0 on unit j's candidate rows (`_candidate_rows`): the non-negative least-squares
+    fit of the unit's gradient q_j = sum_i mu_i s_j alpha_k x^_i by sum_i lam_i side_i x^_i, on the
+    unit's coordinates strictly inside the box (at a bound the box term of the bound takes the rest)."""
     n, D = Xh.shape
+    nr = 0
+    for i in range(n):
+        lam[i, j] = 0.0
+        if cand[i, j]:
+            nr += 1
+    if nr == 0:
+        return
+    rows = np.zeros(nr, dtype=np.int64)
+    nr = 0
+    for i in range(n):
+        if cand[i, j]:
+            rows[nr] = i
+            nr += 1
     free = np.zeros(D, dtype=np.int64)
     nf = 0
     for t in range(D):
         if lo_b[j * D + t] < th[j * D + t] < hi_b[j * D + t]:
             free[nf] = t
             nf += 1
+    if nf == 0:
+        return
     q = np.zeros(nf)
     for i in range(n):
         coef = signs[j] * slopes[pieces[i, j]] * mu[i]
         for a in range(nf):
             q[a] += coef * Xh[i, free[a]]
-    rows = np.zeros(n, dtype=np.int64)
-    nr = 0
-    for i in range(n):
-        lam[i, j] = 0.0
-        if abs(gx[i, j]) <= tight_tol * rownorm[i]:
-            rows[nr] = i
-            nr += 1
-    if nr == 0 or nf == 0:
-        return
     A = np.zeros((nf, nr))
     for a in range(nr):
         i = rows[a]
@@ -494,7 +511,24 @@ def _unit_multipliers(Xh, pieces, signs, slopes, mu, gx, rownorm, tight_tol, j, 
 
 
 @numba.njit(cache=True)
-def verify_cells(units, signs, patterns, slopes, Xh, y, theta, c, has_c, box, c_bound, w, scale, kkt_tol,
+def _candidate_rows(gx, rownorm, tight_tol, units_k, facets, cand):
+    """cand[i, j]: row (i, j) may carry a multiplier -- it is tight at theta (|g| <= tight_tol |x^_i|),
+    and when all of unit j's rows are (a zero unit) it is a facet of the unit's cone: the facet
+    normals generate the dual cone, so the other rows add nothing to the bound."""
+    n, m = gx.shape
+    for j in range(m):
+        count = 0
+        for i in range(n):
+            cand[i, j] = abs(gx[i, j]) <= tight_tol * rownorm[i]
+            if cand[i, j]:
+                count += 1
+        if count == n:
+            for i in range(n):
+                cand[i, j] = facets[units_k[j], i]
+
+
+@numba.njit(cache=True)
+def verify_cells(units, signs, patterns, facets, slopes, Xh, y, theta, c, has_c, box, c_bound, w, scale, kkt_tol,
                  feas_tol, box_rtol, allow_box, status_out, risk_out, lower_out, kkt_out, viol_out, fitted_out,
                  box_active_out):
     """Recompute every cell's outputs, risk, violation and Lagrangian bound from theta (see the
@@ -520,6 +554,7 @@ def verify_cells(units, signs, patterns, slopes, Xh, y, theta, c, has_c, box, c_
     f = np.zeros(n)
     mu = np.zeros(n)
     lam = np.zeros((n, m))
+    cand = np.zeros((n, m), dtype=np.bool_)
     th = np.zeros(p)
     lo_b = np.zeros(p)
     hi_b = np.zeros(p)
@@ -591,14 +626,16 @@ def verify_cells(units, signs, patterns, slopes, Xh, y, theta, c, has_c, box, c_
             noise += abs(mu[i]) * size
         noise = 16.0 * eps * w * (noise + sse)
         denom = max(risk, risk_floor, 1e9 * noise)
-        good_enough = 1e-3 * kkt_tol * denom / w
-        tight_tol = 1e-9 * xs
+        # refine (mu, lam) only when the first bound does not certify the point with a tenth of the
+        # tolerance to spare (CellSolver refines down to 1e-3 of it: a tighter bound, the same verdict)
+        good_enough = 0.1 * kkt_tol * denom / w
+        _candidate_rows(gx, rownorm, 1e-9 * xs, units[cell], facets, cand)
         for j in range(m):
-            _unit_multipliers(Xh, pieces, signs[cell], slopes, mu, gx, rownorm, tight_tol, j, th, lo_b, hi_b, lam)
+            _unit_multipliers(Xh, pieces, signs[cell], slopes, mu, cand, j, th, lo_b, hi_b, lam)
         best = _gap(Xh, y, pieces, signs[cell], slopes, f, mu, lam, th, lo_b, hi_b, gx, m, D, has_c, r)
         if best > good_enough:
             best = min(best, _refined_gap(Xh, y, pieces, signs[cell], slopes, f, mu, lam, th, lo_b, hi_b,
-                                          gx, rownorm, tight_tol, m, D, has_c, r, good_enough))
+                                          gx, cand, m, D, has_c, r, good_enough))
         lower = risk - max(w * best, 0.0)
         kkt = max(risk - lower - rounding, 0.0) / denom
         lower_out[cell] = lower
@@ -607,8 +644,8 @@ def verify_cells(units, signs, patterns, slopes, Xh, y, theta, c, has_c, box, c_
 
 
 @numba.njit(cache=True)
-def _refined_gap(Xh, y, pieces, signs, slopes, f, mu0, lam0, th, lo_b, hi_b, gx, rownorm, tight_tol, m, D,
-                 has_c, r, good_enough):
+def _refined_gap(Xh, y, pieces, signs, slopes, f, mu0, lam0, th, lo_b, hi_b, gx, cand, m, D, has_c, r,
+                 good_enough):
     """Two least-squares steps on (mu, lam) that cancel r on the coordinates strictly inside the
     box (problem._lagrangian_gap); the smallest gap seen."""
     n = Xh.shape[0]
@@ -624,7 +661,7 @@ def _refined_gap(Xh, y, pieces, signs, slopes, f, mu0, lam0, th, lo_b, hi_b, gx,
     na = 0
     for i in range(n):
         for j in range(m):
-            if abs(gx[i, j]) <= tight_tol * rownorm[i]:
+            if cand[i, j]:
                 act_i[na] = i
                 act_j[na] = j
                 na += 1
@@ -724,17 +761,21 @@ def _psd_solve(S, rhs):
 
 
 @numba.njit(cache=True)
-def face_rays(mu, cols, col_sign, K, centred, gram, live, direction):
+def face_rays(mu, cols, col_sign, K, centred, gram, live, direction, single):
     """live[a] = False for the rays a that are zero on every optimal point of the cell (see the
     module docstring), True for the others; direction[:K] a direction of the optimal face (in ray
     weights, Psi~ direction = 0) along which every live ray with mu[a] = 0 increases and no zero
     ray decreases.  Returns FACE_OK, or FACE_AMBIGUOUS when a singular value or a Farkas residual
-    falls in its ambiguous band.
+    falls in its ambiguous band.  ``single``: the caller knows the face is one point
+    (`theta_full_rank`), so the rays of positive weight are the live ones.
 
     The direction for ray a is N res, res = N_a + sum_b lam_b N_b the Farkas residual: as the
     residual of the projection of -N_a onto cone{N_b}, res . N_b >= 0 and res . N_a = |res|^2."""
     for a in range(K):
         direction[a] = 0.0
+        live[a] = mu[a] > 0.0
+    if single:
+        return FACE_OK
     zero = np.zeros(K, dtype=np.int64)
     nz = 0
     for a in range(K):
@@ -867,14 +908,28 @@ def face_point(mu, cols, col_sign, col_unit, K, live, direction, rays, feature_m
 
 
 @numba.njit(cache=True)
-def _full_rank(gram, cols, col_sign, K):
-    """All K columns independent: every Cholesky pivot of their Gram matrix above 1e-10 of the largest
-    diagonal entry (rounding in the Gram matrix is ~1e-16 of it)."""
-    idx = np.arange(K)
-    H = np.zeros((K, K))
-    for a in range(K):
-        for t in range(K):
-            H[a, t] = col_sign[a] * col_sign[t] * gram[cols[a], cols[t]]
+def theta_full_rank(units_k, signs_k, patterns, slopes, Xh, has_c):
+    """Phi of the cell (f = Phi theta, theta = (u~_j, a~_j)_j and c) has full column rank: every
+    Cholesky pivot of Phi^T Phi above 1e-10 of its largest diagonal entry.  Then the optimal face is
+    one point and its tight rows are those where every ray of positive weight lies on the sample's
+    hyperplane."""
+    n, D = Xh.shape
+    m = units_k.shape[0]
+    p = m * D + (1 if has_c else 0)
+    Phi = np.zeros((n, p))
+    for i in range(n):
+        for j in range(m):
+            coef = signs_k[j] * slopes[patterns[units_k[j], i]]
+            for t in range(D):
+                Phi[i, j * D + t] = coef * Xh[i, t]
+        if has_c:
+            Phi[i, m * D] = 1.0
+    H = Phi.T @ Phi
+    return _cholesky_full_rank(H, p)
+
+
+@numba.njit(cache=True)
+def _cholesky_full_rank(H, K):
     L = np.zeros((K, K))
     big = 0.0
     for a in range(K):
@@ -894,6 +949,17 @@ def _full_rank(gram, cols, col_sign, K):
                 s2 -= L[c, t] * L[a, t]
             L[c, a] = s2 / L[a, a]
     return True
+
+
+@numba.njit(cache=True)
+def _full_rank(gram, cols, col_sign, K):
+    """All K columns independent: every Cholesky pivot of their Gram matrix above 1e-10 of the largest
+    diagonal entry (rounding in the Gram matrix is ~1e-16 of it)."""
+    H = np.zeros((K, K))
+    for a in range(K):
+        for t in range(K):
+            H[a, t] = col_sign[a] * col_sign[t] * gram[cols[a], cols[t]]
+    return _cholesky_full_rank(H, K)
 
 
 @numba.njit(cache=True)
@@ -967,15 +1033,16 @@ def match_fit(f, fits, keys, count, tau, w, y):
 
 
 @numba.njit(cache=True)
-def certify_run(start, order, verified, fast, box_limited, status_ok, feasible, risk, fitted, mu, units, signs,
-                ptr, members, centred, gram, side, patterns, rank_table, class_offset, neg_count, skip_by_fit,
-                tau, w, y, fits, keys, interior, n_min, counts, floor, neighbour_rtol, box_best):
+def certify_run(start, order, verified, fast, box_limited, status_ok, feasible, risk, lower, fitted, mu, units, signs,
+                ptr, members, centred, gram, side, patterns, slopes, Xh, has_c, rank_table, class_offset, neg_count,
+                skip_by_fit, tau, w, y, fits, keys, interior, n_min, counts, floor, neighbour_rtol, box_best):
     """Walk the cells order[start:] until one needs `Certifier.certify`; returns (position, event).
 
     Decided here: unverified cells (counts[0]), the count of cells verified by the absolute gap
     (counts[1]), cells skipped because their fit is an interior minimum's (counts[2]), and fast
-    cells with a better neighbouring cell that contains their whole optimal face (counts[3]), and
-    box-limited cells (counts[4], the lowest optimum in box_best[0])."""
+    cells with a better neighbouring cell that contains their whole optimal face (counts[3]),
+    box-limited cells (counts[4], the lowest optimum in box_best[0]), and boundary minima whose fit
+    is a listed boundary minimum's (counts[5]: certified cells that do not change the list)."""
     N = order.shape[0]
     m = units.shape[1]
     n = patterns.shape[1]
@@ -996,6 +1063,7 @@ def certify_run(start, order, verified, fast, box_limited, status_ok, feasible, 
             continue
         if not status_ok[k]:
             counts[1] += 1
+        known = -1
         if skip_by_fit:
             known = match_fit(fitted[k], fits, keys, n_min, tau, w, y)
             if known >= 0 and interior[known]:
@@ -1008,27 +1076,43 @@ def certify_run(start, order, verified, fast, box_limited, status_ok, feasible, 
         if not fast[k]:
             return pos, EVENT_CERTIFY
         K = _cell_columns(units[k], signs[k], ptr, members, cols, col_sign, col_unit)
-        if face_rays(mu[k], cols, col_sign, K, centred, gram, live, direction) != FACE_OK:
+        # with at most D rays per unit, mu -> theta is one-to-one and face_rays' own test decides
+        single = K > m * Xh.shape[1] and theta_full_rank(units[k], signs[k], patterns, slopes, Xh, has_c)
+        if face_rays(mu[k], cols, col_sign, K, centred, gram, live, direction, single) != FACE_OK:
             return pos, EVENT_CERTIFY
         unit_ties(live, cols, col_unit, K, side, m, tied, zero_unit)
-        threshold = risk[k] - (neighbour_rtol * abs(risk[k]) + floor)
-        if _better_neighbour(k, units, signs, tied, zero_unit, patterns, rank_table, class_offset, neg_count,
-                             feasible, risk, threshold, buf_pos, buf_neg):
+        tol = neighbour_rtol * abs(risk[k]) + floor
+        outcome = _neighbours(k, units, signs, tied, zero_unit, patterns, rank_table, class_offset, neg_count,
+                              feasible, status_ok, risk, lower, risk[k] - tol, buf_pos, buf_neg)
+        if outcome == NEIGHBOUR_BETTER:
             counts[3] += 1
+            continue
+        boundary = False
+        for j in range(m):
+            boundary = boundary or zero_unit[j]
+            for i in range(n):
+                boundary = boundary or tied[i, j]
+        if outcome == NEIGHBOUR_NONE and boundary and known >= 0:
+            # a boundary minimum again, with the fit of a boundary minimum already listed: the
+            # list does not change (only an interior certificate would replace it)
+            counts[5] += 1
             continue
         return pos, EVENT_CERTIFY
     return N, EVENT_DONE
 
 
 @numba.njit(cache=True)
-def _better_neighbour(k, units, signs, tied, zero_unit, patterns, rank_table, class_offset, neg_count, feasible,
-                      risk, threshold, buf_pos, buf_neg):
-    """Does a cell containing cell k's whole optimal face have a feasible optimum below threshold?
-    Those cells change one unit: a unit with tied samples to another pattern that keeps the untied
-    samples' pieces, a zero unit to any pattern and either sign (`Certifier._unit_options`)."""
+def _neighbours(k, units, signs, tied, zero_unit, patterns, rank_table, class_offset, neg_count, feasible, status_ok,
+                risk, lower, threshold, buf_pos, buf_neg):
+    """Compare cell k with the cells that contain its whole optimal face: one unit changed, a unit
+    with tied samples to another pattern that keeps the untied samples' pieces, a zero unit to any
+    pattern and either sign (`Certifier._unit_options`).  NEIGHBOUR_BETTER when one has a feasible
+    optimum below threshold, else NEIGHBOUR_UNDECIDED when one is neither verified nor bounded
+    above threshold (`Certifier._compare`), else NEIGHBOUR_NONE."""
     m = units.shape[1]
     n = patterns.shape[1]
     P = patterns.shape[0]
+    undecided = False
     for j in range(m):
         has_tie = False
         for i in range(n):
@@ -1066,8 +1150,10 @@ def _better_neighbour(k, units, signs, tied, zero_unit, patterns, rank_table, cl
                 nb = (class_offset[npos] + multiset_rank(buf_pos, npos, rank_table) * neg_count[nneg]
                       + multiset_rank(buf_neg, nneg, rank_table))
                 if feasible[nb] and risk[nb] < threshold:
-                    return True
-    return False
+                    return NEIGHBOUR_BETTER
+                if not (status_ok[nb] or lower[nb] >= threshold):
+                    undecided = True
+    return NEIGHBOUR_UNDECIDED if undecided else NEIGHBOUR_NONE
 
 
 @numba.njit(cache=True)
@@ -1295,8 +1381,8 @@ def _active_set_lsq(Phi, y, A, h, x, max_steps):
 
 
 @numba.njit(cache=True)
-def examine_face(units_k, signs_k, mu_k, ptr, members, centred, gram, side, rays, feature_mean, y_mean, has_c,
-                 box, theta, cflat, tied, zero_unit):
+def examine_face(units_k, signs_k, mu_k, ptr, members, centred, gram, side, patterns, slopes, Xh, rays,
+                 feature_mean, y_mean, has_c, box, theta, cflat, tied, zero_unit):
     """For `Certifier.certify`: a relative-interior point of a kernel-solved cell's optimal face
     (theta (m, D), cflat[0]) and the rows tight on the whole face (tied (n, m), zero_unit (m)).
     Returns False when the face is ambiguous or no such point was found."""
@@ -1308,7 +1394,8 @@ def examine_face(units_k, signs_k, mu_k, ptr, members, centred, gram, side, rays
     live = np.zeros(kmax, dtype=np.bool_)
     direction = np.zeros(kmax)
     K = _cell_columns(units_k, signs_k, ptr, members, cols, col_sign, col_unit)
-    if face_rays(mu_k, cols, col_sign, K, centred, gram, live, direction) != FACE_OK:
+    single = theta_full_rank(units_k, signs_k, patterns, slopes, Xh, has_c)
+    if face_rays(mu_k, cols, col_sign, K, centred, gram, live, direction, single) != FACE_OK:
         return False
     unit_ties(live, cols, col_unit, K, side, m, tied, zero_unit)
     return face_point(mu_k, cols, col_sign, col_unit, K, live, direction, rays, feature_mean, y_mean, has_c, box,

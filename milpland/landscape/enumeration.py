@@ -347,8 +347,8 @@ def _solve_by_kernel(spec, grid: CellGrid, table, certifier: Certifier, store: C
                             table.gram, table.gram_y, table.centred, table.y_centred, table.feature_mean,
                             table.y_mean, table.has_c, kmax, store.mu[sl], store.theta[sl], store.c[sl],
                             store.iterations[sl], converged[sl])
-        cell_qp.verify_cells(grid.units[sl], grid.signs[sl], table.patterns, table.slopes, table.Xh, table.y,
-                             store.theta[sl], store.c[sl], table.has_c, float(spec.box.weight), b.c_bound(m),
+        cell_qp.verify_cells(grid.units[sl], grid.signs[sl], table.patterns, table.facets, table.slopes, table.Xh,
+                             table.y, store.theta[sl], store.c[sl], table.has_c, float(spec.box.weight), b.c_bound(m),
                              b.w, b.scale, certifier.solver.kkt_tol, FEAS_TOL, BOX_ACTIVE_RTOL, False, status[sl],
                              store.risk[sl], store.lower[sl], store.kkt[sl], store.violation[sl],
                              store.fitted[sl], store.box_active[sl])
@@ -385,8 +385,8 @@ def _solve_boxed(spec, grid: CellGrid, table, certifier: Certifier, store: CellS
     at_box = np.zeros(len(sub), dtype=bool)
     theta = store.theta[sub]
     c = store.c[sub]
-    cell_qp.verify_cells(grid.units[sub], grid.signs[sub], table.patterns, table.slopes, table.Xh, table.y, theta, c,
-                         table.has_c, float(spec.box.weight), b.c_bound(m), b.w, b.scale,
+    cell_qp.verify_cells(grid.units[sub], grid.signs[sub], table.patterns, table.facets, table.slopes, table.Xh,
+                         table.y, theta, c, table.has_c, float(spec.box.weight), b.c_bound(m), b.w, b.scale,
                          certifier.solver.kkt_tol, FEAS_TOL, BOX_ACTIVE_RTOL, True, status, risk, lower, kkt, viol,
                          fitted, at_box)
     limited = (converged[sub] & (status == cell_qp.VERIFIED) & at_box
@@ -420,6 +420,7 @@ class _Certification:
     def __init__(self, spec: InstanceSpec, store: CellStore, certifier: Certifier, table):
         self.spec, self.store, self.certifier, self.table = spec, store, certifier, table
         self.squared = spec.loss.kind == "squared"
+        self.patterns = store.grid.patterns.astype(np.int8)
         self.tau = fit_tolerance(spec)
         self.w = float(spec.loss.weight(spec.n))
         self.minima = []
@@ -428,8 +429,9 @@ class _Certification:
         self.interior = np.zeros(16, dtype=bool)
         self.box_best = float("inf")
         self.messages: list[str] = []
-        # cell errors, verified by the absolute gap, skipped (same fit), not local, box-limited
-        self.kernel_counts = np.zeros(5, dtype=np.int64)
+        # cell errors, verified by the absolute gap, skipped (same fit), not local, box-limited,
+        # boundary minima again (a listed boundary minimum's fit)
+        self.kernel_counts = np.zeros(6, dtype=np.int64)
         self.kernel_box_best = np.full(1, np.inf)
         self.counts = dict(box_limited=0, not_local=0, not_attained=0, undetermined=0, certified_cells=0,
                            certified_by_certifier=0)
@@ -442,15 +444,18 @@ class _Certification:
             ptr, members = np.zeros(1, np.int64), np.zeros(0, np.int64)
             centred = gram = np.zeros((1, 1))
             side = np.zeros((1, self.spec.n), np.int8)
+            slopes, Xh, has_c = np.zeros(2), np.zeros((self.spec.n, 2)), False
         else:
             ptr, members, centred, gram, side = (tab.pattern_ptr, tab.pattern_rays, tab.centred, tab.gram,
                                                  tab.side)
-        patterns = grid.patterns.astype(np.int8)
+            slopes, Xh, has_c = tab.slopes, tab.Xh, tab.has_c
+        patterns = self.patterns
         pos, events, started = 0, 0, time.perf_counter()
         while True:
             pos, event = cell_qp.certify_run(
-                pos, order, st.verified, st.fast, st.box_limited, st.status_ok, st.feasible, st.risk, st.fitted, st.mu,
-                grid.units, grid.signs, ptr, members, centred, gram, side, patterns,
+                pos, order, st.verified, st.fast, st.box_limited, st.status_ok, st.feasible, st.risk, st.lower,
+                st.fitted, st.mu,
+                grid.units, grid.signs, ptr, members, centred, gram, side, patterns, slopes, Xh, has_c,
                 grid.rank_table, grid.class_offset, grid.neg_count, self.squared, self.tau, self.w, self.spec.y,
                 self.fits, self.keys, self.interior, len(self.minima), self.kernel_counts,
                 self.certifier.floor, NEIGHBOUR_RTOL, self.kernel_box_best)
@@ -467,6 +472,8 @@ class _Certification:
         self.counts["not_local"] += int(c[3])
         self.counts["box_limited"] += int(c[4])
         self.counts["box_limited_by_kernel"] = int(c[4])
+        self.counts["certified_cells"] += int(c[5])
+        self.counts["boundary_again_by_kernel"] = int(c[5])
         self.box_best = min(self.box_best, float(self.kernel_box_best[0]))
 
     def _certify(self, k: int) -> None:
@@ -507,8 +514,9 @@ class _Certification:
         theta, cflat = np.zeros((m, D)), np.zeros(1)
         tied, zero_unit = np.zeros((self.spec.n, m), dtype=bool), np.zeros(m, dtype=bool)
         if not cell_qp.examine_face(grid.units[k], grid.signs[k], st.mu[k], tab.pattern_ptr, tab.pattern_rays,
-                                    tab.centred, tab.gram, tab.side, tab.rays, tab.feature_mean, tab.y_mean,
-                                    tab.has_c, float(self.spec.box.weight), theta, cflat, tied, zero_unit):
+                                    tab.centred, tab.gram, tab.side, self.patterns, tab.slopes, tab.Xh, tab.rays,
+                                    tab.feature_mean, tab.y_mean, tab.has_c, float(self.spec.box.weight), theta,
+                                    cflat, tied, zero_unit):
             return None
         order = grid.order(k)
         theta = theta[order]
