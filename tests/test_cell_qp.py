@@ -58,7 +58,7 @@ class Solved:
         self.grid = en.CellGrid.build(self.patterns, spec.width, act)
         self.table = en._ray_table(spec, self.patterns)
         self.certifier = Certifier(spec, unit_patterns=self.patterns)
-        self.store = en.CellStore(self.grid, spec.n, spec.X.shape[1], self.table.max_rays * spec.width)
+        self.store = en.CellStore(self.grid, spec, self.table.max_rays * spec.width, kernels=True)
         en._solve_by_kernel(spec, self.grid, self.table, self.certifier, self.store, lambda _msg: None)
 
 
@@ -128,11 +128,11 @@ def test_bound_stays_valid_off_the_optimum(solved):
     N = len(ks)
     status = np.zeros(N, dtype=np.int64)
     risk, lower, kkt, viol = (np.zeros(N) for _ in range(4))
-    fitted, at_box = np.zeros((N, spec.n)), np.zeros(N, dtype=bool)
+    at_box = np.zeros(N, dtype=bool)
     cell_qp.verify_cells(grid.units[ks], grid.signs[ks], tab.patterns, tab.facets, tab.slopes, tab.Xh, tab.y, theta, c,
                          tab.has_c, float(spec.box.weight), b.c_bound(m), b.w, b.scale, 1e-9, FEAS_TOL,
                          BOX_ACTIVE_RTOL, False,
-                         status, risk, lower, kkt, viol, fitted, at_box)
+                         status, risk, lower, kkt, viol, at_box)
     for t, k in enumerate(ks):
         cell = grid.cell(k)
         ref = clarabel_cell(spec.X, spec.y, spec.network.activation, spec.loss, spec.box, cell.pattern,
@@ -205,7 +205,8 @@ def test_face_point_is_relative_interior(solved):
         alpha = np.asarray(spec.network.activation.slopes)[pieces]
         Xh = tab.Xh
         f = (alpha * (Xh @ theta.T)) @ grid.signs[k] + cflat[0]
-        assert np.allclose(f, st.fitted[k], rtol=0, atol=1e-9)
+        fit_k = st.result(k).fitted
+        assert np.allclose(f, fit_k, rtol=0, atol=1e-9)
         # LP in z = (theta (m D), c): Phi z = f*, side * g >= 0, |theta| <= B
         p = m * D + 1
         Phi = np.zeros((n, p))
@@ -217,7 +218,7 @@ def test_face_point_is_relative_interior(solved):
         bounds = [(-spec.box.weight, spec.box.weight)] * (m * D) + [(None, None) if has_c else (0, 0)]
         g_at = np.array([rows[r, :-1] @ np.concatenate(list(theta)) for r in range(n * m)])
         for r in range(n * m):
-            lp = linprog(-rows[r], A_ub=-rows, b_ub=np.zeros(n * m), A_eq=Phi, b_eq=st.fitted[k], bounds=bounds,
+            lp = linprog(-rows[r], A_ub=-rows, b_ub=np.zeros(n * m), A_eq=Phi, b_eq=fit_k, bounds=bounds,
                          method="highs")
             assert lp.status == 0
             can_move = -lp.fun > 1e-7

@@ -529,8 +529,7 @@ def _candidate_rows(gx, rownorm, tight_tol, units_k, facets, cand):
 
 @numba.njit(cache=True)
 def verify_cells(units, signs, patterns, facets, slopes, Xh, y, theta, c, has_c, box, c_bound, w, scale, kkt_tol,
-                 feas_tol, box_rtol, allow_box, status_out, risk_out, lower_out, kkt_out, viol_out, fitted_out,
-                 box_active_out):
+                 feas_tol, box_rtol, allow_box, status_out, risk_out, lower_out, kkt_out, viol_out, box_active_out):
     """Recompute every cell's outputs, risk, violation and Lagrangian bound from theta (see the
     module docstring).  Only theta is read: the active set that produced it is not trusted.
 
@@ -600,7 +599,6 @@ def verify_cells(units, signs, patterns, facets, slopes, Xh, y, theta, c, has_c,
                 fi += signs[cell, j] * slopes[pieces[i, j]] * g
                 viol = max(viol, -gx[i, j] / rownorm[i])
             f[i] = fi
-            fitted_out[cell, i] = fi
         viol /= xs
         sse = 0.0
         for i in range(n):
@@ -1005,6 +1003,20 @@ def cell_index(pos, neg, table, class_offset, neg_count):
 
 
 @numba.njit(cache=True)
+def cell_fit(units_k, signs_k, theta_k, c_k, patterns, slopes, Xh, has_c, f):
+    """f_i = c + sum_j s_j alpha_{k_ij} theta_j . x^_i: the outputs of a cell's scaled weights."""
+    n, D = Xh.shape
+    for i in range(n):
+        fi = c_k if has_c else 0.0
+        for j in range(units_k.shape[0]):
+            g = 0.0
+            for t in range(D):
+                g += theta_k[j, t] * Xh[i, t]
+            fi += signs_k[j] * slopes[patterns[units_k[j], i]] * g
+        f[i] = fi
+
+
+@numba.njit(cache=True)
 def match_fit(f, fits, keys, count, tau, w, y):
     """Index of the minimum among fits[:count] whose fitted values are within tau of f (max norm),
     the nearest one; -1 if none (as `certificates.match_minimum`).  Squared loss only: a fit within
@@ -1033,7 +1045,8 @@ def match_fit(f, fits, keys, count, tau, w, y):
 
 
 @numba.njit(cache=True)
-def certify_run(start, order, verified, fast, box_limited, status_ok, feasible, risk, lower, fitted, mu, units, signs,
+def certify_run(start, order, verified, fast, box_limited, status_ok, feasible, risk, lower, fitted, fit_from_theta,
+                theta, c, mu, units, signs,
                 ptr, members, centred, gram, side, patterns, slopes, Xh, has_c, rank_table, class_offset, neg_count,
                 skip_by_fit, tau, w, y, fits, keys, interior, n_min, counts, floor, neighbour_rtol, box_best):
     """Walk the cells order[start:] until one needs `Certifier.certify`; returns (position, event).
@@ -1056,6 +1069,7 @@ def certify_run(start, order, verified, fast, box_limited, status_ok, feasible, 
     zero_unit = np.zeros(m, dtype=np.bool_)
     buf_pos = np.zeros(m, dtype=np.int64)
     buf_neg = np.zeros(m, dtype=np.int64)
+    f = np.zeros(n)
     for pos in range(start, N):
         k = order[pos]
         if not verified[k]:
@@ -1065,7 +1079,11 @@ def certify_run(start, order, verified, fast, box_limited, status_ok, feasible, 
             counts[1] += 1
         known = -1
         if skip_by_fit:
-            known = match_fit(fitted[k], fits, keys, n_min, tau, w, y)
+            if fit_from_theta:
+                cell_fit(units[k], signs[k], theta[k], c[k], patterns, slopes, Xh, has_c, f)
+            else:
+                f[:] = fitted[k]
+            known = match_fit(f, fits, keys, n_min, tau, w, y)
             if known >= 0 and interior[known]:
                 counts[2] += 1
                 continue

@@ -45,7 +45,7 @@ import numpy as np
 from milpland.cells import cell_qp
 from milpland.cells.arrangement import Realizer, unit_patterns
 from milpland.cells.certificates import NEIGHBOUR_RTOL, Certifier, fit_tolerance, match_minimum
-from milpland.cells.problem import BOX_ACTIVE_RTOL, FEAS_TOL, Cell, CellResult
+from milpland.cells.problem import BOX_ACTIVE_RTOL, FEAS_TOL, Cell, CellResult, cell_outputs
 from milpland.cells.scaled import ScaledParams, sign_class
 from milpland.errors import MilplandError
 from milpland.instance.activations import Activation
@@ -175,17 +175,24 @@ class CellGrid:
 
 class CellStore:
     """Every cell's optimum as arrays (the compiled loops read these); `cell` and `result` build the
-    Cell and CellResult objects on demand.  Cells solved by `CellSolver` keep their CellResult."""
+    Cell and CellResult objects on demand.  Cells solved by `CellSolver` keep their CellResult.
 
-    def __init__(self, grid: CellGrid, n: int, d: int, kmax: int):
+    With the kernels (``kernels``: homogeneous activations) the fitted values are not stored
+    (n floats a cell, the largest array): they are recomputed from theta, which holds every cell's
+    scaled weights in array unit order; otherwise ``fitted`` holds them."""
+
+    def __init__(self, grid: CellGrid, spec: InstanceSpec, kmax: int, *, kernels: bool):
         N, m = grid.units.shape
+        n, d = spec.X.shape
         self.grid = grid
+        self.spec = spec
         self.d = d
+        self.kernels = kernels
         self.risk = np.full(N, np.inf)
         self.lower = np.full(N, -np.inf)
         self.kkt = np.full(N, np.inf)
         self.violation = np.full(N, np.inf)
-        self.fitted = np.full((N, n), np.nan)
+        self.fitted = np.full((1 if kernels else N, n), np.nan)
         self.theta = np.zeros((N, m, d + 1))
         self.c = np.zeros(N)
         self.mu = np.zeros((N, max(kmax, 1)))
@@ -209,8 +216,13 @@ class CellStore:
         self.status_ok[k] = result.status == "optimal"
         self.feasible[k] = result.theta is not None and result.max_violation <= FEAS_TOL
         self.verified[k] = verified
-        if result.fitted is not None:
-            self.fitted[k] = result.fitted
+        if not self.kernels:
+            if result.fitted is not None:
+                self.fitted[k] = result.fitted
+        elif result.theta is not None:  # theta in array unit order (homogeneous: rho plays no part)
+            back = np.argsort(self.grid.order(k))
+            self.theta[k] = np.column_stack([result.theta.U, result.theta.a])[back]
+            self.c[k] = result.theta.c
 
     def cell(self, k: int) -> Cell:
         return self.grid.cell(k)
@@ -223,7 +235,9 @@ class CellStore:
         th = self.theta[k][order]
         theta = ScaledParams(U=th[:, : self.d].copy(), a=th[:, self.d].copy(), rho=np.zeros(len(order)),
                              c=float(self.c[k]), signs=self.grid.signs[k][order].astype(float))
-        return CellResult("optimal", float(self.risk[k]), theta, self.fitted[k].copy(), bool(self.box_active[k]), 0.0,
+        cell = self.cell(k)
+        fitted = cell_outputs(self.spec.X, self.spec.network.activation, cell, theta)
+        return CellResult("optimal", float(self.risk[k]), theta, fitted, bool(self.box_active[k]), 0.0,
                           kkt_residual=float(self.kkt[k]), lower_bound=float(self.lower[k]),
                           max_violation=float(self.violation[k]),
                           method="active-set-box" if self.box_limited[k] else "ray-nnls",
@@ -288,7 +302,7 @@ def enumerate_minima(spec: InstanceSpec, *, max_cells: int, progress: Progress |
     t_patterns = time.perf_counter() - t0
     say(f"{P} unit patterns, {total} cells" + ("" if table is None else " (compiled cell kernels)"))
     certifier = Certifier(spec, unit_patterns=patterns)
-    store = CellStore(grid, spec.n, spec.X.shape[1], 0 if table is None else table.max_rays * spec.width)
+    store = CellStore(grid, spec, 0 if table is None else table.max_rays * spec.width, kernels=table is not None)
 
     t1 = time.perf_counter()
     if table is not None:
@@ -351,7 +365,7 @@ def _solve_by_kernel(spec, grid: CellGrid, table, certifier: Certifier, store: C
                              table.y, store.theta[sl], store.c[sl], table.has_c, float(spec.box.weight), b.c_bound(m),
                              b.w, b.scale, certifier.solver.kkt_tol, FEAS_TOL, BOX_ACTIVE_RTOL, False, status[sl],
                              store.risk[sl], store.lower[sl], store.kkt[sl], store.violation[sl],
-                             store.fitted[sl], store.box_active[sl])
+                             store.box_active[sl])
         say(f"solved {sl.stop}/{N} cells with the compiled kernel ({time.perf_counter() - started:.1f} s)")
     fast = converged & (status == cell_qp.VERIFIED)
     _solve_boxed(spec, grid, table, certifier, store, np.flatnonzero(converged & (status == cell_qp.OUTSIDE_BOX)))
@@ -381,20 +395,19 @@ def _solve_boxed(spec, grid: CellGrid, table, certifier: Certifier, store: CellS
     sub = cells
     status = np.zeros(len(sub), dtype=np.int64)
     risk, lower, kkt, viol = (np.zeros(len(sub)) for _ in range(4))
-    fitted = np.zeros((len(sub), spec.n))
     at_box = np.zeros(len(sub), dtype=bool)
     theta = store.theta[sub]
     c = store.c[sub]
     cell_qp.verify_cells(grid.units[sub], grid.signs[sub], table.patterns, table.facets, table.slopes, table.Xh,
                          table.y, theta, c, table.has_c, float(spec.box.weight), b.c_bound(m), b.w, b.scale,
                          certifier.solver.kkt_tol, FEAS_TOL, BOX_ACTIVE_RTOL, True, status, risk, lower, kkt, viol,
-                         fitted, at_box)
+                         at_box)
     limited = (converged[sub] & (status == cell_qp.VERIFIED) & at_box
                & (lower > unboxed + NEIGHBOUR_RTOL * np.abs(unboxed) + certifier.floor))
     keep = sub[limited]
     store.theta[keep], store.c[keep] = theta[limited], c[limited]
     store.risk[keep], store.lower[keep], store.kkt[keep] = risk[limited], lower[limited], kkt[limited]
-    store.violation[keep], store.fitted[keep] = viol[limited], fitted[limited]
+    store.violation[keep] = viol[limited]
     store.box_active[keep] = True
     store.box_limited[keep] = True
 
@@ -454,7 +467,7 @@ class _Certification:
         while True:
             pos, event = cell_qp.certify_run(
                 pos, order, st.verified, st.fast, st.box_limited, st.status_ok, st.feasible, st.risk, st.lower,
-                st.fitted, st.mu,
+                st.fitted, st.kernels, st.theta, st.c, st.mu,
                 grid.units, grid.signs, ptr, members, centred, gram, side, patterns, slopes, Xh, has_c,
                 grid.rank_table, grid.class_offset, grid.neg_count, self.squared, self.tau, self.w, self.spec.y,
                 self.fits, self.keys, self.interior, len(self.minima), self.kernel_counts,
