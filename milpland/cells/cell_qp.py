@@ -251,11 +251,11 @@ def nnls_gram(H, b, colnorm, bnorm, x):
                 skip[best] = True
                 break
             first = False
-            alpha, leave = 1.0, -1
+            alpha, leave = np.inf, -1
             for a in range(kp):
                 k = idx[a]
-                if z[a] <= 0.0:
-                    ratio = x[k] / (x[k] - z[a])
+                if z[a] <= 0.0:  # step from x towards z up to where the first weight reaches 0
+                    ratio = x[k] / (x[k] - z[a]) if x[k] > z[a] else 0.0
                     if ratio < alpha:
                         alpha, leave = ratio, k
             if leave < 0:
