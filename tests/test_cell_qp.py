@@ -293,3 +293,46 @@ def test_compiled_rejections_are_certifier_rejections(case):
         assert reference.certify(grid.cell(k), found_by="enumerate").status == "not_local_minimum", k
     for k in limited[:10]:
         assert reference.certify(grid.cell(k), found_by="enumerate").status == "box_limited", k
+
+
+def test_nnls_gram_equals_scipy_nnls_on_degenerate_problems():
+    """Small integer problems (ties, dependent and zero columns, exact zeros in the least-squares
+    values -- one made a 0 / 0 step before it was fixed): the objective of scipy's NNLS."""
+    from scipy.optimize import nnls
+
+    rng = np.random.default_rng(6)
+    for trial in range(400):
+        rows, cols = rng.integers(2, 6), rng.integers(1, 7)
+        A = rng.integers(-1, 2, size=(rows, cols)).astype(float)
+        y = rng.integers(-2, 3, size=rows).astype(float)
+        H, b = A.T @ A, A.T @ y
+        x = np.zeros(cols)
+        _, converged = cell_qp.nnls_gram(H, b, np.sqrt(np.diag(H)), max(np.linalg.norm(y), 1e-300), x)
+        ref = nnls(A, y)[0]
+        assert np.all(x >= 0.0)
+        assert np.linalg.norm(A @ x - y) ** 2 <= np.linalg.norm(A @ ref - y) ** 2 + 1e-9, (trial, A, y, x, ref)
+
+
+# A Gram matrix of a Farkas problem (d = 2, width 3) on which the active set, before the fix,
+# kept a weight whose least-squares value was exactly 0 and divided 0 by 0 on the next step.
+DEGENERATE_H = [
+    ["0x1.1f84e59e0f94dp-1", "-0x1.e35a12cec597bp-2", "-0x1.773526cc7273ap-4", "-0x1.5b5793ac91a18p-6", "0x1.d6be2398be415p-6", "-0x1.a856e308b8817p-4", "0x0.0p+0"],
+    ["-0x1.e35a12cec597bp-2", "0x1.b322273262697p-2", "0x1.d05646232ab4bp-6", "0x1.adda2422bf88dp-8", "-0x1.23487883582b1p-7", "0x1.0691e7bef6c16p-5", "0x0.0p+0"],
+    ["-0x1.773526cc7273ap-4", "0x1.d05646232ab4bp-6", "0x1.3e0ebd529d243p-2", "-0x1.46c1d25caf238p-3", "0x1.bad8311d10c06p-3", "0x1.ca7f0147b7350p-4", "0x0.0p+0"],
+    ["-0x1.5b5793ac91a18p-6", "0x1.adda2422bf88dp-8", "-0x1.46c1d25caf238p-3", "0x1.4d05530699686p-3", "-0x1.c3555f685f44ap-3", "0x1.a871ebd6ff0cep-6", "0x0.0p+0"],
+    ["0x1.d6be2398be415p-6", "-0x1.23487883582b1p-7", "0x1.bad8311d10c06p-3", "-0x1.c3555f685f44ap-3", "0x1.31d6f21b898d3p-2", "-0x1.1f9e795dd052bp-5", "0x0.0p+0"],
+    ["-0x1.a856e308b8817p-4", "0x1.0691e7bef6c16p-5", "0x1.ca7f0147b7350p-4", "0x1.a871ebd6ff0cep-6", "-0x1.1f9e795dd052bp-5", "0x1.21cf9f0896beep-2", "0x0.0p+0"],
+    ["0x0.0p+0", "0x0.0p+0", "0x0.0p+0", "0x0.0p+0", "0x0.0p+0", "0x0.0p+0", "0x1.0000000000000p+0"],
+]
+DEGENERATE_B = ["-0x1.3064bb38457f0p-8", "-0x1.adf7d4a549423p-4", "0x1.82a7af3a526b6p-3", "0x1.65f077d1042d8p-5", "-0x1.e51ad79e2ebbep-5", "0x1.b54928fc6aaa9p-3", "-0x0.0p+0"]
+DEGENERATE_BNORM = "0x1.4c2169689afdap-1"
+
+
+def test_nnls_gram_on_a_recorded_degenerate_problem():
+    H = np.array([[float.fromhex(v) for v in row] for row in DEGENERATE_H])
+    b = np.array([float.fromhex(v) for v in DEGENERATE_B])
+    x = np.zeros(len(b))
+    _, converged = cell_qp.nnls_gram(H, b, np.sqrt(np.diag(H)), float.fromhex(DEGENERATE_BNORM), x)
+    assert converged and np.all(x >= 0.0)
+    slope = b - H @ x  # KKT of min 1/2 x^T H x - b^T x, x >= 0: slope <= 0, = 0 where x > 0
+    assert np.all(slope <= 1e-12) and np.all(np.abs(slope[x > 0]) <= 1e-12)

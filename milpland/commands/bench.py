@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from milpland.errors import MilplandError
+from milpland.landscape.listing import DEFAULT_MAX_CELLS
 
 METHOD_NAMES = ("milp", "bnb", "enumerate", "gd", "scip", "landscape-enumerate", "landscape-milp", "landscape-sample")  # milpland.runs.bench.METHODS, without importing pandas here
 
@@ -28,7 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="results", metavar="DIR", help="output folder (default: results/)")
     p.add_argument("--name", help="report name (default: the first target's file name)")
     p.add_argument("--time-limit", type=float, metavar="S", help="per instance and method (overrides the specs)")
-    p.add_argument("--max-cells", type=int, default=200_000, help="enumeration is skipped above this many cells")
+    p.add_argument("--max-cells", type=int, default=DEFAULT_MAX_CELLS,
+                   help="enumeration is skipped above this many cells")
     p.add_argument("--starts", type=int, default=200, help="gradient-descent starts (default 200)")
     p.set_defaults(func=run)
 

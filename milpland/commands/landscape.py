@@ -42,7 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     p.add_argument("--out", metavar="DIR", help="write the minima to DIR/minima.parquet (one row per minimum)")
     p.add_argument("--max-cells", type=int, metavar="N",
-                   help="enumerate: refuse instances with more cells than this (default: 20000)")
+                   help="enumerate: refuse instances with more cells than this (default: 1000000)")
     p.add_argument("--starts", type=int, metavar="N", help="sample: number of random starts (default: 100)")
     p.add_argument("--seed", type=int, metavar="S", help="sample: seed of the starts (default: [solve] seed)")
     p.add_argument("--epsilon", type=float, metavar="E",

@@ -33,7 +33,7 @@ from milpland.records import SCHEMA_VERSION
 from milpland.search.result import Seconds, SolveResult
 
 METHODS = ("enumerate", "sample", "milp")
-DEFAULT_MAX_CELLS = 20000
+DEFAULT_MAX_CELLS = 1_000_000  # about a minute with the compiled kernels (results/enumeration-speed.md)
 DEFAULT_STARTS = 100
 SPURIOUS_FLOOR = 1e-9  # absolute part of the spurious tolerance, relative to the best constant's risk
 Progress = Callable[[str], None]

@@ -36,6 +36,7 @@ import pandas as pd
 
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
+from milpland.landscape.listing import DEFAULT_MAX_CELLS
 
 GLOBAL_TOL = 1e-6
 
@@ -297,7 +298,7 @@ METHODS: dict[str, Callable[[InstanceSpec, dict], dict]] = {
 
 
 def run_bench(targets: list[str], *, methods: list[str], time_limit: float | None = None,
-              max_cells: int = 200_000, starts: int = 200,
+              max_cells: int = DEFAULT_MAX_CELLS, starts: int = 200,
               progress: Callable[[str], None] | None = None,
               on_row: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
     """One row per (instance, method); a method that fails records its error and the run goes on.
