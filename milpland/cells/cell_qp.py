@@ -1,5 +1,5 @@
 """Compiled kernels for many cells at once: squared loss, positively homogeneous two-piece
-activations (ReLU, leaky ReLU, two-slope) (DESIGN §3, §5, §5b).
+activations (ReLU, leaky ReLU, two-slope) (DESIGN §3, §5, §5c).
 
 **The cell optimum over vertex rays.**  Write x^_i = (x_i, 1) and theta_j = (u~_j, a~_j).  A unit
 pattern q confines theta_j to the cone C_q = {theta : theta . x^_i >= 0 (q_i = 1), <= 0 (q_i = 0)}.

@@ -1,4 +1,4 @@
-"""Every cell of a one-hidden-layer network, solved and certified (DESIGN §2, §3, §5, §5b).
+"""Every cell of a one-hidden-layer network, solved and certified (DESIGN §2, §3, §5, §5c).
 
 Unit patterns (which pieces one unit can give the samples) are listed by
 `milpland.cells.arrangement`.
