@@ -62,8 +62,9 @@ def spec_table(name: str, d: int, width: int, n: int) -> dict:
 def run(root: Path, table: dict, env_extra: dict | None = None) -> dict:
     env = dict(os.environ, PYTHONPATH=str(root), **(env_extra or {}))
     load = os.getloadavg()[0]
+    # cwd elsewhere: `python -c` puts the working directory first on sys.path, before PYTHONPATH
     out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(table)], env=env, capture_output=True, text=True,
-                         check=True)
+                         check=True, cwd=tempfile.gettempdir())
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["load_before"], result["load_after"] = load, os.getloadavg()[0]
     return result
@@ -103,9 +104,10 @@ def main() -> None:
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}")
     if args.compile:
         with tempfile.TemporaryDirectory() as cache:
-            res = run(NEW, spec_table("compile-d1-w2-n6", 1, 2, 6, ), {"NUMBA_CACHE_DIR": cache})
-        rows.append({"instance": "compile-d1-w2-n6", "code": "new (empty numba cache)", **_row(res), "identical": ""})
+            res = run(NEW, spec_table("compile-d1-w3-n12", 1, 3, 12), {"NUMBA_CACHE_DIR": cache})
+        rows.append({"instance": "compile-d1-w3-n12", "code": "new (empty numba cache)", **_row(res), "identical": ""})
         print(rows[-1])
+    run(NEW, spec_table("warm-up", 1, 3, 20))  # fill the numba cache: the timed runs load the kernels
     for name, d, width, n, with_old in INSTANCES:
         table = spec_table(name, d, width, n)
         results = {"new": run(NEW, table)}

@@ -15,16 +15,19 @@ is a non-negative least-squares problem in the ray weights mu (c eliminated by c
     min ||sum_j s_j sum_{r in C_{q_j}} mu_jr F~_r - y~||^2,  mu >= 0,   F_r = sigma(r . x^), ~ = centred,
 
 with 2 columns per unit in 1-D and a handful in 2-D.  `solve_cells` solves it for a batch of cells by
-Lawson and Hanson's active set on the precomputed Gram matrix of all rays (one Cholesky of at most
-a few columns per step, one step of iterative refinement on the columns at the end).  The result
-is an optimum over the box only when it lies inside the box; `verify_cells` reports the others
-(`OUTSIDE_BOX`) and the caller solves them the general way (`CellSolver`).
+Lawson and Hanson's active set on the precomputed Gram matrix of all rays (`nnls_gram`: one
+Cholesky of at most a few columns per step; one step of iterative refinement on the columns at
+the end).  The result is the optimum over the box when it lies strictly inside the box;
+`verify_cells` reports the others (`OUTSIDE_BOX`), which `solve_boxed_cells` solves with the box
+by a primal active set in the scaled weights (`problem._polish_least_squares`, compiled).
 
-**Verification** (`verify_cells`) does not trust the active set: from the scaled weights alone it
+**Verification** (`verify_cells`) does not trust the active sets: from the scaled weights alone it
 recomputes the outputs, the cell-row violation, and the Lagrangian lower bound of `CellSolver`
-(`problem._lagrangian_gap`) -- multipliers lam >= 0 of the rows tight at theta (least squares on
-each unit's tight rows, made non-negative), the tangent slopes mu = 2 (f - y), then two refinement
-steps that move (mu, lam) to cancel r = Phi^T mu - G^T lam on the coordinates inside the box:
+(`problem._lagrangian_gap`): the tangent slopes mu = 2 (f - y), multipliers lam >= 0 of the rows
+tight at theta (non-negative least squares on each unit's tight rows -- the facet rows of its
+cone for a unit that is zero --, on the coordinates inside the box), and, unless that bound
+already certifies the point with a tenth of the tolerance to spare, two refinement steps that
+move (mu, lam) to cancel r = Phi^T mu - G^T lam on the coordinates inside the box:
 
     R* / w  >=  sum_i [mu_i f_i + nu_i] + min_box r . theta     for any mu and lam >= 0,
 
@@ -37,12 +40,23 @@ the optimal face is the image of M = {(mu, c) : mu >= 0, Psi mu + c 1 = f*} unde
 A cell row (i, j) is tight on the whole face iff every ray r of unit j with r . x^_i != 0 has
 mu_r = 0 on all of M (the terms mu_r sigma(r . x^_i) share one sign), and unit j is zero on the
 face iff all its rays are.  Which rays are zero on all of M follows from one optimum mu*: a ray
-with mu*_r > 0 is not; for a ray with mu*_r = 0 there is a point of M with mu_r > 0 iff some
+with mu*_r > 0 is not; when Phi has full column rank (`theta_full_rank`) the face is one point and
+no other ray is live; otherwise a ray with mu*_r = 0 has a point of M with mu_r > 0 iff some
 direction delta in null(Psi~) has delta_r > 0 and delta_s >= 0 for the other zero rays s (Farkas:
 iff -N_r is not in the cone of the rows N_s of a null-space basis N), a non-negative least-squares
-problem in dim null(Psi~) unknowns.  Residuals in an ambiguous band between the two answers are
-reported (`FACE_AMBIGUOUS`) so that the caller decides by the LP method of
-`milpland.cells.certificates`.
+problem in dim null(Psi~) unknowns.  Singular values and residuals in an ambiguous band between
+the two answers are reported (`FACE_AMBIGUOUS`) so that the caller decides by the LP method of
+`milpland.cells.certificates`.  `face_point` steps along the Farkas directions to a relative-interior
+point of the face, which `Certifier.certify` examines instead of its LP rounds.
+
+**The certification walk** (`certify_run`): the enumeration's cells in order of increasing optimum,
+with the decisions that need no LP made here (see `milpland.landscape.enumeration`); it returns
+at every cell that `Certifier.certify` must see.  Cells are addressed by the ranks of their unit
+multisets (`cell_index`), so that a neighbouring cell is found by arithmetic.
+
+Every compiled function of milpland lives in this module: numba's on-disk cache (``cache=True``)
+is keyed on the file that defines a function, so a kernel that called into another module would
+keep a stale copy of its callee after that module changed.
 """
 
 from __future__ import annotations
@@ -56,7 +70,6 @@ import numpy as np
 VERIFIED = 0  # optimal: certified gap and feasibility within tolerance, strictly inside the box
 NOT_VERIFIED = 1  # the bound does not certify the point (the caller re-solves the cell)
 OUTSIDE_BOX = 2  # the unboxed optimum touches or leaves the weight box (the caller re-solves)
-NOT_CONVERGED = 3  # the active set stopped early
 
 # outcomes of `face_rays`
 FACE_OK = 0
