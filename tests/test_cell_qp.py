@@ -336,3 +336,23 @@ def test_nnls_gram_on_a_recorded_degenerate_problem():
     assert converged and np.all(x >= 0.0)
     slope = b - H @ x  # KKT of min 1/2 x^T H x - b^T x, x >= 0: slope <= 0, = 0 where x > 0
     assert np.all(slope <= 1e-12) and np.all(np.abs(slope[x > 0]) <= 1e-12)
+
+
+@pytest.mark.parametrize("case", [(21, 7, 1, 2, "relu", True, 2.0), (22, 6, 1, 2, "two_slope", False, 100.0),
+                                  (23, 6, 2, 2, "leaky", True, 100.0)])
+def test_best_cell_of_the_compiled_enumeration_is_the_brute_force_global(case):
+    """The lowest verified cell optimum (the enumeration's global minimum over the box) against
+    tests/bruteforce.py (clarabel on every cell, sharing no code with milpland), box included."""
+    from bruteforce import brute_force_global
+
+    seed, n, d, width, act, bias, box = case
+    spec = make_spec(seed, n, d, width, act, bias=bias, box=box)
+    out = en.enumerate_minima(spec, max_cells=10**6)
+    assert out.complete and out.counts["cells_by_kernel"] > 0
+    best = out.best()
+    ref = brute_force_global(spec.X, spec.y, spec.network.activation, spec.loss, spec.box.weight, spec.box.output,
+                             output_bias=bias, width=width)
+    assert out.store.risk[best] == pytest.approx(ref.risk, rel=1e-7, abs=1e-12)
+    assert bool(out.store.result(best).box_active) == bool(ref.box_active)
+    if box < 10:
+        assert out.counts["box_limited"] > 0
