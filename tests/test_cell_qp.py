@@ -233,8 +233,9 @@ def test_cell_indices_are_multiset_ranks():
     from milpland.instance import activations as acts
 
     patterns = np.array(list(itertools.product([0, 1], repeat=3)))[:6]
-    for act, m in ((acts.relu(), 3), (acts.relu(), 2), (acts.hardtanh(), 2)):
-        pats = patterns if act.n_pieces == 2 else np.array(list(itertools.product([0, 1, 2], repeat=2)))[:5]
+    shuffled = patterns[[3, 0, 5, 1, 4, 2]]  # canonical order by lexsort, not by pattern index
+    for act, m, pats in ((acts.relu(), 3, patterns), (acts.relu(), 2, patterns), (acts.relu(), 3, shuffled),
+                         (acts.hardtanh(), 2, np.array(list(itertools.product([0, 1, 2], repeat=2)))[:5])):
         grid = en.CellGrid.build(pats, m, act)
         cells = list(en.generate_cells(pats, m, act))
         assert len(grid) == len(cells) == en.count_cells(len(pats), m, act)

@@ -122,6 +122,7 @@ class CellGrid:
     neg_count: np.ndarray  # (m + 1,) multisets of that many negative units: C(P + k - 1, k)
     rank_table: np.ndarray  # (m + 1, P + 1) prefix sums for `cell_qp.multiset_rank`
     odd: bool
+    sorted_patterns: bool  # the pattern rows are in lexicographic order
 
     @classmethod
     def build(cls, patterns: np.ndarray, width: int, act: Activation) -> "CellGrid":
@@ -146,6 +147,7 @@ class CellGrid:
             class_offset=offset, neg_count=np.array([math.comb(P + k - 1, k) for k in range(width + 1)],
                                                     dtype=np.int64),
             rank_table=table, odd=act.odd,
+            sorted_patterns=bool(P < 2 or np.all(np.lexsort(np.asarray(patterns).T[::-1]) == np.arange(P))),
         )
 
     def __len__(self) -> int:
@@ -153,11 +155,18 @@ class CellGrid:
 
     def cell(self, k: int) -> Cell:
         """Cell k, in canonical unit order (as `generate_cells` yields it)."""
-        return Cell(self.patterns[self.units[k]].T, self.signs[k]).canonical()
+        order = self.order(k)
+        return Cell(self.patterns[self.units[k][order]].T, self.signs[k][order])
 
     def order(self, k: int) -> np.ndarray:
-        """The permutation of cell k's units (array order) into its canonical order."""
-        return Cell(self.patterns[self.units[k]].T, self.signs[k]).canonical_order()
+        """The permutation of cell k's units (array order) into its canonical order: by (sign, pattern
+        column).  With lexicographically sorted patterns (as `unit_patterns` lists them) that is the
+        negative units, then the positive ones, each already in order."""
+        if not self.sorted_patterns:
+            return Cell(self.patterns[self.units[k]].T, self.signs[k]).canonical_order()
+        m = self.units.shape[1]
+        n_pos = int(np.count_nonzero(self.signs[k] > 0))
+        return np.r_[np.arange(n_pos, m), np.arange(n_pos)]
 
     def index(self, signs, pattern_indices) -> int:
         """Index of the cell with these units (any order; for odd activations negative units given
@@ -227,15 +236,16 @@ class CellStore:
     def cell(self, k: int) -> Cell:
         return self.grid.cell(k)
 
-    def result(self, k: int) -> CellResult:
-        """Cell k's CellResult, its theta in the canonical unit order of `cell(k)`."""
+    def result(self, k: int, cell: Cell | None = None) -> CellResult:
+        """Cell k's CellResult, its theta in the canonical unit order of `cell(k)` (``cell``: that Cell,
+        when the caller has it)."""
         if k in self.general:
             return self.general[k]
         order = self.grid.order(k)
         th = self.theta[k][order]
         theta = ScaledParams(U=th[:, : self.d].copy(), a=th[:, self.d].copy(), rho=np.zeros(len(order)),
                              c=float(self.c[k]), signs=self.grid.signs[k][order].astype(float))
-        cell = self.cell(k)
+        cell = self.cell(k) if cell is None else cell
         fitted = cell_outputs(self.spec.X, self.spec.network.activation, cell, theta)
         return CellResult("optimal", float(self.risk[k]), theta, fitted, bool(self.box_active[k]), 0.0,
                           kkt_residual=float(self.kkt[k]), lower_bound=float(self.lower[k]),
@@ -422,7 +432,8 @@ def _lookup(grid: CellGrid, store: CellStore):
             k = grid.index([s for s, _ in key], [index[col] for _, col in key])
         except KeyError:  # a pattern that is not strictly realisable: not an enumerated cell
             return None
-        return store.cell(k), store.result(k)
+        cell = store.cell(k)
+        return cell, store.result(k, cell)
 
     return lookup
 
@@ -493,7 +504,8 @@ class _Certification:
     def _certify(self, k: int) -> None:
         """`Certifier.certify` on cell k, and the bookkeeping of the minima (one per distinct fit)."""
         st = self.store
-        cell, res = st.cell(k), st.result(k)
+        cell = st.cell(k)
+        res = st.result(k, cell)
         verdict = self.certifier.certify(cell, res, found_by="enumerate", face_point=self._face_point(k))
         self.counts["certified_by_certifier"] += 1
         if verdict.status == "local_minimum":
