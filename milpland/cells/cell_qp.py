@@ -1106,12 +1106,9 @@ def certify_run(start, order, verified, fast, box_limited, status_ok, feasible, 
             continue
         if not fast[k]:
             return pos, EVENT_CERTIFY
-        K = _cell_columns(units[k], signs[k], ptr, members, cols, col_sign, col_unit)
-        # with at most D rays per unit, mu -> theta is one-to-one and face_rays' own test decides
-        single = K > m * Xh.shape[1] and theta_full_rank(units[k], signs[k], patterns, slopes, Xh, has_c)
-        if face_rays(mu[k], cols, col_sign, K, centred, gram, live, direction, single) != FACE_OK:
+        if _cell_face(units[k], signs[k], mu[k], ptr, members, centred, gram, side, patterns, slopes, Xh, has_c,
+                      cols, col_sign, col_unit, live, direction, tied, zero_unit) < 0:
             return pos, EVENT_CERTIFY
-        unit_ties(live, cols, col_unit, K, side, m, tied, zero_unit)
         tol = neighbour_rtol * abs(risk[k]) + floor
         outcome = _neighbours(k, units, signs, tied, zero_unit, patterns, rank_table, class_offset, neg_count,
                               feasible, status_ok, risk, lower, risk[k] - tol, buf_pos, buf_neg)
@@ -1412,6 +1409,22 @@ def _active_set_lsq(Phi, y, A, h, x, max_steps):
 
 
 @numba.njit(cache=True)
+def _cell_face(units_k, signs_k, mu_k, ptr, members, centred, gram, side, patterns, slopes, Xh, has_c, cols, col_sign,
+               col_unit, live, direction, tied, zero_unit):
+    """The face analysis of one kernel-solved cell into the given buffers: its rays (cols, col_sign,
+    col_unit), the live ones and `face_rays`'s direction, the rows tied on the whole face and the
+    zero units.  Returns the number of rays, or -1 when the face is ambiguous."""
+    m = units_k.shape[0]
+    K = _cell_columns(units_k, signs_k, ptr, members, cols, col_sign, col_unit)
+    # with at most D rays per unit, mu -> theta is one-to-one and face_rays' own test decides
+    single = K > m * Xh.shape[1] and theta_full_rank(units_k, signs_k, patterns, slopes, Xh, has_c)
+    if face_rays(mu_k, cols, col_sign, K, centred, gram, live, direction, single) != FACE_OK:
+        return -1
+    unit_ties(live, cols, col_unit, K, side, m, tied, zero_unit)
+    return K
+
+
+@numba.njit(cache=True)
 def examine_face(units_k, signs_k, mu_k, ptr, members, centred, gram, side, patterns, slopes, Xh, rays,
                  feature_mean, y_mean, has_c, box, theta, cflat, tied, zero_unit):
     """For `Certifier.certify`: a relative-interior point of a kernel-solved cell's optimal face
@@ -1424,10 +1437,9 @@ def examine_face(units_k, signs_k, mu_k, ptr, members, centred, gram, side, patt
     col_unit = np.zeros(kmax, dtype=np.int64)
     live = np.zeros(kmax, dtype=np.bool_)
     direction = np.zeros(kmax)
-    K = _cell_columns(units_k, signs_k, ptr, members, cols, col_sign, col_unit)
-    single = theta_full_rank(units_k, signs_k, patterns, slopes, Xh, has_c)
-    if face_rays(mu_k, cols, col_sign, K, centred, gram, live, direction, single) != FACE_OK:
+    K = _cell_face(units_k, signs_k, mu_k, ptr, members, centred, gram, side, patterns, slopes, Xh, has_c, cols,
+                   col_sign, col_unit, live, direction, tied, zero_unit)
+    if K < 0:
         return False
-    unit_ties(live, cols, col_unit, K, side, m, tied, zero_unit)
     return face_point(mu_k, cols, col_sign, col_unit, K, live, direction, rays, feature_mean, y_mean, has_c, box,
                       m, theta, cflat)
