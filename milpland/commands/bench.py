@@ -31,7 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="results", metavar="DIR", help="output folder (default: results/)")
     p.add_argument("--name", help="report name (default: the first target's file name)")
     p.add_argument("--time-limit", type=float, metavar="S", help="per instance and method (overrides the specs)")
-    p.add_argument("--max-cells", type=int, default=200_000, help="enumeration is skipped above this many cells")
+    p.add_argument("--max-cells", type=int, default=None,
+                   help="enumeration is skipped above this many cells (default: 1000000 where the compiled cell "
+                        "kernels apply, squared loss with ReLU-type units; else 20000)")
     p.add_argument("--starts", type=int, default=200, help="gradient-descent starts (default 200)")
     p.add_argument("--band", type=float, default=0.5, metavar="F",
                    help="landscape-bnb: list every minimum up to (1 + F) x the global minimum (default 0.5); "

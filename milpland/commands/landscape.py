@@ -44,7 +44,8 @@ def register(subparsers) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     p.add_argument("--out", metavar="DIR", help="write the minima to DIR/minima.parquet (one row per minimum)")
     p.add_argument("--max-cells", type=int, metavar="N",
-                   help="enumerate: refuse instances with more cells than this (default: 20000)")
+                   help="enumerate: refuse instances with more cells than this (default: 1000000 where the "
+                        "compiled kernels apply, else 20000)")
     p.add_argument("--levels", type=int, metavar="K", help="bnb: the K lowest distinct risk levels (default 10)")
     p.add_argument("--gap-max", type=float, metavar="G",
                    help="bnb: every minimum with risk <= global minimum + G (risk units)")
@@ -65,7 +66,6 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from milpland.landscape.listing import (  # keep the parser cheap
-        DEFAULT_MAX_CELLS,
         DEFAULT_STARTS,
         landscape,
     )
@@ -81,7 +81,7 @@ def run(args) -> int:
         with stdout_to_stderr():
             result = landscape(
                 spec, method=args.method,
-                max_cells=DEFAULT_MAX_CELLS if args.max_cells is None else args.max_cells,
+                max_cells=args.max_cells,
                 starts=DEFAULT_STARTS if args.starts is None else args.starts,
                 seed=args.seed, milp_options=_milp_options(args), progress=say,
                 risk_max=args.risk_max, gap_max=args.gap_max, gap_rel=args.gap_rel, levels=args.levels,

@@ -45,7 +45,8 @@ if TYPE_CHECKING:  # the census imports numba: loaded only when sampling runs
     from milpland.landscape.census import Census
 
 METHODS = ("auto", "enumerate", "bnb", "sample", "milp")
-DEFAULT_MAX_CELLS = 20000
+DEFAULT_MAX_CELLS = 1_000_000  # about a minute with the compiled kernels (results/enumeration-speed.md)
+DEFAULT_MAX_CELLS_CELLWISE = 20_000  # about a minute where each cell goes through HiGHS (200-2,000 cells/s)
 DEFAULT_STARTS = 100
 Progress = Callable[[str], None]
 
@@ -174,7 +175,7 @@ def headline_columns(headline: dict) -> dict:
             "spurious_gap_proven": bool(headline["proven"])}
 
 
-def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int = DEFAULT_MAX_CELLS,
+def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int | None = None,
               starts: int = DEFAULT_STARTS, seed: int | None = None, milp_options: dict | None = None,
               risk_max: float | None = None, gap_max: float | None = None, levels: int | None = None,
               gap_rel: float | None = None, progress: Progress | None = None) -> LandscapeResult:
@@ -188,6 +189,7 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int =
     if spec.network.depth != 1:
         raise MilplandError(f"network.hidden: landscape handles one hidden layer; {spec.name} has "
                             f"hidden = {list(spec.network.hidden)}")
+    max_cells = default_max_cells(spec) if max_cells is None else max_cells
     for flag, value in (("--max-cells", max_cells), ("--starts", starts)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise MilplandError(f"{flag}: must be a positive integer, got {value!r}")
@@ -256,6 +258,15 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int =
     )
 
 
+def default_max_cells(spec: InstanceSpec) -> int:
+    """About a minute of enumeration: more where the compiled cell kernels apply (DESIGN §5c)."""
+    from milpland.cells.cell_qp import kernel_applies
+
+    if kernel_applies(spec.network.activation, spec.loss.kind):
+        return DEFAULT_MAX_CELLS
+    return DEFAULT_MAX_CELLS_CELLWISE
+
+
 def choose_method(spec: InstanceSpec, max_cells: int) -> tuple[str, str]:
     """``auto``: enumerate up to ``max_cells`` cells, else the branch-and-bound listing where it
     applies (else enumerate, which then refuses with the count)."""
@@ -307,18 +318,17 @@ def _solve_global(spec: InstanceSpec, say: Progress) -> SolveResult:
 def global_from_enumeration(spec: InstanceSpec, out, seconds: float) -> SolveResult:
     """The minimum over the box from a complete enumeration: the best cell optimum (upper bound,
     re-evaluated with numpy) and the least Lagrangian bound of all cells (lower bound)."""
-    usable = [k for k, ok in enumerate(out.verified) if ok]
-    if not usable:
+    best = out.best()
+    if best is None:
         raise MilplandError("enumerate: no cell was solved to optimality")
-    best = min(usable, key=lambda k: out.results[k].risk)
-    res, cell = out.results[best], out.cells[best]
+    res, cell = out.store.result(best), out.store.cell(best)
     act = spec.network.activation
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         params, limit_units = res.theta.to_original(act)
     verification = verify_point(spec, params, cell.pattern, res.risk, limit_units)
     upper = verification.risk_numpy
-    lower = min(min(r.lower_bound for r in out.results), upper)
+    lower = min(out.lowest_bound(), upper)
     closed = upper - lower <= max(spec.solve.rel_gap * abs(upper), 1e-12)
     certified = bool(out.complete and closed and not res.box_active and verification.ok)
     notes = [str(w.message) for w in caught]
@@ -331,8 +341,8 @@ def global_from_enumeration(spec: InstanceSpec, out, seconds: float) -> SolveRes
         box_weight=spec.box.weight, box_output=spec.box.output, box_active=bool(res.box_active),
         certified=certified, params=params, pattern=cell.pattern, signs=cell.signs,
         seconds=Seconds(build=0.0, solve=float(out.seconds.get("cells", 0.0)), total=float(seconds)),
-        nodes=0, iterations=len(out.cells), solver_name="highs", solver_version=highspy.Highs().version(),
-        options={"cells": len(out.cells), "unit_patterns": int(out.counts.get("unit_patterns", 0))},
+        nodes=0, iterations=out.n_cells, solver_name="highs", solver_version=highspy.Highs().version(),
+        options={"cells": out.n_cells, "unit_patterns": int(out.counts.get("unit_patterns", 0))},
         seed=spec.solve.seed, verification=verification, message="; ".join(notes),
     )
 

@@ -37,6 +37,7 @@ import pandas as pd
 import milpland.interrupt as interrupt
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
+from milpland.landscape.listing import default_max_cells
 
 GLOBAL_TOL = 1e-6
 
@@ -350,7 +351,7 @@ METHODS: dict[str, Callable[[InstanceSpec, dict], dict]] = {
 
 
 def run_bench(targets: list[str], *, methods: list[str], time_limit: float | None = None,
-              max_cells: int = 200_000, starts: int = 200, band: float = 0.5,
+              max_cells: int | None = None, starts: int = 200, band: float = 0.5,
               progress: Callable[[str], None] | None = None,
               on_row: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
     """One row per (instance, method); a method that fails records its error and the run goes on.
@@ -374,7 +375,7 @@ def run_bench(targets: list[str], *, methods: list[str], time_limit: float | Non
                              "message": inst.error})
                 continue
             spec = inst.spec if time_limit is None else inst.spec.with_options(time_limit=time_limit)
-            ctx = {"max_cells": max_cells, "starts": starts, "band": band}
+            ctx = {"max_cells": max_cells or default_max_cells(spec), "starts": starts, "band": band}
             for method in milp_first(methods):
                 row = run_method(inst, spec, method, ctx)
                 rows.append(row)
@@ -412,12 +413,12 @@ def run_method(inst, spec: InstanceSpec, method: str, ctx: dict) -> dict:
     return row
 
 
-def check_bench_options(*, time_limit: float | None, max_cells: int, starts: int) -> None:
+def check_bench_options(*, time_limit: float | None, max_cells: int | None, starts: int) -> None:
     """The options as user errors, before any instance runs."""
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise MilplandError(f"--time-limit: must be a positive finite number of seconds, got {time_limit!r}")
     for flag, value in (("--max-cells", max_cells), ("--starts", starts)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise MilplandError(f"--{flag.lstrip('-')}: must be a positive integer, got {value!r}")
 
 
