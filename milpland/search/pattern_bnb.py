@@ -572,7 +572,8 @@ def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline
             _try_relaxation_point(spec, result.theta, cells, incumbent, outcomes[k])
         if (node.pattern != UNDECIDED).all():
             cell = Cell(pattern=node.pattern.astype(int), signs=node.signs)
-            cell_result = cells.solve(cell)
+            # at a complete pattern the relaxation is the cell's own problem: its point starts the solve
+            cell_result = cells.solve(cell, start=result.theta if spec.loss.kind == "squared" else None)
             consider(incumbent, cell_result, cell, np.inf, spec, outcomes[k])
             if explore is not None:
                 explore.leaf(cell, cell_result)
