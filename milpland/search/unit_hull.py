@@ -252,8 +252,7 @@ class UnitHull:
     def network(self, weights: np.ndarray, c: float, signs: np.ndarray) -> tuple[ScaledParams, np.ndarray]:
         """The relaxation's network u_j = sum_r mu_jr r and its excess |h_ij - sigma(u_j . x^_i)|,
         h_ij = sum_r mu_jr sigma(r . x^_i): how far each pair is from the unit's true graph."""
-        U = weights @ self.R
-        H = (weights @ self.F).T
+        U, H = mixed_network(weights, self.R, self.F)
         excess = np.abs(H - self.act(self.Xh @ U.T))
         theta = ScaledParams(U=U[:, :-1].copy(), a=U[:, -1].copy(), rho=np.zeros(self.m), c=float(c),
                              signs=np.asarray(signs, dtype=float).copy())
@@ -434,6 +433,25 @@ def with_bias(mu, ray_of, column_sign, F, y, lower, upper, has_c):
         z[k] = min(max(mu[k], lower[k]), upper[k])
     z[K] = min(max(c, lower[K]), upper[K])
     return z
+
+
+@numba.njit(cache=True)
+def mixed_network(weights, R, F):
+    """U = weights R (unit j's weight vector sum_r mu_jr r) and H = (weights F)^T (h_ij = sum_r
+    mu_jr sigma(r . x^_i)), summing only the nonzero weights (a node's few active rays among
+    thousands)."""
+    m, n_rays = weights.shape
+    U = np.zeros((m, R.shape[1]))
+    H = np.zeros((F.shape[1], m))
+    for j in range(m):
+        for r in range(n_rays):
+            w = weights[j, r]
+            if w != 0.0:
+                for k in range(R.shape[1]):
+                    U[j, k] += w * R[r, k]
+                for i in range(F.shape[1]):
+                    H[i, j] += w * F[r, i]
+    return U, H
 
 
 @numba.njit(cache=True)
