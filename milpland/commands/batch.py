@@ -119,7 +119,7 @@ def command_line(args, *, resume_since: datetime | None = None) -> str:
         parts += ["--executor", args.executor]
     if args.scheduler:
         parts += ["--scheduler", args.scheduler]
-    for option in args.option:
+    for option in getattr(args, "option", None) or []:  # a Namespace built without --option
         parts += ["--option", option]
     if resume_since is not None:
         parts += ["--rerun-since", resume_since.isoformat()]
