@@ -53,7 +53,11 @@ def register(subparsers) -> None:
                    help="bnb: every minimum with risk <= (1 + F) x global minimum")
     p.add_argument("--risk-max", type=float, metavar="R", help="bnb: every minimum with risk <= R")
     p.add_argument("--starts", type=int, metavar="N", help="sample: number of random starts (default: 100)")
-    p.add_argument("--seed", type=int, metavar="S", help="sample: seed of the starts (default: [solve] seed)")
+    p.add_argument("--seed", type=int, metavar="S",
+                   help="sample and --census: seed of the starts (default: [solve] seed)")
+    p.add_argument("--census", type=int, metavar="N",
+                   help="enumerate, bnb, auto: after the listing, a census of N starts next to it (basin "
+                        "fractions of the listed minima, the sampled minima above the threshold)")
     p.add_argument("--epsilon", type=float, metavar="E",
                    help="milp: margin of the minima searched (|g_ij| >= E; default 1e-6); completeness is "
                         "relative to it")
@@ -85,6 +89,7 @@ def run(args) -> int:
                 starts=DEFAULT_STARTS if args.starts is None else args.starts,
                 seed=args.seed, milp_options=_milp_options(args), progress=say,
                 risk_max=args.risk_max, gap_max=args.gap_max, gap_rel=args.gap_rel, levels=args.levels,
+                census=args.census,
             )
     except MilplandError:
         raise
@@ -107,6 +112,11 @@ def run(args) -> int:
         return finish_interrupted("landscape", obj, args.format, format_text,
                                   "the minima certified so far and the global bound proven so far are printed")
     print_result(obj, args.format, format_text)
+    conflicts = ((obj.get("census") or {}).get("band") or {}).get("conflicts") or []
+    if conflicts:  # a census minimum below the proven threshold that the listing lacks contradicts a proof
+        print(f"milpland landscape: CONFLICT: {len(conflicts)} census minimum(s) below the proven threshold are not "
+              "in the listing (a bug; please report it with the spec)", file=sys.stderr)
+        return 1
     ver = obj["global"].get("verification")
     if not ver or not ver.get("ok", False):
         print("milpland landscape: the global reference point failed the numpy re-check", file=sys.stderr)
@@ -129,7 +139,7 @@ def prepare_spec(args) -> InstanceSpec:
             raise MilplandError(f"--time-limit: must be a positive finite number, got {args.time_limit!r}")
         spec = spec.with_options(time_limit=float(args.time_limit))
     limits = (("--max-cells", args.max_cells, 1), ("--starts", args.starts, 1), ("--seed", args.seed, 0),
-              ("--levels", args.levels, 1))
+              ("--levels", args.levels, 1), ("--census", args.census, 1))
     for flag, value, least in limits:
         if value is not None and value < least:
             raise MilplandError(f"{flag}: must be an integer >= {least}, got {value}")
@@ -143,6 +153,9 @@ def prepare_spec(args) -> InstanceSpec:
     for flag, value in (("--gap-max", args.gap_max), ("--gap-rel", args.gap_rel), ("--risk-max", args.risk_max)):
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise MilplandError(f"{flag}: must be a finite number >= 0, got {value!r}")
+    if args.census is not None and args.method not in ("bnb", "enumerate", "auto"):
+        raise MilplandError(f"--census: only with --method bnb, enumerate or auto, not {args.method}"
+                            + (" (--starts N sets the census of sample)" if args.method == "sample" else ""))
     if args.verbose:
         spec = spec.with_options(verbose=False)  # HiGHS logs would drown the progress lines
     return spec
@@ -229,10 +242,17 @@ def format_text(obj: dict) -> str:
         lines.append("(no certified local minimum)")
     else:
         widths = [max(len(row[k]) for row in table) for k in range(len(header))]
-        for row in table:
+        cut = _band_cut(obj)
+        for k, row in enumerate(table):
+            if k == cut + 1 and cut < len(obj["minima"]):
+                lines.append(f"-- proven threshold {number_text((census or {})['band']['proven_below'])}: the rows "
+                             "above are every local minimum up to it; the rows below come from the census "
+                             "(not complete)")
             lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     lines.append("")
-    if census:
+    if census and census.get("band"):
+        lines += band_census_lines(census) + [""]
+    elif census:
         lines += census_lines(census) + [""]
     shown = ", ".join(f"{k} {v}" for k, v in counts.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
     if shown:
@@ -300,6 +320,33 @@ def census_lines(census: dict) -> list[str]:
     lines += [f"proven        {text}" for text in census["proofs"]]
     lines += [f"estimated     {text}" for text in census["estimates"][:-1]]
     lines += [f"not proven    {text.removeprefix('not proven: ')}" for text in census["estimates"][-1:]]
+    return lines
+
+
+def _band_cut(obj: dict) -> int:
+    """With a census next to a listing with a finite proven threshold: the number of leading rows the
+    listing proves complete (rows are ranked by risk); else the number of rows (no separator)."""
+    band = (obj.get("census") or {}).get("band")
+    below = band.get("proven_below") if band else None
+    if not isinstance(below, (int, float)):
+        return len(obj["minima"])
+    return sum(1 for m in obj["minima"] if m["found_by"] != "sample" or m["risk"] <= below)
+
+
+def band_census_lines(census: dict) -> list[str]:
+    """The census next to a listing: first what the listing proves, then what the census estimates."""
+    band = census["band"]
+    lines = [f"proof         {text}" for text in band["proofs"]]
+    lines += census_lines(census)[:4]  # census, descent, ends, jumps
+    lines += [f"estimate      {band['estimates'][0]}",
+              f"estimate      {census['estimates'][1]}"]
+    last = band["estimates"][-1]
+    lines.append(f"not proven    {last.removeprefix('not proven: ')}" if last.startswith("not proven")
+                 else f"              {last}")
+    for c in band["conflicts"]:
+        lines.append(f"CONFLICT      census minimum at risk {number_text(c['risk'])} (cell {c['cell']}, "
+                     f"{c['starts']} starts) lies below the proven threshold {number_text(c['proven_below'])} "
+                     "but the listing does not hold it: one of the two is wrong (a bug)")
     return lines
 
 
