@@ -23,7 +23,7 @@ from milpland.instance.data import MAX_MAGNITUDE
 from milpland.instance.spec import InstanceSpec, SolveOptions, load_spec
 
 # A point is reported (exit 0) with these statuses; anything else is a solver failure.
-REPORTED_STATUSES = ("optimal", "time_limit")
+REPORTED_STATUSES = ("optimal", "time_limit", "memory_limit")
 
 
 def register(subparsers) -> None:
