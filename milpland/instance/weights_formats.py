@@ -160,7 +160,7 @@ def _onnx_chain(graph, numpy_helper) -> NetworkFile:
         current = node.output[0]
     if current not in {o.name for o in graph.output}:
         raise SpecError("params", f"the chain from the input ends at {current!r}, which is not a graph output")
-    return _network_from_steps(steps)
+    return network_from_steps(steps)
 
 
 def _fold_constants(nodes: list, consts: dict, numpy_helper) -> list:
@@ -226,7 +226,7 @@ def _onnx_activation(node, consts: dict) -> tuple[Activation, str]:
     else:  # Clip: min / max are inputs since opset 11, attributes before; absent means unbounded
         lo, hi = (_clip_bound(node, consts, k, name, default) for k, name, default in
                   ((1, "min", -math.inf), (2, "max", math.inf)))
-    return _clip(lo, hi), f"Clip(min={lo:.7g}, max={hi:.7g})"
+    return clip_activation(lo, hi), f"Clip(min={lo:.7g}, max={hi:.7g})"
 
 
 def _clip_bound(node, consts: dict, position: int, name: str, default: float) -> float:
@@ -237,7 +237,7 @@ def _clip_bound(node, consts: dict, position: int, name: str, default: float) ->
     return float(_attr(node, name, default))
 
 
-def _clip(lo: float, hi: float) -> Activation:
+def clip_activation(lo: float, hi: float) -> Activation:
     """clip(z, lo, hi) as a CPWL activation: ReLU-like for (0, inf), hardtanh for (-1, 1)."""
     if not lo < hi:
         raise SpecError("params", f"Clip(min={lo:g}, max={hi:g}) is constant; expected min < max")
@@ -250,7 +250,7 @@ def _clip(lo: float, hi: float) -> Activation:
     return acts.from_pieces("clip", [lo, hi], [0.0, 1.0, 0.0], value_at_first_breakpoint=lo)
 
 
-def _network_from_steps(steps: list) -> NetworkFile:
+def network_from_steps(steps: list) -> NetworkFile:
     """linear, act, linear, ..., linear -> NetworkFile (one activation for every hidden layer)."""
     kinds = "".join("L" if s[0] == "linear" else "A" for s in steps)
     if not re.fullmatch(r"L(AL)+", kinds):
@@ -401,7 +401,7 @@ def _onnx_activation_nodes(act: Activation, current: str, index: int, numpy_help
         node = onnx.helper.make_node("LeakyRelu", [current], [out], name=f"/{index}/LeakyRelu", alpha=act.slopes[0])
         return [node], [], out
     lo, hi = act.breakpoints[0], act.breakpoints[-1]
-    if len(act.breakpoints) == 2 and same_activation(act, _clip(lo, hi)):
+    if len(act.breakpoints) == 2 and same_activation(act, clip_activation(lo, hi)):
         bounds = [numpy_helper.from_array(np.array(v, dtype=np.float64), f"/{index}/Clip_{name}")
                   for v, name in ((lo, "min"), (hi, "max"))]
         node = onnx.helper.make_node("Clip", [current, bounds[0].name, bounds[1].name], [out], name=f"/{index}/Clip")
