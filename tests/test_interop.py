@@ -59,8 +59,8 @@ def random_layers(rng, d: int, hidden, *, output_bias: bool = True) -> list[tupl
 
 def onnx_graph(layers, kind: str, *, style: str = "gemm", dtype=np.float32, noise: bool = False):
     """The graph of nn.Sequential(Linear, act, ..., Linear): Gemm(transB=1), or MatMul by a Transpose
-    of the weight plus Add; activations Relu / LeakyRelu / Clip(min, max inputs); Identity and
-    Flatten nodes sprinkled in when ``noise``."""
+    of the weight plus Add; activations Relu / LeakyRelu / Clip(min, max inputs: initializers, or
+    CastLike of Constant nodes); Identity and Flatten nodes sprinkled in when ``noise``."""
     elem = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
     nodes, inits, current = [], [], "input"
     if noise:
@@ -84,9 +84,14 @@ def onnx_graph(layers, kind: str, *, style: str = "gemm", dtype=np.float32, nois
         if l < len(layers) - 1:
             op, attrs = ACTIVATIONS[kind][1]
             inputs = [current]
-            if op == "Clip":
+            if op == "Clip" and style == "gemm":  # bounds as initializers (torch.onnx.export, dynamo=False)
                 inits += [numpy_helper.from_array(np.array(v, dtype=dtype), f"/{i + 1}/{n}")
                           for v, n in ((-1.0, "min"), (1.0, "max"))]
+                inputs += [f"/{i + 1}/min", f"/{i + 1}/max"]
+            elif op == "Clip":  # bounds as Constant nodes cast like the input (the dynamo exporter)
+                for v, n in ((-1.0, "min"), (1.0, "max")):
+                    nodes.append(helper.make_node("Constant", [], [f"/{i + 1}/{n}_c"], value_float=v))
+                    nodes.append(helper.make_node("CastLike", [f"/{i + 1}/{n}_c", current], [f"/{i + 1}/{n}"]))
                 inputs += [f"/{i + 1}/min", f"/{i + 1}/max"]
             nodes.append(helper.make_node(op, inputs, [f"/{i + 1}/act"], name=f"/{i + 1}/{op}", **attrs))
             current = f"/{i + 1}/act"
@@ -252,7 +257,8 @@ def test_solve_params_out_round_trips_onnx_and_safetensors(tmp_path):
         assert all(np.array_equal(a, b) for a, b in zip(got.W + got.b, reference.W + reference.b)), ext
     model = onnx.load(str(outs[".onnx"]))
     f = reference_output(model, spec.X, np.float64)
-    by_json = np.maximum(spec.X @ np.asarray(obj["W1"]).T + np.asarray(obj["b1"]), 0.0) @ np.asarray(obj["v"]) + obj["c"]
+    hidden = np.maximum(spec.X @ np.asarray(obj["W1"]).T + np.asarray(obj["b1"]), 0.0)
+    by_json = hidden @ np.asarray(obj["v"]) + obj["c"]
     np.testing.assert_allclose(f, by_json, rtol=1e-13, atol=1e-13)
     assert float(np.mean((f - spec.y) ** 2)) == pytest.approx(1 / 8, rel=1e-9)  # the tent's global minimum
 
@@ -384,9 +390,9 @@ def test_onnx_cannot_hold_two_slope_and_says_so_before_the_solve(tmp_path):
                                              's_minus = 0.5'))
     res = run_cli("solve", spec, "--params-out", tmp_path / "m.onnx")
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert res.stderr.strip() == ("milpland solve: error: --params-out: activation two_slope (s_plus = 2, s_minus = 0.5) "
-                                  "has no single ONNX operator (Relu, LeakyRelu, Clip); write .json, .npz or "
-                                  ".safetensors instead")
+    assert res.stderr.strip() == ("milpland solve: error: --params-out: activation two_slope (s_plus = 2, "
+                                  "s_minus = 0.5) has no single ONNX operator (Relu, LeakyRelu, Clip); "
+                                  "write .json, .npz or .safetensors instead")
     assert not (tmp_path / "m.onnx").exists()
 
 
@@ -430,7 +436,7 @@ def test_torch_round_trip_when_torch_is_installed(tmp_path):
 
 
 @pytest.mark.skipif(not (TORCH_FILES / "relu-2-3-1.onnx").exists(),
-                    reason="no files made by PyTorch yet: run tests/data/interop/make_torch_files.py where torch is installed")
+                    reason="no files made by PyTorch yet: run tests/data/interop/make_torch_files.py with torch")
 def test_files_written_by_pytorch_are_read_correctly():
     """tests/data/interop/make_torch_files.py: torch.onnx.export and safetensors.torch.save_file of one
     Sequential, with its outputs on fixed inputs (computed by torch) in expected.json."""

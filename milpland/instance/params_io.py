@@ -213,7 +213,8 @@ def write_params(params, path, *, activation: Activation, output_bias: bool = Tr
         return path
     deep = params_from_json(params) if isinstance(params, dict) else as_deep(params)
     if path.suffix == ".npz":
-        np.savez(path, **{f"{k}{l}": a for l, (W, b) in enumerate(zip(deep.W, deep.b)) for k, a in (("W", W), ("b", b))})
+        arrays = {f"{k}{l}": a for l, (W, b) in enumerate(zip(deep.W, deep.b)) for k, a in (("W", W), ("b", b))}
+        np.savez(path, **arrays)
         return path
     return weights_formats.write_network(deep, path, activation=activation, output_bias=output_bias)
 

@@ -9,8 +9,9 @@ activation ``act`` in {ReLU, LeakyReLU(alpha), Hardtanh(min, max)} -- what milpl
   with transB = 1, or A B with transB = 0) or ``MatMul`` (by the weight, or by a ``Transpose`` of it)
   followed by ``Add`` of the bias; the activation is a node: ``Relu``, ``LeakyRelu(alpha)``, ``Clip``
   (min/max as inputs, opset >= 11, or attributes) or ``HardTanh``. ``Identity``, ``Flatten`` and
-  ``Dropout`` (no-ops at inference on a (batch, d) input) are skipped; weights may be initializers or
-  ``Constant`` nodes. The file records the activation, so it is checked against the spec.
+  ``Dropout`` (no-ops at inference on a (batch, d) input) are skipped; weights and Clip bounds may be
+  initializers, ``Constant`` nodes, or a Transpose / Cast / CastLike of those. The file records
+  the activation, so it is checked against the spec.
 - ``.safetensors`` / ``.pt``: the Sequential's ``state_dict``: ``0.weight`` (out x in), ``0.bias``,
   ``2.weight``, ... (every Linear at an even index, activations hold no tensors), optionally
   under one common prefix (``net.0.weight``). A state dict does not record the activation;
@@ -42,6 +43,7 @@ ONNX_OPSET = 17  # what torch.onnx.export writes by default; every operator used
 ONNX_IR_VERSION = 8  # the IR version of opset 17: files stay readable by older onnx / onnxruntime
 ACTIVATION_METADATA = "milpland.activation"
 SKIPPED_OPS = ("Identity", "Flatten", "Dropout")
+FOLDED_OPS = ("Transpose", "Cast", "CastLike", "Identity")
 # Activations compare to 1e-6: ONNX stores attributes (LeakyRelu's alpha) as float32.
 ACTIVATION_RTOL = 1e-6
 EXPORT_HINT = "or export the matching model"
@@ -164,17 +166,33 @@ def _onnx_chain(graph, numpy_helper) -> NetworkFile:
 
 
 def _fold_constants(nodes: list, consts: dict, numpy_helper) -> list:
-    """Record Constant nodes and Transposes of constants (a MatMul weight) as constants; return the other nodes."""
+    """Record what is computed from constants alone as constants -- Constant nodes, and Transpose,
+    Cast, CastLike or Identity of constants (a MatMul's transposed weight, Clip bounds cast to the
+    input's type) -- and return the other nodes."""
     rest = []
     for node in nodes:
-        if node.op_type == "Constant" and _attr(node, "value") is not None:
-            consts[node.output[0]] = numpy_helper.to_array(_attr(node, "value"))
-        elif node.op_type == "Transpose" and node.input[0] in consts:
-            perm = _attr(node, "perm")
-            consts[node.output[0]] = np.transpose(consts[node.input[0]], None if perm is None else list(perm))
+        if node.op_type == "Constant":
+            consts[node.output[0]] = _constant_value(node, numpy_helper)
+        elif node.op_type in FOLDED_OPS and node.input and node.input[0] in consts:
+            value = np.asarray(consts[node.input[0]])
+            if node.op_type == "Transpose":
+                perm = _attr(node, "perm")
+                value = np.transpose(value, None if perm is None else list(perm))
+            consts[node.output[0]] = value  # a cast keeps the number (read as float64 anyway)
         else:
             rest.append(node)
     return rest
+
+
+def _constant_value(node, numpy_helper) -> np.ndarray:
+    """A Constant node's value: a tensor (``value``) or a number / list (``value_float(s)``, ``value_int(s)``)."""
+    for a in node.attribute:
+        value = _attr(node, a.name)
+        if a.name == "value":
+            return numpy_helper.to_array(value)
+        if a.name in ("value_float", "value_floats", "value_int", "value_ints"):
+            return np.asarray(value, dtype=float)
+    raise SpecError("params", f"Constant node {node.name!r}: expected a numeric value")
 
 
 def _onnx_step(node, current: str, consts: dict, steps: list) -> None:
@@ -189,7 +207,8 @@ def _onnx_step(node, current: str, consts: dict, steps: list) -> None:
         steps.append(("linear", _weight(np.asarray(consts[node.input[1]]).T, f"{node.input[1]} (transposed)"), None))
     elif op == "Add":
         other = [t for t in node.input if t != current]
-        if len(other) != 1 or other[0] not in consts or not steps or steps[-1][0] != "linear" or steps[-1][2] is not None:
+        after_matmul = bool(steps) and steps[-1][0] == "linear" and steps[-1][2] is None
+        if len(other) != 1 or other[0] not in consts or not after_matmul:
             raise SpecError("params", f"Add node {node.name!r}: expected the bias of the MatMul just before it")
         steps[-1] = ("linear", steps[-1][1], np.asarray(consts[other[0]], dtype=float))
     elif op in ("Relu", "LeakyRelu", "Clip", "HardTanh"):
