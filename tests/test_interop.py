@@ -209,6 +209,34 @@ def test_onnx_matmul_without_bias_is_a_net_without_output_bias(tmp_path):
         load_params(path, d=2, hidden=(3,), outputs=1, activation=acts.relu(), output_bias=True)
 
 
+def test_onnx_gemm_with_alpha_beta_and_untransposed_weight(tmp_path):
+    """Gemm(x, B, C; alpha = 2, beta = 0.5, transB = 0) = 2 x B + 0.5 C: W = 2 B', b = 0.5 C."""
+    (W0, b0), (W1, b1) = random_layers(np.random.default_rng(6), 2, (3,))
+    nodes = [helper.make_node("Gemm", ["input", "B0", "C0"], ["h"], alpha=2.0, beta=0.5),
+             helper.make_node("LeakyRelu", ["h"], ["a"], alpha=0.25),
+             helper.make_node("Gemm", ["a", "B1", "C1"], ["output"], transB=1)]
+    path = tmp_path / "gemm.onnx"
+    model = save_graph(path, nodes, {"B0": W0.T.copy(), "C0": b0, "B1": W1, "C1": b1}, 2, 17)
+    act = acts.leaky_relu(0.25)
+    params = load_params(path, d=2, hidden=(3,), outputs=1, activation=act)
+    assert np.array_equal(params.W[0], 2.0 * W0) and np.array_equal(params.b[0], 0.5 * b0)
+    X = np.random.default_rng(1).normal(size=(40, 2))
+    np.testing.assert_allclose(params.forward(X, act), reference_output(model, X, np.float64), rtol=1e-13, atol=1e-13)
+
+
+def test_missing_optional_packages_are_one_line_errors(monkeypatch, tmp_path):
+    from milpland.instance.params_io import check_params_file
+
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    with pytest.raises(MilplandError, match=r"^--params-out: writing \.onnx needs the onnx package, which is not "
+                                            r"installed: pip install 'milpland\[interop\]'$"):
+        check_params_file("--params-out", tmp_path / "m.onnx", acts.relu())
+    (tmp_path / "m.safetensors").write_bytes(b"")
+    with pytest.raises(MilplandError, match=r"reading \.safetensors needs the safetensors package"):
+        load_params(tmp_path / "m.safetensors")
+
+
 # --- reading state dicts ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("hidden", [(3,), (2, 3)])
