@@ -463,13 +463,24 @@ def test_torch_round_trip_when_torch_is_installed(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(read.W + read.b, params.W + params.b))
 
 
-@pytest.mark.skipif(not (TORCH_FILES / "relu-2-3-1.onnx").exists(),
-                    reason="no files made by PyTorch yet: run tests/data/interop/make_torch_files.py with torch")
-def test_files_written_by_pytorch_are_read_correctly():
-    """tests/data/interop/make_torch_files.py: torch.onnx.export and safetensors.torch.save_file of one
-    Sequential, with its outputs on fixed inputs (computed by torch) in expected.json."""
-    expected = json.loads((TORCH_FILES / "expected.json").read_text())
-    X = np.asarray(expected["x"])
-    for name in ("relu-2-3-1.onnx", "relu-2-3-1.safetensors"):
-        params = load_params(TORCH_FILES / name, d=2, hidden=(3,), outputs=1, activation=acts.relu())
-        np.testing.assert_allclose(params.forward(X, acts.relu()), expected["y"], rtol=1e-6, atol=1e-6)
+TORCH_EXPECTED = json.loads((TORCH_FILES / "expected.json").read_text())
+
+
+@pytest.mark.parametrize("name, file", [(n, f) for n, m in TORCH_EXPECTED["models"].items() for f in m["files"]])
+def test_files_written_by_pytorch_are_read_correctly(name, file):
+    """Files made by torch.onnx.export (both exporters), safetensors.torch.save_file and torch.save
+    (tests/data/interop/make_torch_files.py, torch 2.14): read against the Sequential's architecture,
+    milpland's forward pass reproduces the outputs torch computed (float32, hence the tolerance)."""
+    if file.endswith(".pt"):
+        pytest.importorskip("torch")
+    model = TORCH_EXPECTED["models"][name]
+    act = {"relu": acts.relu(), "hardtanh": acts.hardtanh(),
+           "leaky_relu": acts.leaky_relu(model.get("alpha", 0.01))}[model["activation"]]
+    params = load_params(TORCH_FILES / file, d=model["d"], hidden=model["hidden"], outputs=1, activation=act,
+                         output_bias=model["output_bias"])
+    X = np.asarray(model["x"])
+    np.testing.assert_allclose(params.forward(X, act), model["y"], rtol=1e-5, atol=1e-6)
+    if file.endswith(".onnx"):  # the exporters record the activation: a relu spec must refuse leaky / hardtanh
+        wrong = acts.leaky_relu(0.3) if model["activation"] == "relu" else acts.relu()
+        with pytest.raises(MilplandError, match="in the file but the spec says"):
+            load_params(TORCH_FILES / file, d=model["d"], hidden=model["hidden"], outputs=1, activation=wrong)
