@@ -26,7 +26,7 @@ from safetensors.numpy import save_file  # noqa: E402
 
 from milpland.errors import MilplandError  # noqa: E402
 from milpland.instance import activations as acts  # noqa: E402
-from milpland.instance.params_io import load_params, load_params_for_spec  # noqa: E402
+from milpland.instance.params_io import load_params, load_params_for_spec, write_params  # noqa: E402
 from milpland.instance.spec import load_spec  # noqa: E402
 from milpland.instance.weights_formats import read_network  # noqa: E402
 
@@ -461,6 +461,10 @@ def test_torch_round_trip_when_torch_is_installed(tmp_path):
     torch.save(net.state_dict(), tmp_path / "m.pt")
     read = load_params_for_spec(tmp_path / "m.pt", spec)
     assert all(np.array_equal(a, b) for a, b in zip(read.W + read.b, params.W + params.b))
+    write_params(params, tmp_path / "w.pt", activation=spec.network.activation)  # milpland's .pt writer
+    loaded = torch.load(tmp_path / "w.pt", weights_only=True)
+    assert sorted(loaded) == ["0.bias", "0.weight", "2.bias", "2.weight"]
+    assert torch.equal(loaded["2.weight"], net[2].weight.detach())
 
 
 TORCH_EXPECTED = json.loads((TORCH_FILES / "expected.json").read_text())
