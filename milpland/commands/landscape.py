@@ -43,6 +43,9 @@ def register(subparsers) -> None:
                         "cells, else bnb --levels 10")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     p.add_argument("--out", metavar="DIR", help="write the minima to DIR/minima.parquet (one row per minimum)")
+    p.add_argument("--params-out", metavar="FILE",
+                   help="write each minimum's weights to FILE with its rank added (min-1.onnx, min-2.onnx, ... "
+                        "for FILE = min.onnx; rank 1 lowest): .onnx, .safetensors, .pt, .npz, else JSON")
     p.add_argument("--max-cells", type=int, metavar="N",
                    help="enumerate: refuse instances with more cells than this (default: 1000000 where the "
                         "compiled kernels apply, else 20000)")
@@ -76,6 +79,7 @@ def run(args) -> int:
 
     spec = prepare_spec(args)
     out_dir = _check_out(args.out)
+    params_out = _check_params_out(args.params_out, spec)
     say = (lambda msg: print(f"milpland landscape: {msg}", file=sys.stderr, flush=True)) \
         if (args.verbose or args.format == "json") else None
     started = time.perf_counter()
@@ -108,6 +112,10 @@ def run(args) -> int:
     if out_dir is not None:
         path = write_minima(out_dir, result.to_rows())
         print(f"milpland landscape: wrote {len(result.minima)} minima to {path}", file=sys.stderr)
+    if params_out is not None:
+        written = write_minima_params(params_out, result.minima, spec)
+        where = f": {written[0]} ... {written[-1]}" if written else ""
+        print(f"milpland landscape: wrote the weights of {len(written)} minima{where}", file=sys.stderr)
     if interrupt.requested():  # a search polled the stop flag and returned what it had
         return finish_interrupted("landscape", obj, args.format, format_text,
                                   "the minima certified so far and the global bound proven so far are printed")
@@ -355,6 +363,30 @@ def _gap(gap, tol) -> str:
     if gap is None:
         return "n/a"
     return "0" if abs(gap) <= tol else f"{gap:.4g}"
+
+
+def minima_params_paths(params_out: Path, count: int) -> list[Path]:
+    """FILE = min.onnx -> min-1.onnx, ..., min-<count>.onnx (rank 1 = lowest risk)."""
+    return [params_out.with_name(f"{params_out.stem}-{rank}{params_out.suffix}") for rank in range(1, count + 1)]
+
+
+def write_minima_params(params_out: Path, minima: list, spec: InstanceSpec) -> list[Path]:
+    """Each ranked minimum's weights in the format of params_out's extension (milpland.instance.params_io)."""
+    from milpland.instance.params_io import write_params
+
+    paths = minima_params_paths(params_out, len(minima))
+    for path, minimum in zip(paths, minima):
+        write_params(minimum.params, path, activation=spec.network.activation, output_bias=spec.network.output_bias)
+    return paths
+
+
+def _check_params_out(name: str | None, spec: InstanceSpec) -> Path | None:
+    from milpland.commands import writable_file
+    from milpland.instance.params_io import check_params_file
+
+    path = writable_file("--params-out", name)
+    check_params_file("--params-out", path, spec.network.activation)
+    return path
 
 
 def _check_out(name: str | None) -> Path | None:
