@@ -622,18 +622,18 @@ class Certifier:
     def _patterns_within(self, allowed: np.ndarray) -> np.ndarray:
         """Strictly realisable unit patterns with piece k_i allowed for every sample i."""
         n = allowed.shape[0]
-        if self.unit_patterns is not None:
-            ok = allowed[np.arange(n)[None, :], self.unit_patterns].all(axis=1)
-            return self.unit_patterns[ok]
         # the same unit column with the same ties recurs across neighbouring cells (measured: 92 % of
-        # the calls of a branch-and-bound band at d = 2, n = 40), and each miss costs LPs
+        # the calls of a branch-and-bound band at d = 2, n = 40), and each miss costs LPs or a filter
         key = allowed.tobytes()
         found = self._patterns_cache.get(key)
         if found is None:
-            if self._realizer is None:
-                self._realizer = Realizer(self.X, self.act)
-            sets = [np.flatnonzero(allowed[i]) for i in range(n)]
-            found = unit_patterns(self.X, self.act, allowed=sets, realizer=self._realizer)
+            if self.unit_patterns is not None:
+                found = self.unit_patterns[allowed[np.arange(n)[None, :], self.unit_patterns].all(axis=1)]
+            else:
+                if self._realizer is None:
+                    self._realizer = Realizer(self.X, self.act)
+                sets = [np.flatnonzero(allowed[i]) for i in range(n)]
+                found = unit_patterns(self.X, self.act, allowed=sets, realizer=self._realizer)
             if len(self._patterns_cache) >= PATTERNS_CACHE_SIZE:
                 self._patterns_cache.clear()
             self._patterns_cache[key] = found
