@@ -534,8 +534,9 @@ def plot_times(table: pd.DataFrame, path: Path) -> None:
 
 def times_figure(table: pd.DataFrame):
     """Time per instance and method against n: colour = method, marker = loss, filled = the run
-    ended at the global minimum (`reached_global`), hollow = it did not (time limit, or gradient
-    descent whose starts all missed it).  Points sit at their exact n."""
+    ended at the global minimum (`reached_global`; for the landscape methods: the listing is
+    complete), hollow = it did not (time limit, gradient descent whose starts all missed it, the
+    census).  Points sit at their exact n."""
     import matplotlib
     import matplotlib.ticker
     from matplotlib.lines import Line2D
@@ -569,9 +570,13 @@ def times_figure(table: pd.DataFrame):
     ax.grid(True, which="both", alpha=0.3)
     handles = [Line2D([], [], ls="", marker="o", color=colour[m], label=m) for m in methods]
     handles += [Line2D([], [], ls="", marker=LOSS_MARKERS.get(l, "D"), color="0.35", label=f"{l} loss") for l in losses]
-    handles += [Line2D([], [], ls="", marker="o", color="0.35", label="filled: ended at the global minimum"),
-                Line2D([], [], ls="", marker="o", markerfacecolor="none", markeredgecolor="0.35",
-                       label="hollow: did not (time limit; gd: no start reached it)")]
+    listing = all(str(m).startswith("landscape-") for m in methods)  # there "optimal" means a complete list
+    filled, hollow = (("filled: complete (every minimum asked for is listed)",
+                       "hollow: incomplete (time limit; sample is never complete)") if listing else
+                      ("filled: ended at the global minimum (landscape: complete)",
+                       "hollow: did not (time limit; gd: no start reached it)"))
+    handles += [Line2D([], [], ls="", marker="o", color="0.35", label=filled),
+                Line2D([], [], ls="", marker="o", markerfacecolor="none", markeredgecolor="0.35", label=hollow)]
     ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
