@@ -476,3 +476,23 @@ def brute_force_global(
         risk_numpy=risk_of(f, y, loss), signs=sgn[c].copy(), pattern=S[idx[c]].T.copy(),
         scaled=scaled, box_active=bool(active), limit_units=limit, n_unit_assignments=len(S),
     )
+
+
+def exact_tangent_certificate(F, y, ray_of, column_sign, z, lower, upper):
+    """(||r||^2, gap) of the hull node's tangent certificate (`unit_hull.tangent_bound`) in exact
+    rational arithmetic: r = sum_k s_k z_k F[ray_k] + c - y, g = 2 Phi^T r, gap = g.z - min_box g.z'."""
+    from fractions import Fraction as Q
+
+    K, n = ray_of.shape[0], F.shape[1]
+    zq = [Q(float(v)) for v in z]
+    r = [zq[K] - Q(float(y[i])) for i in range(n)]
+    for k in range(K):
+        for i in range(n):
+            r[i] += Q(float(column_sign[k])) * zq[k] * Q(float(F[ray_of[k], i]))
+    gap = Q(0)
+    for k in range(K + 1):
+        row = [Q(float(F[ray_of[k], i])) for i in range(n)] if k < K else [Q(1)] * n
+        sign = Q(float(column_sign[k])) if k < K else Q(1)
+        g = 2 * sign * sum(a * b for a, b in zip(row, r))
+        gap += g * zq[k] - min(g * Q(float(lower[k])), g * Q(float(upper[k])))
+    return sum(v * v for v in r), gap

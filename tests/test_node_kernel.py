@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from bruteforce import exact_tangent_certificate
 from scipy.optimize import lsq_linear, nnls
 
 from milpland.cells.bounded_lsq import bvls_active_set
@@ -166,9 +167,13 @@ def test_sparse_certificate_equals_the_dense_extended_precision_one(seed):
         points.append(z)
     for z in points:
         value, gap = hull.certificate(prob, z)
+        # against exact rational arithmetic: the dense long double sum itself is off by ~2e-16 here
+        exact_value, exact_gap = (hull.w * float(v) for v in exact_tangent_certificate(
+            hull.F, hull.y, prob.ray_of, prob.column_sign, z, prob.lower, prob.upper))
         dense_value, dense_gap = dense_certificate(hull, prob, z)
-        assert value == pytest.approx(dense_value, rel=1e-15, abs=1e-300)
-        assert gap == pytest.approx(dense_gap, rel=1e-13, abs=1e-18 * max(1.0, dense_value))
+        assert value == pytest.approx(exact_value, rel=1e-15, abs=1e-300)
+        assert gap == pytest.approx(max(exact_gap, 0.0), rel=1e-13, abs=1e-18 * max(1.0, exact_value))
+        assert abs(dense_gap - exact_gap) <= 1e-14 * max(1.0, exact_value)  # long double: 64-bit mantissa
         assert value - gap <= optimum + 1e-12 * max(1.0, optimum)
 
 

@@ -418,6 +418,8 @@ def tangent_bound(F, y, ray_of, column_sign, z, lower, upper):
             row = ray_of[k]
             for i in range(n):
                 r_hi[i], r_lo[i] = _dd_add_product(r_hi[i], r_lo[i], a, F[row, i])
+    for i in range(n):  # renormalise: |r_lo| <= half an ulp of r_hi (lo parts accumulate unnormalised)
+        r_hi[i], r_lo[i] = _dd_add_product(r_hi[i], 0.0, 1.0, r_lo[i])
     resid = r_hi + r_lo
     g, margin = gradient_margins(F, ray_of, column_sign, resid)
     gap_hi, gap_lo = 0.0, 0.0
@@ -446,7 +448,7 @@ def tangent_bound(F, y, ray_of, column_sign, z, lower, upper):
     ss_hi, ss_lo = 0.0, 0.0
     for i in range(n):
         ss_hi, ss_lo = _dd_add_product(ss_hi, ss_lo, r_hi[i], r_hi[i])
-        ss_hi, ss_lo = _dd_add_product(ss_hi, ss_lo, 2.0 * r_hi[i], r_lo[i])
+        ss_hi, ss_lo = _dd_add_product(ss_hi, ss_lo, 2.0 * r_hi[i] + r_lo[i], r_lo[i])
     return ss_hi + ss_lo, max(gap_hi + gap_lo, 0.0)
 
 
