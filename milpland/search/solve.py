@@ -108,10 +108,11 @@ def solve_global(
     ``explore``: the pattern branch-and-bound also visits every leaf cell whose bound is at most
     the exploration's threshold and hands it over (the landscape's listing, DESIGN §5b)."""
     if spec.network.depth != 1:
-        raise MilplandError(
-            f"solve handles one hidden layer; {spec.name} has hidden = {list(spec.network.hidden)}. "
-            "Use `milpland certify` for deeper networks."
-        )
+        if explore is not None:
+            raise MilplandError("the branch-and-bound listing handles one hidden layer only")
+        from milpland.search.deep_solve import solve_deep  # the two-layer search (DESIGN §6a)
+
+        return solve_deep(spec, progress=progress)
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
     method = choose_method(spec)

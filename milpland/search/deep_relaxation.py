@@ -1,0 +1,267 @@
+"""The node relaxation of the two-layer search (DESIGN §6a): a convex QP and its certified bound.
+
+A node fixes, for every layer-1 unit j, its orientation s_j, the gap of its knot and a sub-interval
+[L_j, U_j] of that gap, the sign sigma_kj of every layer-2 weight A_kj, a box
+mu_kj in [mlo_kj, mhi_kj] for the share mu_kj = |A_kj| / sum_k |A_kj|, the sign s_k of every
+output weight and a partial layer-2 pattern P (top / bottom / undecided per position and unit).
+
+With a_j = sum_k |A_kj| and v_j = t_j - L_j in [0, D_j] (D_j = U_j - L_j) the layer-2
+pre-activation at position p is
+
+    z_pk = b~_k + sum_j sigma_kj (M_kj phi_pj(L_j) + W_kj dphi_pj),
+    M_kj = |A_kj| = a_j mu_kj,     W_kj = |A_kj| v_j = a_j (mu_kj v_j),
+
+linear in the variables (c, b~, M, W, h).  The only non-convex relation is W_kj = M_kj v_j with
+v_j shared by all k.  Since every (M_.j, W_.j) is a_j >= 0 times (mu_.j, mu_.j v_j), the exact
+set is a cone over the bilinear surface {(mu, mu v)}; the relaxation replaces mu_kj v_j by its
+McCormick envelope over [mlo, mhi] x [0, D] and multiplies the four inequalities by a_j:
+
+    W_kj >= mlo E_j,   W_kj >= mhi E_j + D M_kj - mhi D a_j,
+    W_kj <= mhi E_j,   W_kj <= mlo E_j + D M_kj - mlo D a_j,     E_j = sum_k W_kj = a_j v_j,
+
+plus mlo a_j <= M_kj <= mhi a_j and 0 <= E_j <= D a_j.  These are valid for every network of the
+node, and their error, a_j (mhi - mlo) D / 4 at most, does not depend on the box B: it falls with
+the product of the two interval widths (second order), which is what lets the search close the
+gap without a cluster of tiny boxes around the minimum.
+
+Undecided layer-2 pairs get h_pk >= 0, h_pk >= z_pk, h_pk <= M_pk (M_pk from the box).  Because
+phi_j is convex in x with slope change alpha_1 - alpha_0 at t_j, z_k is convex across gap g when
+every kink there has sigma_kj (alpha_1 - alpha_0) >= 0 and concave when all are <= 0; on such
+runs relu(z_k) is convex (rows h_b <= lambda h_a + (1 - lambda) h_c over consecutive positions)
+or relu(z_k) - z_k = relu(-z_k) is convex (the same rows on h - z).  With
+f_i = c + sum_k s_k (alpha_0 z_k + (alpha_1 - alpha_0) h_k) at the sample's position, the QP
+
+    min  w sum_i (f_i - y_i)^2   over these rows and the variable bounds
+
+bounds every network of the node.  The bound is not the solver's objective: it is a Lagrangian
+bound recomputed in numpy (extended precision) from any point and any multipliers (`bound`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from milpland.search.deep_model import TwoLayerData
+
+UNDECIDED = -1
+SOLVER_TOL = 1e-10
+ACCEPTED = ("Solved", "AlmostSolved", "InsufficientProgress", "AlmostInsufficientProgress", "MaxIterations",
+            "AlmostMaxIterations")
+
+
+@dataclass(eq=False)
+class DeepNode:
+    """A node of the two-layer search (see the module docstring); ordered by bound, then tiebreak."""
+
+    bound: float
+    tiebreak: int
+    orientations: tuple  # s_j
+    gaps: tuple  # knot gap of every layer-1 unit
+    sig: np.ndarray  # (m2, m1) sign of every layer-2 weight
+    L: np.ndarray  # (m1,) knot interval
+    U: np.ndarray
+    mlo: np.ndarray  # (m2, m1) share interval
+    mhi: np.ndarray
+    P: np.ndarray  # (G, m2) int8 layer-2 pattern per position
+    signs: np.ndarray  # (m2,) output signs
+
+    def __lt__(self, other: "DeepNode") -> bool:
+        return (self.bound, self.tiebreak) < (other.bound, other.tiebreak)
+
+    def n_positive(self) -> int:
+        return int(np.sum(self.signs > 0))
+
+
+@dataclass(frozen=True, eq=False)
+class NodeQP:
+    """min w ||Phi z - y||^2 s.t. A z >= 0, lower <= z <= upper.  Z: z_pk as rows over the variables."""
+
+    Phi: np.ndarray
+    A: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    Z: np.ndarray  # (G, m2, N)
+    free: tuple  # (positions, units) of the undecided pairs; their h columns are p0 + 0..F-1
+    p0: int
+
+
+class Columns:
+    """Column indices: c, b~_k, then per layer-1 unit j the blocks M_.j and W_.j, then h."""
+
+    def __init__(self, m1: int, m2: int):
+        self.m1, self.m2 = m1, m2
+        self.b = 1 + np.arange(m2)
+        j, k = np.meshgrid(np.arange(m1), np.arange(m2))  # (m2, m1)
+        self.M = 1 + m2 + 2 * m2 * j + k
+        self.W = self.M + m2
+        self.p0 = 1 + m2 + 2 * m1 * m2
+
+
+def kink_runs(data: TwoLayerData, node: DeepNode) -> tuple[np.ndarray, np.ndarray]:
+    """(convex_ok, concave_ok), each (m2, G - 1): whether z_k is convex / concave across gap g."""
+    G, m2 = data.n_positions, data.widths[1]
+    direction = np.sign(data.slopes[1] - data.slopes[0])
+    convex = np.ones((m2, G - 1), dtype=bool)
+    concave = np.ones((m2, G - 1), dtype=bool)
+    for j, g in enumerate(node.gaps):
+        kink = node.sig[:, j] * direction
+        convex[kink < 0, g] = False
+        concave[kink > 0, g] = False
+    return convex, concave
+
+
+def node_qp(data: TwoLayerData, node: DeepNode) -> NodeQP:
+    G = data.n_positions
+    m1, m2 = data.widths
+    a0, a1 = data.slopes
+    cols = Columns(m1, m2)
+    P = node.P
+    fi, fk = np.nonzero(P == UNDECIDED)
+    N = cols.p0 + fi.shape[0]
+    hcol = np.full((G, m2), -1)
+    hcol[fi, fk] = cols.p0 + np.arange(fi.shape[0])
+    phiL = data.features(node.orientations, node.L)
+    dphi = data.feature_slopes(node.orientations, node.gaps)
+    D = node.U - node.L
+    Z = np.zeros((G, m2, N))
+    Z[:, np.arange(m2), cols.b] = 1.0
+    kk = np.arange(m2)[:, None]
+    Z[:, kk, cols.M] = node.sig[None] * phiL[:, None, :]
+    Z[:, kk, cols.W] = node.sig[None] * dphi[:, None, :]
+    H = np.zeros_like(Z)
+    top = P == 1
+    H[top] = Z[top]
+    H[fi, fk, hcol[fi, fk]] = 1.0
+    fitted = np.einsum("k,pkN->pN", node.signs, a0 * Z + (a1 - a0) * H)
+    fitted[:, 0] = 1.0
+    Phi = fitted[data.where]
+    decided = P != UNDECIDED
+    side = np.where(P == 1, 1.0, -1.0)
+    rows = [(side[..., None] * Z)[decided], (H - Z)[fi, fk]]
+    rows.append(_convexity_rows(data, node, Z, H))
+    rows.append(_mccormick_rows(node, cols, D, N))
+    A = np.vstack([r.reshape(-1, N) for r in rows])
+    lower, upper = _variable_bounds(data, node, cols, D, fi, N)
+    return NodeQP(Phi=Phi, A=A, lower=lower, upper=upper, Z=Z, free=(fi, fk), p0=cols.p0)
+
+
+def _convexity_rows(data: TwoLayerData, node: DeepNode, Z: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """h (or h - z) convex over consecutive positions a < b < c where z_k is convex (or concave)."""
+    G = data.n_positions
+    x = data.positions
+    convex, concave = kink_runs(data, node)
+    out = []
+    undecided = node.P == UNDECIDED
+    for a in range(G - 2):
+        b, c = a + 1, a + 2
+        lam = (x[c] - x[b]) / (x[c] - x[a])
+        for k in np.flatnonzero(undecided[a:c + 1].any(axis=0)):
+            if convex[k, a] and convex[k, b]:
+                out.append(lam * H[a, k] + (1 - lam) * H[c, k] - H[b, k])
+            elif concave[k, a] and concave[k, b]:
+                g = H[:, k] - Z[:, k]
+                out.append(lam * g[a] + (1 - lam) * g[c] - g[b])
+    return np.array(out).reshape(-1, Z.shape[2])
+
+
+def _mccormick_rows(node: DeepNode, cols: Columns, D: np.ndarray, N: int) -> np.ndarray:
+    """The share and knot rows of every layer-1 unit (module docstring), all homogeneous."""
+    m2, m1 = cols.m2, cols.m1
+    out = []
+    for j in range(m1):
+        Mj, Wj = cols.M[:, j], cols.W[:, j]
+
+        def row(*terms):
+            r = np.zeros(N)
+            for idx, val in terms:
+                np.add.at(r, idx, val)
+            out.append(r)
+
+        row((Wj, -1.0), (Mj, D[j]))  # E_j <= D_j a_j
+        for k in range(m2):
+            lo, hi = node.mlo[k, j], node.mhi[k, j]
+            if m2 == 1:
+                break  # a single unit: mu = 1 and W = E exactly
+            if lo > 0:
+                row((Mj[k], 1.0), (Mj, -lo))
+                row((Wj[k], 1.0), (Wj, -lo))
+            if hi < 1:
+                row((Mj[k], -1.0), (Mj, hi))
+            row((Wj[k], 1.0), (Wj, -hi), (Mj[k], -D[j]), (Mj, hi * D[j]))
+            row((Wj[k], -1.0), (Wj, hi))
+            row((Wj[k], -1.0), (Wj, lo), (Mj[k], D[j]), (Mj, -lo * D[j]))
+    return np.array(out).reshape(-1, N)
+
+
+def _variable_bounds(data: TwoLayerData, node: DeepNode, cols: Columns, D: np.ndarray, fi: np.ndarray, N: int):
+    """Bounds every network of the node obeys (the output bias: where its optimum lies)."""
+    B = data.box
+    m1, m2 = data.widths
+    a0, a1 = data.slopes
+    lower, upper = np.zeros(N), np.zeros(N)
+    span = np.maximum(np.abs(data.features(node.orientations, node.L)),
+                      np.abs(data.features(node.orientations, node.U)))
+    zmax = B * (1.0 + span.sum(axis=1))  # |z_pk| <= |b~| + sum_j |A_kj| max_t |phi_pj(t)|
+    reach = m2 * (abs(a0) + abs(a1 - a0)) * float(zmax.max())
+    c_bound = float(np.max(np.abs(data.y)) + reach + 1.0) if data.output_bias else 0.0
+    lower[0], upper[0] = -c_bound, c_bound
+    lower[cols.b], upper[cols.b] = -B, B
+    upper[cols.M] = B
+    upper[cols.W] = B * D[None, :]
+    upper[cols.p0:] = zmax[fi]
+    return lower, upper
+
+
+def solve_qp(data: TwoLayerData, qp: NodeQP) -> tuple[np.ndarray, np.ndarray] | None:
+    """(point, multipliers of A z >= 0) from Clarabel; None when it gives no usable answer.
+
+    Variables (z, r), r = Phi z - y in the zero cone, objective (w / scale) ||r||^2 scaled to O(1);
+    the rows and both sides of every bound in the non-negative cone."""
+    import clarabel  # imported here: only the two-layer search needs it
+
+    n, N = qp.Phi.shape
+    R = qp.A.shape[0]
+    dense = np.zeros((n + R + 2 * N, N + n))
+    dense[:n, :N] = qp.Phi
+    dense[:n, N:] = -np.eye(n)
+    dense[n:n + R, :N] = -qp.A
+    dense[n + R:n + R + N, :N] = np.eye(N)
+    dense[n + R + N:, :N] = -np.eye(N)
+    scale = max(float(np.mean((data.y - data.y.mean()) ** 2)), 1e-12)
+    weight = data.weight / scale
+    Pm = sp.csc_matrix((np.full(n, 2.0 * weight), (np.arange(N, N + n), np.arange(N, N + n))), shape=(N + n, N + n))
+    settings = clarabel.DefaultSettings()
+    settings.verbose = False
+    settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = SOLVER_TOL
+    cones = [clarabel.ZeroConeT(n), clarabel.NonnegativeConeT(R + 2 * N)]
+    b = np.concatenate([data.y, np.zeros(R), qp.upper, -qp.lower])
+    sol = clarabel.DefaultSolver(Pm, np.zeros(N + n), sp.csc_matrix(dense), b, cones, settings).solve()
+    if str(sol.status) not in ACCEPTED:
+        return None
+    z = np.asarray(sol.x)[:N]
+    lam = np.asarray(sol.z)[n:n + R] * data.weight / weight  # in risk units
+    if not (np.all(np.isfinite(z)) and np.all(np.isfinite(lam))):
+        return None
+    return z, lam
+
+
+def bound(data: TwoLayerData, qp: NodeQP, z: np.ndarray, lam: np.ndarray) -> float:
+    """A certified lower bound on the node QP from any point z and multipliers lam >= 0.
+
+    With the tangent slopes mu = 2 w (Phi z - y), every feasible z' obeys
+        w ||Phi z' - y||^2 >= w ||Phi z - y||^2 + mu . Phi (z' - z)
+                           >= w ||Phi z - y||^2 - mu . Phi z + (Phi^T mu - A^T lam) . z'   (lam . A z' >= 0)
+    and the last term is at least its minimum over the variable bounds.  Extended precision."""
+    ld = np.longdouble
+    lo, hi = qp.lower.astype(ld), qp.upper.astype(ld)
+    zc = np.clip(z, qp.lower, qp.upper).astype(ld)
+    lam = np.maximum(lam, 0.0).astype(ld)
+    Phi = qp.Phi.astype(ld)
+    resid = Phi @ zc - data.y.astype(ld)
+    mu = 2 * ld(data.weight) * resid
+    r = Phi.T @ mu - qp.A.T.astype(ld) @ lam
+    box = np.sum(np.minimum(r * lo, r * hi))
+    return float(ld(data.weight) * (resid @ resid) - mu @ (Phi @ zc) + box)
