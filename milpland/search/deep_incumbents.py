@@ -30,6 +30,7 @@ from milpland.search.deep_model import CanonicalNet, TwoLayerData, canonical_fro
 
 KNOTS_SHARE = 0.5  # of the incumbent budget, at most this much goes to exact solves at fixed knots
 MAX_KNOT_SETS = 6  # the shallow solve's knots and those of the best descents
+KNOTS_SECONDS = 5.0  # time limit of one exact solve at fixed knots (its best point is used either way)
 
 
 @dataclass
@@ -143,12 +144,25 @@ def multistart(spec: InstanceSpec, template: DeepParams, *, starts: int, seed: i
 # ----------------------------------------------------------------------------------------------
 
 
-def feature_spec(spec: InstanceSpec, data: TwoLayerData, orientations, t, *, time_limit: float) -> InstanceSpec:
+def independent_features(X: np.ndarray) -> np.ndarray:
+    """Indices of feature columns that, with a constant, are affinely independent (greedy)."""
+    keep: list[int] = []
+    for j in range(X.shape[1]):
+        trial = np.column_stack([np.ones(X.shape[0])] + [X[:, i] for i in keep + [j]])
+        if np.linalg.matrix_rank(trial, tol=1e-9 * max(1.0, float(np.abs(trial).max()))) == trial.shape[1]:
+            keep.append(j)
+    return np.array(keep, dtype=int)
+
+
+def feature_spec(spec: InstanceSpec, data: TwoLayerData, orientations, t, *, time_limit: float,
+                 columns=None) -> InstanceSpec:
     """The one-hidden-layer instance on the features at fixed knots (same box, loss and y).
 
     Built directly (not from TOML): features of different samples may coincide, which a spec
-    file would reject as duplicate samples."""
+    file would reject as duplicate samples.  ``columns``: the features used (default all)."""
     X = data.features(orientations, t)[data.where]
+    if columns is not None:
+        X = X[:, columns]
     net = NetworkSpec(hidden=(data.widths[1],), activation=spec.network.activation,
                       output_bias=spec.network.output_bias)
     solve = SolveOptions(time_limit=max(time_limit, 0.1), rel_gap=spec.solve.rel_gap, seed=spec.solve.seed)
@@ -156,18 +170,24 @@ def feature_spec(spec: InstanceSpec, data: TwoLayerData, orientations, t, *, tim
                         box=Box(weight=data.box, output=data.box), solve=solve)
 
 
-def knots_global(spec: InstanceSpec, data: TwoLayerData, orientations, t, *,
+def knots_global(spec: InstanceSpec, data: TwoLayerData, orientations, t, *, one_hidden,
                  time_limit: float) -> tuple[CanonicalNet, float] | None:
-    """The best network with layer-1 knots ``t`` (one-hidden-layer global solve on the features)."""
-    from milpland.search.solve import solve_global  # late: solve.py dispatches to the deep search
-
-    result = solve_global(feature_spec(spec, data, orientations, t, time_limit=time_limit))
+    """The best network with layer-1 knots ``t``: ``one_hidden`` (`solve.solve_global`, passed in by
+    the caller because solve.py dispatches to this stage) on the features."""
+    # dependent features (a knot at the data's end, equal knots) would leave the one-hidden-layer
+    # search without its hull relaxation; their weights stay 0, which keeps the point in the box
+    columns = independent_features(data.features(orientations, t)[data.where])
+    if columns.size == 0:
+        return None
+    result = one_hidden(feature_spec(spec, data, orientations, t, time_limit=time_limit, columns=columns))
     if result.params is None or result.risk is None or not np.isfinite(result.risk):
         return None
     p = result.params
     q = np.abs(p.v)
+    A = np.zeros((data.widths[1], data.widths[0]))
+    A[:, columns] = p.W1 * q[:, None]
     net = CanonicalNet(orientations=np.asarray(orientations, dtype=float), t=np.asarray(t, dtype=float),
-                       A=p.W1 * q[:, None], b=p.b1 * q, signs=np.where(p.v < 0, -1.0, 1.0),
+                       A=A, b=p.b1 * q, signs=np.where(p.v < 0, -1.0, 1.0),
                        c=float(p.c) if data.output_bias else 0.0)
     if not net.in_box(data):
         return None
@@ -201,7 +221,7 @@ def constant_net(data: TwoLayerData) -> CanonicalNet:
 
 
 def first_incumbents(spec: InstanceSpec, data: TwoLayerData, *, starts: int, seed: int,
-                     time_limit: float) -> DeepIncumbent:
+                     time_limit: float, one_hidden) -> DeepIncumbent:
     """The search's first incumbent: the best of the constant network, the one-hidden-layer global
     minimum of width m1 (its knots, then the exact layer 2 for them), and ``starts`` multistart
     descents (the knots of the best few, then the exact layer 2 for them)."""
@@ -209,7 +229,7 @@ def first_incumbents(spec: InstanceSpec, data: TwoLayerData, *, starts: int, see
     deadline = started + time_limit
     best = DeepIncumbent(risk=constant_net(data).risk(data), net=constant_net(data), found_by="constant")
     knot_sets: list[tuple[str, np.ndarray, np.ndarray]] = []
-    shallow = _shallow_knots(spec, data, time_limit=0.25 * time_limit)
+    shallow = _shallow_knots(spec, data, time_limit=0.25 * time_limit, one_hidden=one_hidden)
     if shallow is not None:
         knot_sets.append(("one-hidden-layer global solve (width %d): its knots, exact layer 2" % data.widths[0],
                           *shallow))
@@ -231,7 +251,8 @@ def first_incumbents(spec: InstanceSpec, data: TwoLayerData, *, starts: int, see
         if key in seen or time.perf_counter() > deadline or best.risk <= zero:
             continue
         seen.add(key)
-        got = knots_global(spec, data, orient, t, time_limit=max(0.1, (deadline - time.perf_counter()) / 4))
+        got = knots_global(spec, data, orient, t, one_hidden=one_hidden,
+                           time_limit=min(KNOTS_SECONDS, max(0.1, (deadline - time.perf_counter()) / 4)))
         if got is not None and got[1] < best.risk:
             best.update(got[0], got[1], how)
     return best
@@ -243,16 +264,14 @@ def _template(data: TwoLayerData) -> DeepParams:
                       (np.zeros(m1), np.zeros(m2), np.zeros(1)))
 
 
-def _shallow_knots(spec: InstanceSpec, data: TwoLayerData, *, time_limit: float):
+def _shallow_knots(spec: InstanceSpec, data: TwoLayerData, *, time_limit: float, one_hidden):
     """(orientations, knots) of the one-hidden-layer global minimum of width m1 (None if none):
     a two-layer net whose first layer-2 unit is linear on the data reproduces it."""
-    from milpland.search.solve import solve_global
-
     m1 = data.widths[0]
     shallow = dataclasses.replace(spec, network=NetworkSpec(hidden=(m1,), activation=spec.network.activation,
                                                             output_bias=spec.network.output_bias),
                                   solve=dataclasses.replace(spec.solve, time_limit=max(time_limit, 0.1)))
-    result = solve_global(shallow)
+    result = one_hidden(shallow)
     if result.params is None:
         return None
     w, b = result.params.W1[:, 0], result.params.b1

@@ -29,7 +29,13 @@ import numpy as np
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
 from milpland.search import deep_relaxation as rx
-from milpland.search.deep_incumbents import DeepIncumbent, best_at_knots, first_incumbents
+from milpland.search.deep_incumbents import (
+    KNOTS_SECONDS,
+    DeepIncumbent,
+    best_at_knots,
+    first_incumbents,
+    knots_global,
+)
 from milpland.search.deep_model import CanonicalNet, TwoLayerData, two_layer_reason
 from milpland.search.deep_relaxation import UNDECIDED, DeepNode
 from milpland.search.deep_result import DeepSolveResult, assemble
@@ -45,7 +51,7 @@ class DeepOptions:
     """The search's switches (for the ablation and the tests)."""
 
     incumbent_share: float = 0.15  # at most this fraction of the time limit goes to the first incumbents
-    starts: int = 24  # multistart descents for the first incumbent
+    starts: int = 8  # multistart descents for the first incumbent
     polish: bool = True  # relaxation points polished by the exact cell problem at their knots
     symmetry: bool = True
 
@@ -64,9 +70,10 @@ class SearchStats:
     notes: list = field(default_factory=list)
 
 
-def solve_deep(spec: InstanceSpec, *, progress=None, options: DeepOptions = DeepOptions()) -> DeepSolveResult:
+def solve_deep(spec: InstanceSpec, *, one_hidden, progress=None, options: DeepOptions = DeepOptions()) -> DeepSolveResult:
     """`solve_global` for more than one hidden layer: the two-layer search where it applies,
-    otherwise a one-line refusal saying why (no lower bound can be proven there, DESIGN §6)."""
+    otherwise a one-line refusal saying why (no lower bound can be proven there, DESIGN §6).
+    ``one_hidden``: the one-hidden-layer solver (`solve.solve_global`), used for good points."""
     if spec.network.depth > 2:
         raise MilplandError(
             f"solve proves global minima for one or two hidden layers; {spec.name} has hidden = "
@@ -76,10 +83,11 @@ def solve_deep(spec: InstanceSpec, *, progress=None, options: DeepOptions = Deep
     if reason:
         raise MilplandError(f"solve for two hidden layers: {reason} (DESIGN §6a); `milpland certify` "
                             "reports a lower bound on a point's gap from the best point found")
-    return solve_two_layer(spec, progress=progress, options=options)
+    return solve_two_layer(spec, one_hidden=one_hidden, progress=progress, options=options)
 
 
-def solve_two_layer(spec: InstanceSpec, *, progress=None, options: DeepOptions = DeepOptions()) -> DeepSolveResult:
+def solve_two_layer(spec: InstanceSpec, *, one_hidden, progress=None,
+                    options: DeepOptions = DeepOptions()) -> DeepSolveResult:
     """Certified global minimum over the box of a 1-m1-m2-1 network (1-D inputs, homogeneous
     two-piece activation, squared loss): see the module docstring and DESIGN §6a."""
     reason = two_layer_reason(spec)
@@ -91,14 +99,14 @@ def solve_two_layer(spec: InstanceSpec, *, progress=None, options: DeepOptions =
     deadline = started + spec.solve.time_limit
     abs_tol = ABS_TOL_FACTOR * data.baseline()
     incumbent = first_incumbents(spec, data, starts=options.starts, seed=spec.solve.seed,
-                                 time_limit=options.incumbent_share * spec.solve.time_limit)
+                                 time_limit=options.incumbent_share * spec.solve.time_limit, one_hidden=one_hidden)
     incumbent_seconds = time.perf_counter() - started
     say(f"first incumbent {incumbent.risk:.6g} ({incumbent.found_by}, {incumbent_seconds:.1f} s)")
     stats = SearchStats()
     lower, complete = 0.0, True
     if incumbent.risk > abs_tol:
         lower, complete = search(spec, data, incumbent, deadline=deadline, abs_tol=abs_tol, say=say,
-                                 stats=stats, options=options)
+                                 stats=stats, options=options, one_hidden=one_hidden)
     else:
         lower = 0.0
     return assemble(spec, data, incumbent, lower=lower, complete=complete, abs_tol=abs_tol, started=started,
@@ -265,7 +273,7 @@ class _Evaluated:
 
 
 def search(spec: InstanceSpec, data: TwoLayerData, incumbent: DeepIncumbent, *, deadline: float, abs_tol: float,
-           say, stats: SearchStats, options: DeepOptions) -> tuple[float, bool]:
+           say, stats: SearchStats, options: DeepOptions, one_hidden=None) -> tuple[float, bool]:
     """Best-first search; improves ``incumbent`` in place.  Returns (lower bound, complete).
 
     The lower bound is the least bound of the open nodes (capped by the final cutoff: every
@@ -285,7 +293,7 @@ def search(spec: InstanceSpec, data: TwoLayerData, incumbent: DeepIncumbent, *, 
     while heap and heap[0].bound < cutoff() and time.perf_counter() < deadline:
         node = heapq.heappop(heap)
         try:
-            for child in expand(spec, data, node, incumbent, counter, cutoff, stats, options):
+            for child in expand(spec, data, node, incumbent, counter, cutoff, stats, options, one_hidden):
                 heapq.heappush(heap, child)
         except KeyboardInterrupt:
             heapq.heappush(heap, node)
@@ -302,7 +310,7 @@ def search(spec: InstanceSpec, data: TwoLayerData, incumbent: DeepIncumbent, *, 
 
 
 def expand(spec, data: TwoLayerData, node: DeepNode, incumbent: DeepIncumbent, counter, cutoff, stats: SearchStats,
-           options: DeepOptions) -> list[DeepNode]:
+           options: DeepOptions, one_hidden=None) -> list[DeepNode]:
     """Evaluate one node and return its children (none when it is pruned or solved)."""
     if options.symmetry and not knots_ordered(node):
         return []
@@ -311,7 +319,7 @@ def expand(spec, data: TwoLayerData, node: DeepNode, incumbent: DeepIncumbent, c
     if ev.bound >= cutoff():
         return []
     net, excess, violation = read_point(data, node, ev)
-    offer(spec, data, net, node, incumbent, stats, options)
+    offer(spec, data, net, node, incumbent, stats, options, one_hidden)
     if ev.bound >= cutoff():
         return []
     if excess.max(initial=0.0) > 0.0:
@@ -368,18 +376,26 @@ def read_point(data: TwoLayerData, node: DeepNode, ev: _Evaluated):
 
 
 def offer(spec, data: TwoLayerData, net: CanonicalNet | None, node: DeepNode, incumbent: DeepIncumbent,
-          stats: SearchStats, options: DeepOptions) -> None:
-    """The relaxation's network as an incumbent; promising ones polished at their knots."""
+          stats: SearchStats, options: DeepOptions, one_hidden=None) -> None:
+    """The relaxation's network as an incumbent; promising ones polished in their layer-2 cell at
+    their knots, and a new best point once more by the exact layer 2 for its knots."""
     if net is None or not net.in_box(data):
         return
     risk = net.risk(data)
     if risk < incumbent.risk:
         incumbent.update(net, risk, "relaxation")
-    if options.polish and risk <= POLISH_FACTOR * incumbent.risk:
-        stats.polished += 1
-        better = best_at_knots(spec, data, net)
-        if better is not None and better[1] < incumbent.risk:
-            incumbent.update(better[0], better[1], "relaxation, polished at its knots")
+    if not options.polish or risk > POLISH_FACTOR * incumbent.risk:
+        return
+    stats.polished += 1
+    better = best_at_knots(spec, data, net)
+    if better is None or better[1] >= incumbent.risk:
+        return
+    incumbent.update(better[0], better[1], "relaxation, polished in its cell at its knots")
+    if one_hidden is not None:
+        best = knots_global(spec, data, better[0].orientations, better[0].t, one_hidden=one_hidden,
+                            time_limit=KNOTS_SECONDS)
+        if best is not None and best[1] < incumbent.risk:
+            incumbent.update(best[0], best[1], "relaxation, exact layer 2 at its knots")
 
 
 def split_pattern(data: TwoLayerData, node: DeepNode, excess: np.ndarray, bound: float, counter,

@@ -112,7 +112,7 @@ def solve_global(
             raise MilplandError("the branch-and-bound listing handles one hidden layer only")
         from milpland.search.deep_solve import solve_deep  # the two-layer search (DESIGN §6a)
 
-        return solve_deep(spec, progress=progress)
+        return solve_deep(spec, progress=progress, one_hidden=solve_global)
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
     method = choose_method(spec)
