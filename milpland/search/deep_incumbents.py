@@ -29,8 +29,9 @@ from milpland.instance.spec import Box, InstanceSpec, NetworkSpec, SolveOptions
 from milpland.search.deep_model import CanonicalNet, TwoLayerData, canonical_from_params
 
 KNOTS_SHARE = 0.5  # of the incumbent budget, at most this much goes to exact solves at fixed knots
-MAX_KNOT_SETS = 6  # the shallow solve's knots and those of the best descents
-KNOTS_SECONDS = 5.0  # time limit of one exact solve at fixed knots (its best point is used either way)
+MAX_KNOT_SETS = 3  # the shallow solve's knots and those of the best descents
+KNOTS_SECONDS = 2.0  # time limit of one exact solve at fixed knots (its best point is used either way)
+DESCENT_ITERATIONS = 300  # L-BFGS iterations of a first-incumbent descent
 
 
 @dataclass
@@ -119,7 +120,7 @@ def random_start(template: DeepParams, rng: np.random.Generator, *, output_bias:
 
 
 def multistart(spec: InstanceSpec, template: DeepParams, *, starts: int, seed: int, seeds=(),
-               deadline: float = math.inf) -> list[tuple[float, DeepParams, str]]:
+               deadline: float = math.inf, max_iter: int = 2000) -> list[tuple[float, DeepParams, str]]:
     """(risk, params, how) of every descent: from each seed (name, params) first, then from
     ``starts`` seeded random starts; best first.  Stops starting new runs at the deadline."""
     rng = np.random.default_rng(seed)
@@ -131,7 +132,7 @@ def multistart(spec: InstanceSpec, template: DeepParams, *, starts: int, seed: i
             break
         if start is None:
             start = random_start(template, rng, output_bias=spec.network.output_bias)
-        p = descend(spec, start)
+        p = descend(spec, start, max_iter=max_iter)
         r = risk_of(p, spec)
         if np.isfinite(r):
             out.append((r, p, name))
@@ -234,7 +235,7 @@ def first_incumbents(spec: InstanceSpec, data: TwoLayerData, *, starts: int, see
         knot_sets.append(("one-hidden-layer global solve (width %d): its knots, exact layer 2" % data.widths[0],
                           *shallow))
     template = _template(data)
-    runs = multistart(spec, template, starts=starts, seed=seed,
+    runs = multistart(spec, template, starts=starts, seed=seed, max_iter=DESCENT_ITERATIONS,
                       deadline=started + (1.0 - KNOTS_SHARE) * time_limit)
     for r, p, how in runs:  # best first
         try:

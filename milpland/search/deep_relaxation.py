@@ -113,7 +113,9 @@ def kink_runs(data: TwoLayerData, node: DeepNode) -> tuple[np.ndarray, np.ndarra
     return convex, concave
 
 
-def node_qp(data: TwoLayerData, node: DeepNode) -> NodeQP:
+def node_qp(data: TwoLayerData, node: DeepNode, *, conic: bool = True) -> NodeQP:
+    """The node's QP; ``conic`` False gives the first-order relaxation (each layer-2 unit its own
+    knot in the interval: 0 <= W_kj <= D_j M_kj only), kept for the ablation."""
     G = data.n_positions
     m1, m2 = data.widths
     a0, a1 = data.slopes
@@ -142,7 +144,7 @@ def node_qp(data: TwoLayerData, node: DeepNode) -> NodeQP:
     side = np.where(P == 1, 1.0, -1.0)
     rows = [(side[..., None] * Z)[decided], (H - Z)[fi, fk]]
     rows.append(_convexity_rows(data, node, Z, H))
-    rows.append(_mccormick_rows(node, cols, D, N))
+    rows.append(_mccormick_rows(node, cols, D, N) if conic else _per_unit_rows(cols, D, N))
     A = np.vstack([r.reshape(-1, N) for r in rows])
     lower, upper = _variable_bounds(data, node, cols, D, fi, N)
     return NodeQP(Phi=Phi, A=A, lower=lower, upper=upper, Z=Z, free=(fi, fk), p0=cols.p0)
@@ -194,6 +196,15 @@ def _mccormick_rows(node: DeepNode, cols: Columns, D: np.ndarray, N: int) -> np.
             row((Wj[k], -1.0), (Wj, hi))
             row((Wj[k], -1.0), (Wj, lo), (Mj[k], D[j]), (Mj, -lo * D[j]))
     return np.array(out).reshape(-1, N)
+
+
+def _per_unit_rows(cols: Columns, D: np.ndarray, N: int) -> np.ndarray:
+    """W_kj <= D_j M_kj for every (k, j): the relaxation that lets every unit pick its own knot."""
+    out = np.zeros((cols.m1 * cols.m2, N))
+    for r, (k, j) in enumerate(np.ndindex(cols.m2, cols.m1)):
+        out[r, cols.W[k, j]] = -1.0
+        out[r, cols.M[k, j]] = D[j]
+    return out
 
 
 def _variable_bounds(data: TwoLayerData, node: DeepNode, cols: Columns, D: np.ndarray, fi: np.ndarray, N: int):

@@ -50,10 +50,11 @@ REPORT_SECONDS = 2.0
 class DeepOptions:
     """The search's switches (for the ablation and the tests)."""
 
-    incumbent_share: float = 0.15  # at most this fraction of the time limit goes to the first incumbents
-    starts: int = 8  # multistart descents for the first incumbent
+    incumbent_share: float = 0.05  # at most this fraction of the time limit goes to the first incumbents
+    starts: int = 4  # multistart descents for the first incumbent (the search's own points do better)
     polish: bool = True  # relaxation points polished by the exact cell problem at their knots
     symmetry: bool = True
+    conic: bool = True  # the conic McCormick relaxation; False: each unit its own knot (first order)
 
 
 @dataclass
@@ -315,28 +316,31 @@ def expand(spec, data: TwoLayerData, node: DeepNode, incumbent: DeepIncumbent, c
     if options.symmetry and not knots_ordered(node):
         return []
     stats.nodes += 1
-    ev = evaluate(data, node, stats)
+    ev = evaluate(data, node, stats, conic=options.conic)
     if ev.bound >= cutoff():
         return []
     net, excess, violation = read_point(data, node, ev)
     offer(spec, data, net, node, incumbent, stats, options, one_hidden)
     if ev.bound >= cutoff():
         return []
+    undecided = node.P == UNDECIDED
+    if ev.z is None and undecided.any():  # no usable QP answer: keep splitting, the bound stays valid
+        return split_pattern(data, node, undecided.astype(float), ev.bound, counter, stats)
     if excess.max(initial=0.0) > 0.0:
         return split_pattern(data, node, excess, ev.bound, counter, stats)
     if violation.max(initial=0.0) > 0.0 or ev.z is None:
-        return split_interval(data, node, violation, ev.bound, counter, stats)
-    if (node.P == UNDECIDED).any():  # numerically no excess, but the pattern is still open
-        return split_pattern(data, node, np.where(node.P == UNDECIDED, 1.0, 0.0), ev.bound, counter, stats)
+        return split_interval(data, node, violation, ev.bound, counter, stats, shares=options.conic)
+    if undecided.any():  # numerically no excess, but the pattern is still open
+        return split_pattern(data, node, undecided.astype(float), ev.bound, counter, stats)
     # the relaxation's point is a network of the node: its risk closes the node up to the solver's accuracy
     stats.leaves += 1
     if net is not None and net.risk(data) <= ev.bound + tolerance(incumbent.risk, spec, 0.0) / 2:
         return []
-    return split_interval(data, node, np.ones_like(node.mlo), ev.bound, counter, stats)
+    return split_interval(data, node, np.ones_like(node.mlo), ev.bound, counter, stats, shares=options.conic)
 
 
-def evaluate(data: TwoLayerData, node: DeepNode, stats: SearchStats) -> _Evaluated:
-    qp = rx.node_qp(data, node)
+def evaluate(data: TwoLayerData, node: DeepNode, stats: SearchStats, *, conic: bool = True) -> _Evaluated:
+    qp = rx.node_qp(data, node, conic=conic)
     solved = rx.solve_qp(data, qp)
     if solved is None:
         stats.solver_failures += 1
@@ -420,13 +424,13 @@ def split_pattern(data: TwoLayerData, node: DeepNode, excess: np.ndarray, bound:
 
 
 def split_interval(data: TwoLayerData, node: DeepNode, violation: np.ndarray, bound: float, counter,
-                   stats: SearchStats) -> list[DeepNode]:
+                   stats: SearchStats, *, shares: bool = True) -> list[DeepNode]:
     """Halve the knot interval or the share interval behind the largest McCormick violation,
     whichever is wider relative to its full range (the envelope's error is their product)."""
     k, j = np.unravel_index(int(np.argmax(violation)), violation.shape)
     g = node.gaps[j]
     knot_width = (node.U[j] - node.L[j]) / (data.positions[g + 1] - data.positions[g])
-    share_width = node.mhi[k, j] - node.mlo[k, j] if data.widths[1] > 1 else 0.0
+    share_width = node.mhi[k, j] - node.mlo[k, j] if shares and data.widths[1] > 1 else 0.0
     if knot_width >= share_width:
         stats.knot_splits += 1
         mid = 0.5 * (node.L[j] + node.U[j])
