@@ -39,6 +39,7 @@ bound recomputed in numpy (extended precision) from any point and any multiplier
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,7 +90,13 @@ class NodeQP:
 
 
 class Columns:
-    """Column indices: c, b~_k, then per layer-1 unit j the blocks M_.j and W_.j, then h."""
+    """Column indices: c, b~_k, then per layer-1 unit j the blocks M_.j and W_.j, then h.
+    (`Columns.of` caches one per shape.)"""
+
+    @staticmethod
+    @functools.lru_cache(maxsize=16)
+    def of(m1: int, m2: int) -> "Columns":
+        return Columns(m1, m2)
 
     def __init__(self, m1: int, m2: int):
         self.m1, self.m2 = m1, m2
@@ -119,7 +126,7 @@ def node_qp(data: TwoLayerData, node: DeepNode, *, conic: bool = True) -> NodeQP
     G = data.n_positions
     m1, m2 = data.widths
     a0, a1 = data.slopes
-    cols = Columns(m1, m2)
+    cols = Columns.of(m1, m2)
     P = node.P
     fi, fk = np.nonzero(P == UNDECIDED)
     N = cols.p0 + fi.shape[0]
@@ -153,49 +160,68 @@ def node_qp(data: TwoLayerData, node: DeepNode, *, conic: bool = True) -> NodeQP
 def _convexity_rows(data: TwoLayerData, node: DeepNode, Z: np.ndarray, H: np.ndarray) -> np.ndarray:
     """h (or h - z) convex over consecutive positions a < b < c where z_k is convex (or concave)."""
     G = data.n_positions
+    if G < 3:
+        return np.zeros((0, Z.shape[2]))
     x = data.positions
     convex, concave = kink_runs(data, node)
-    out = []
+    a = np.arange(G - 2)
+    lam = (x[a + 2] - x[a + 1]) / (x[a + 2] - x[a])  # (G - 2,)
     undecided = node.P == UNDECIDED
-    for a in range(G - 2):
-        b, c = a + 1, a + 2
-        lam = (x[c] - x[b]) / (x[c] - x[a])
-        for k in np.flatnonzero(undecided[a:c + 1].any(axis=0)):
-            if convex[k, a] and convex[k, b]:
-                out.append(lam * H[a, k] + (1 - lam) * H[c, k] - H[b, k])
-            elif concave[k, a] and concave[k, b]:
-                g = H[:, k] - Z[:, k]
-                out.append(lam * g[a] + (1 - lam) * g[c] - g[b])
-    return np.array(out).reshape(-1, Z.shape[2])
+    touched = undecided[a] | undecided[a + 1] | undecided[a + 2]  # (G - 2, m2)
+    cvx = touched & (convex[:, a] & convex[:, a + 1]).T
+    ccv = touched & ~cvx & (concave[:, a] & concave[:, a + 1]).T
+    Gz = H - Z
+    rows = []
+    for kind, V in ((cvx, H), (ccv, Gz)):
+        ta, tk = np.nonzero(kind)
+        if ta.size:
+            rows.append(lam[ta, None] * V[ta, tk] + (1 - lam[ta, None]) * V[ta + 2, tk] - V[ta + 1, tk])
+    return np.vstack(rows) if rows else np.zeros((0, Z.shape[2]))
 
 
 def _mccormick_rows(node: DeepNode, cols: Columns, D: np.ndarray, N: int) -> np.ndarray:
-    """The share and knot rows of every layer-1 unit (module docstring), all homogeneous."""
+    """The share and knot rows of every layer-1 unit (module docstring), all homogeneous.
+
+    Per unit j (a = sum_k M_kj, E = sum_k W_kj): E <= D a; and per k (when m2 > 1)
+    M_kj >= mlo a, M_kj <= mhi a, the four McCormick rows of W_kj (the two share rows only when
+    the share interval is narrower than [0, 1])."""
     m2, m1 = cols.m2, cols.m1
     out = []
     for j in range(m1):
-        Mj, Wj = cols.M[:, j], cols.W[:, j]
-
-        def row(*terms):
-            r = np.zeros(N)
-            for idx, val in terms:
-                np.add.at(r, idx, val)
-            out.append(r)
-
-        row((Wj, -1.0), (Mj, D[j]))  # E_j <= D_j a_j
-        for k in range(m2):
-            lo, hi = node.mlo[k, j], node.mhi[k, j]
-            if m2 == 1:
-                break  # a single unit: mu = 1 and W = E exactly
-            if lo > 0:
-                row((Mj[k], 1.0), (Mj, -lo))
-                row((Wj[k], 1.0), (Wj, -lo))
-            if hi < 1:
-                row((Mj[k], -1.0), (Mj, hi))
-            row((Wj[k], 1.0), (Wj, -hi), (Mj[k], -D[j]), (Mj, hi * D[j]))
-            row((Wj[k], -1.0), (Wj, hi))
-            row((Wj[k], -1.0), (Wj, lo), (Mj[k], D[j]), (Mj, -lo * D[j]))
-    return np.array(out).reshape(-1, N)
+        Mj, Wj, d = cols.M[:, j], cols.W[:, j], D[j]
+        r = np.zeros(N)
+        r[Wj], r[Mj] = -1.0, d
+        out.append(r)
+        if m2 == 1:
+            continue  # a single unit: mu = 1 and W = E exactly
+        lo, hi = node.mlo[:, j], node.mhi[:, j]
+        block = np.zeros((6 * m2, N))
+        k = np.arange(m2)
+        kk = k[:, None]
+        # M_kj - lo a >= 0 ; hi a - M_kj >= 0
+        block[kk, Mj[None, :]] = -lo[:, None]
+        block[k, Mj] += 1.0
+        block[m2 + kk, Mj[None, :]] = hi[:, None]
+        block[m2 + k, Mj] -= 1.0
+        # W - lo E >= 0
+        block[2 * m2 + kk, Wj[None, :]] = -lo[:, None]
+        block[2 * m2 + k, Wj] += 1.0
+        # W - hi E - d M + hi d a >= 0
+        block[3 * m2 + kk, Wj[None, :]] = -hi[:, None]
+        block[3 * m2 + k, Wj] += 1.0
+        block[3 * m2 + kk, Mj[None, :]] = hi[:, None] * d
+        block[3 * m2 + k, Mj] -= d
+        # -W + hi E >= 0
+        block[4 * m2 + kk, Wj[None, :]] = hi[:, None]
+        block[4 * m2 + k, Wj] -= 1.0
+        # -W + lo E + d M - lo d a >= 0
+        block[5 * m2 + kk, Wj[None, :]] = lo[:, None]
+        block[5 * m2 + k, Wj] -= 1.0
+        block[5 * m2 + kk, Mj[None, :]] = -lo[:, None] * d
+        block[5 * m2 + k, Mj] += d
+        keep = np.concatenate([lo > 0, hi < 1, lo > 0, np.ones(3 * m2, dtype=bool)])
+        out.append(block[keep])
+    return np.vstack(out)
 
 
 def _per_unit_rows(cols: Columns, D: np.ndarray, N: int) -> np.ndarray:
@@ -230,25 +256,30 @@ def solve_qp(data: TwoLayerData, qp: NodeQP) -> tuple[np.ndarray, np.ndarray] | 
     """(point, multipliers of A z >= 0) from Clarabel; None when it gives no usable answer.
 
     Variables (z, r), r = Phi z - y in the zero cone, objective (w / scale) ||r||^2 scaled to O(1);
-    the rows and both sides of every bound in the non-negative cone."""
+    the rows and the finite variable bounds in the non-negative cone (W <= B D is implied by the
+    rows and left out)."""
     import clarabel  # imported here: only the two-layer search needs it
 
     n, N = qp.Phi.shape
     R = qp.A.shape[0]
-    dense = np.zeros((n + R + 2 * N, N + n))
+    upper = np.flatnonzero(np.isfinite(qp.upper) & ~_implied_upper(data, N))
+    lower = np.flatnonzero(np.isfinite(qp.lower))
+    dense = np.zeros((n + R + upper.size + lower.size, N + n))
     dense[:n, :N] = qp.Phi
     dense[:n, N:] = -np.eye(n)
     dense[n:n + R, :N] = -qp.A
-    dense[n + R:n + R + N, :N] = np.eye(N)
-    dense[n + R + N:, :N] = -np.eye(N)
+    dense[n + R + np.arange(upper.size), upper] = 1.0
+    dense[n + R + upper.size + np.arange(lower.size), lower] = -1.0
     scale = max(float(np.mean((data.y - data.y.mean()) ** 2)), 1e-12)
     weight = data.weight / scale
-    Pm = sp.csc_matrix((np.full(n, 2.0 * weight), (np.arange(N, N + n), np.arange(N, N + n))), shape=(N + n, N + n))
+    diag = np.arange(N, N + n)
+    indptr = np.concatenate([np.zeros(N + 1, dtype=np.int64), np.arange(1, n + 1, dtype=np.int64)])
+    Pm = sp.csc_matrix((np.full(n, 2.0 * weight), diag, indptr), shape=(N + n, N + n))
     settings = clarabel.DefaultSettings()
     settings.verbose = False
     settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = SOLVER_TOL
-    cones = [clarabel.ZeroConeT(n), clarabel.NonnegativeConeT(R + 2 * N)]
-    b = np.concatenate([data.y, np.zeros(R), qp.upper, -qp.lower])
+    cones = [clarabel.ZeroConeT(n), clarabel.NonnegativeConeT(R + upper.size + lower.size)]
+    b = np.concatenate([data.y, np.zeros(R), qp.upper[upper], -qp.lower[lower]])
     sol = clarabel.DefaultSolver(Pm, np.zeros(N + n), sp.csc_matrix(dense), b, cones, settings).solve()
     if str(sol.status) not in ACCEPTED:
         return None
@@ -257,6 +288,14 @@ def solve_qp(data: TwoLayerData, qp: NodeQP) -> tuple[np.ndarray, np.ndarray] | 
     if not (np.all(np.isfinite(z)) and np.all(np.isfinite(lam))):
         return None
     return z, lam
+
+
+def _implied_upper(data: TwoLayerData, N: int) -> np.ndarray:
+    """Columns whose upper bound the rows imply (W_kj <= D_j M_kj <= D_j B)."""
+    m1, m2 = data.widths
+    mask = np.zeros(N, dtype=bool)
+    mask[Columns.of(m1, m2).W] = True
+    return mask
 
 
 def bound(data: TwoLayerData, qp: NodeQP, z: np.ndarray, lam: np.ndarray) -> float:

@@ -359,7 +359,7 @@ def read_point(data: TwoLayerData, node: DeepNode, ev: _Evaluated):
     if ev.z is None:
         return None, excess, np.ones((m2, m1))
     z = ev.z
-    cols = rx.Columns(m1, m2)
+    cols = rx.Columns.of(m1, m2)
     M = np.maximum(z[cols.M], 0.0)
     W = np.maximum(z[cols.W], 0.0)
     a = M.sum(axis=0)
