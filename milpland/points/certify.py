@@ -91,7 +91,7 @@ from milpland.instance.losses import Loss
 from milpland.instance.network import OneHiddenParams
 from milpland.instance.params_io import check_shapes
 from milpland.instance.spec import InstanceSpec, NetworkSpec
-from milpland.points.constructions import choose_piece, frame
+from milpland.points.constructions import choose_piece, frame, he_deep
 from milpland.points.escape import EscapeReport, escape_test
 from milpland.points.grouplsq import GroupBound, group_bound
 from milpland.records import jsonable
@@ -709,10 +709,12 @@ def _best_deep(spec, params: DeepParams, risk, run_global, limit, gd_starts, see
         seeds = _carried_solutions(spec, run_global, limit, notes)
         candidates += [(_risk(p, spec), how, p) for how, p in seeds]
         if gd_starts > 0:
+            seeds += _construction_seeds(spec)
             runs = multistart(spec, params, starts=gd_starts, seed=seed,
                               seeds=[(f"L-BFGS from the {how}", p) for how, p in seeds])
             candidates += [(r, f"{how} (best of {len(runs)} descents)", p) for r, p, how in runs[:1]]
-        candidates += _minlp_point(spec, limit, notes)
+        if run_global:
+            candidates += _minlp_point(spec, limit, notes)
     if not candidates:
         return fields
     best_risk, method, best = min(candidates, key=lambda c: c[0])
@@ -774,6 +776,17 @@ def _carried_solutions(spec, run_global, limit, notes) -> list[tuple[str, DeepPa
         state = "certified" if result.certified else "not certified"
         out.append((f"one-hidden-layer global solve (width {width}, {state}) embedded by carrying layers", deep))
     return out
+
+
+def _construction_seeds(spec) -> list[tuple[str, DeepParams]]:
+    """He et al.'s point (the least-squares fit carried through every layer): a descent seed."""
+    try:
+        c = he_deep(spec.X, spec.y, spec.network.activation, list(spec.network.hidden), loss=spec.loss)
+    except MilplandError:
+        return []
+    if not spec.network.output_bias and float(c.params.b[-1][0]) != 0.0:
+        return []
+    return [("construction of He et al. (least-squares fit carried through the layers)", c.params)]
 
 
 def _minlp_point(spec, limit, notes) -> list:

@@ -156,7 +156,7 @@ class CanonicalNet:
         row = np.sqrt(np.sum(A1**2, axis=1) + self.b**2)
         q = np.where(row > 0, np.sqrt(np.maximum(row, 1e-300)), 1.0)
         W1 = (r * self.orientations).reshape(m1, 1)
-        b1 = -r * self.orientations * self.t
+        b1 = -r * self.orientations * self.t + 0.0  # no -0 in the output
         W2 = A1 / q[:, None]
         b2 = self.b / q
         v = (self.signs * q).reshape(1, m2)

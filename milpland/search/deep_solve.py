@@ -39,6 +39,7 @@ from milpland.search.deep_incumbents import (
 from milpland.search.deep_model import CanonicalNet, TwoLayerData, two_layer_reason
 from milpland.search.deep_relaxation import UNDECIDED, DeepNode
 from milpland.search.deep_result import DeepSolveResult, assemble
+from milpland.search.outcome import tolerance
 
 ABS_TOL_FACTOR = 1e-9  # absolute certification tolerance, relative to the best constant's risk
 EXCESS_TOL = 1e-9  # h - relu(z) below this (relative to the weights) is no excess
@@ -104,18 +105,12 @@ def solve_two_layer(spec: InstanceSpec, *, one_hidden, progress=None,
     incumbent_seconds = time.perf_counter() - started
     say(f"first incumbent {incumbent.risk:.6g} ({incumbent.found_by}, {incumbent_seconds:.1f} s)")
     stats = SearchStats()
-    lower, complete = 0.0, True
+    lower, complete = 0.0, True  # a zero risk (to abs_tol) needs no search: every loss is >= 0
     if incumbent.risk > abs_tol:
         lower, complete = search(spec, data, incumbent, deadline=deadline, abs_tol=abs_tol, say=say,
                                  stats=stats, options=options, one_hidden=one_hidden)
-    else:
-        lower = 0.0
     return assemble(spec, data, incumbent, lower=lower, complete=complete, abs_tol=abs_tol, started=started,
                     stats=stats, incumbent_seconds=incumbent_seconds, options=options)
-
-
-def tolerance(risk: float, spec: InstanceSpec, abs_tol: float) -> float:
-    return max(spec.solve.rel_gap * abs(risk), abs_tol)
 
 
 # ----------------------------------------------------------------------------------------------
