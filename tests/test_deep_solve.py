@@ -32,12 +32,13 @@ from milpland.search.solve import solve_global
 SLOPES = {"relu": (0.0, 1.0), "leaky_relu": (0.1, 1.0)}
 
 
-def make_spec(x, y, *, hidden=(2, 2), act="relu", box=100.0, time_limit=60.0, reduction="mean", rel_gap=1e-6):
+def make_spec(x, y, *, hidden=(2, 2), act="relu", box=100.0, time_limit=60.0, reduction="mean", rel_gap=1e-6,
+              loss="squared"):
     network = {"hidden": list(hidden), "activation": act}
     if act == "leaky_relu":
         network["alpha"] = 0.1
     return spec_from_dict({"name": "t", "data": {"x": list(map(float, x)), "y": list(map(float, y))},
-                           "network": network, "loss": {"kind": "squared", "reduction": reduction},
+                           "network": network, "loss": {"kind": loss, "reduction": reduction},
                            "box": {"weight": box}, "solve": {"time_limit": time_limit, "rel_gap": rel_gap}})
 
 
@@ -135,13 +136,23 @@ def true_variables(data, node, net, z, qp):
     return x
 
 
-@pytest.mark.parametrize("conic", [True, False])
-@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
-def test_every_network_of_a_node_satisfies_its_relaxation_and_bound(conic, act):
+def loss_of(f, y, kind):
+    """weight-free sum of the loss, written out here."""
+    if kind == "squared":
+        return float(np.sum((f - y) ** 2))
+    if kind == "absolute":
+        return float(np.sum(np.abs(f - y)))
+    return float(np.sum(np.maximum(0.0, 1.0 - y * f)))
+
+
+@pytest.mark.parametrize("conic, act, loss", [(True, "relu", "squared"), (False, "relu", "squared"),
+                                              (True, "leaky_relu", "squared"), (False, "leaky_relu", "squared"),
+                                              (True, "relu", "absolute"), (True, "leaky_relu", "hinge")])
+def test_every_network_of_a_node_satisfies_its_relaxation_and_bound(conic, act, loss):
     rng = np.random.default_rng(7 if conic else 8)
     x = np.array([0.0, 0.4, 1.0, 1.7, 2.0, 3.1])
-    y = rng.normal(size=x.size)
-    spec = make_spec(x, y, act=act, box=5.0)
+    y = rng.normal(size=x.size) if loss != "hinge" else rng.choice([-1.0, 1.0], size=x.size)
+    spec = make_spec(x, y, act=act, box=5.0, loss=loss)
     data = TwoLayerData.of(spec)
     checked = 0
     for _ in range(40):
@@ -157,7 +168,7 @@ def test_every_network_of_a_node_satisfies_its_relaxation_and_bound(conic, act):
         assert np.all(xv >= qp.lower - 1e-9 * scale) and np.all(xv <= qp.upper + 1e-9 * scale)
         solved = rx.solve_qp(data, qp)
         assert solved is not None
-        risk = data.weight * float(np.sum((f[data.where] - y) ** 2))
+        risk = data.weight * loss_of(f[data.where], y, loss)
         assert rx.bound(data, qp, *solved) <= risk + 1e-9 * max(1.0, risk)
         checked += 1
     assert checked == 40
@@ -296,10 +307,6 @@ def test_refusals_say_why():
     spec3 = make_spec([0, 1, 2, 3], [0, 1, 0, 1], hidden=(2, 2, 2))
     with pytest.raises(MilplandError, match="no lower bound"):
         solve_global(spec3)
-    spec_abs = spec_from_dict({"name": "a", "data": {"x": [0, 1, 2], "y": [0, 1, 0]},
-                               "network": {"hidden": [2, 2]}, "loss": {"kind": "absolute"}})
-    with pytest.raises(MilplandError, match="squared loss"):
-        solve_global(spec_abs)
     spec_ht = spec_from_dict({"name": "h", "data": {"x": [0, 1, 2], "y": [0, 1, 0]},
                               "network": {"hidden": [2, 2], "activation": "hardtanh"}})
     with pytest.raises(MilplandError, match="positively homogeneous"):
@@ -326,6 +333,26 @@ def test_uncertified_two_layer_solve_brackets_the_gap():
     assert cert.global_status == "time_limit" and not cert.global_certified
     assert cert.gap is None and cert.gap_lower_bound <= cert.gap_upper_bound
     assert cert.gap_lower_bound == pytest.approx(cert.risk - cert.best_risk, rel=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", ["absolute", "hinge"])
+def test_absolute_and_hinge_losses_agree_with_scip(loss):
+    """The LP node problems (DESIGN §6a): the same minimum over the box as SCIP's MINLP."""
+    pytest.importorskip("pyscipopt")
+    from milpland.search.deep_minlp import solve_minlp
+
+    rng = np.random.default_rng(3)
+    x = np.sort(rng.uniform(0, 1, 5)).round(3)
+    y = rng.normal(size=5).round(3) if loss == "absolute" else np.array([1.0, -1.0, 1.0, -1.0, 1.0])
+    spec = make_spec(x, y, box=1.0, time_limit=300, loss=loss)
+    result = solve_global(spec)
+    scip = solve_minlp(spec, time_limit=300)
+    assert result.status == "optimal" and result.verification.ok and scip.status == "optimal"
+    r = forward(result.params, x)
+    assert result.risk == pytest.approx(loss_of(r, y, loss) / len(y), rel=1e-9)
+    tol = 1e-6 * scip.risk
+    assert scip.lower_bound - tol <= result.risk <= scip.risk + tol
 
 
 @pytest.mark.slow

@@ -216,7 +216,7 @@ def best_at_knots(spec: InstanceSpec, data: TwoLayerData, net: CanonicalNet) -> 
 
 def constant_net(data: TwoLayerData) -> CanonicalNet:
     m1, m2 = data.widths
-    c = float(np.mean(data.y)) if data.output_bias else 0.0
+    c = data.best_constant()
     return CanonicalNet(orientations=np.ones(m1), t=np.full(m1, data.positions[0]), A=np.zeros((m2, m1)),
                         b=np.zeros(m2), signs=np.ones(m2), c=c)
 

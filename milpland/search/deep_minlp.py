@@ -6,7 +6,7 @@ optimum is comparable with `solve_two_layer`'s; one model per sign class of the 
 orientation o_j (s_j = 2 o_j - 1) and a knot t_j in [p_0, p_{G-1}] (o_j t_j linearised exactly);
 per (position, unit) of both layers a binary for the piece with big-M rows from the box; the
 products A_kj phi_pj are bilinear constraints, which SCIP handles by spatial branching.  The squared
-loss is a convex quadratic epigraph.  ``numerics/feastol = 1e-9`` (DESIGN §4).  Every point SCIP
+loss is a convex quadratic epigraph, the absolute and hinge losses linear epigraphs.  ``numerics/feastol = 1e-9`` (DESIGN §4).  Every point SCIP
 returns is rebuilt as a network and re-evaluated with numpy; SCIP's bound is reported as SCIP's.
 """
 
@@ -135,8 +135,19 @@ def build_model(pyscipopt, data: TwoLayerData, signs: np.ndarray):
         model.addCons(fv == out)
         fitted.append(fv)
     loss = model.addVar(lb=0.0, name="loss")
-    model.addCons(loss >= data.weight * quick((fitted[data.where[i]] - float(data.y[i])) ** 2
-                                              for i in range(data.y.shape[0])))
+    n = data.y.shape[0]
+    if data.loss == "squared":
+        model.addCons(loss >= data.weight * quick((fitted[data.where[i]] - float(data.y[i])) ** 2 for i in range(n)))
+    else:
+        e = [model.addVar(lb=0.0) for _ in range(n)]
+        for i in range(n):
+            f, y = fitted[data.where[i]], float(data.y[i])
+            if data.loss == "absolute":
+                model.addCons(e[i] >= f - y)
+                model.addCons(e[i] >= y - f)
+            else:
+                model.addCons(e[i] >= 1.0 - y * f)
+        model.addCons(loss >= data.weight * quick(e))
     model.setObjective(loss, "minimize")
 
     def read(m, sol) -> CanonicalNet:

@@ -1,4 +1,5 @@
 """Two hidden layers on 1-D inputs in canonical coordinates (DESIGN §6a): data, knots, networks.
+The squared, absolute and hinge losses.
 
 For a positively homogeneous activation sigma(g) = alpha_0 g + (alpha_1 - alpha_0) relu(g), a
 layer-1 unit with weight w != 0 and bias b computes |w| sigma(s (x - t)), s = sign(w), t = -b/w.
@@ -39,8 +40,6 @@ def two_layer_reason(spec: InstanceSpec) -> str | None:
         return f"it needs one-dimensional inputs, the data have d = {spec.d}"
     if not act.homogeneous or act.n_pieces != 2:
         return f"it needs a positively homogeneous two-piece activation (relu, leaky_relu, two_slope), not {act.name}"
-    if spec.loss.kind != "squared":
-        return f"it needs the squared loss, not {spec.loss.kind}"
     if np.unique(spec.X[:, 0]).size < 2:
         return "it needs at least two distinct inputs"
     return None
@@ -53,7 +52,8 @@ class TwoLayerData:
     positions: np.ndarray  # (G,) sorted distinct inputs p_0 < ... < p_{G-1}
     where: np.ndarray  # (n,) position index of every sample
     y: np.ndarray  # (n,)
-    weight: float  # loss weight w: risk = w sum_i (f_i - y_i)^2
+    weight: float  # loss weight w: risk = w sum_i loss(f_i, y_i)
+    loss: str  # squared | absolute | hinge
     slopes: tuple[float, float]  # (alpha_0, alpha_1) of the activation
     widths: tuple[int, int]  # (m1, m2)
     box: float  # B
@@ -67,7 +67,7 @@ class TwoLayerData:
         positions, where = np.unique(spec.X[:, 0], return_inverse=True)
         a0, a1 = spec.network.activation.slopes
         return cls(positions=positions, where=np.asarray(where).reshape(-1), y=spec.y.astype(float),
-                   weight=float(spec.loss.weight(spec.n)), slopes=(float(a0), float(a1)),
+                   weight=float(spec.loss.weight(spec.n)), loss=spec.loss.kind, slopes=(float(a0), float(a1)),
                    widths=(int(spec.network.hidden[0]), int(spec.network.hidden[1])),
                    box=float(spec.box.weight), output_bias=bool(spec.network.output_bias))
 
@@ -98,13 +98,26 @@ class TwoLayerData:
         return out
 
     def risk(self, fitted_positions: np.ndarray) -> float:
-        r = fitted_positions[self.where] - self.y
-        return float(self.weight * np.dot(r, r))
+        f = fitted_positions[self.where]
+        if self.loss == "squared":
+            return float(self.weight * np.dot(f - self.y, f - self.y))
+        if self.loss == "absolute":
+            return float(self.weight * np.sum(np.abs(f - self.y)))
+        return float(self.weight * np.sum(np.maximum(0.0, 1.0 - self.y * f)))  # hinge
+
+    def best_constant(self) -> float:
+        """The risk-minimising constant output (0 without output bias): mean, median or +-1."""
+        if not self.output_bias:
+            return 0.0
+        if self.loss == "squared":
+            return float(np.mean(self.y))
+        if self.loss == "absolute":
+            return float(np.median(self.y))
+        return min((-1.0, 1.0), key=lambda c: self.risk(np.full(self.n_positions, c)))
 
     def baseline(self) -> float:
         """Risk of the best constant output (0 without output bias)."""
-        c = float(np.mean(self.y)) if self.output_bias else 0.0
-        return float(self.weight * np.sum((self.y - c) ** 2))
+        return self.risk(np.full(self.n_positions, self.best_constant()))
 
 
 @dataclass(frozen=True, eq=False)

@@ -33,7 +33,8 @@ f_i = c + sum_k s_k (alpha_0 z_k + (alpha_1 - alpha_0) h_k) at the sample's posi
 
     min  w sum_i (f_i - y_i)^2   over these rows and the variable bounds
 
-bounds every network of the node.  The bound is not the solver's objective: it is a Lagrangian
+bounds every network of the node (for the absolute and hinge losses the same rows with the loss as
+an LP).  The bound is not the solver's objective: it is a Lagrangian
 bound recomputed in numpy (extended precision) from any point and any multipliers (`bound`).
 """
 
@@ -252,42 +253,71 @@ def _variable_bounds(data: TwoLayerData, node: DeepNode, cols: Columns, D: np.nd
     return lower, upper
 
 
-def solve_qp(data: TwoLayerData, qp: NodeQP) -> tuple[np.ndarray, np.ndarray] | None:
-    """(point, multipliers of A z >= 0) from Clarabel; None when it gives no usable answer.
+def solve_qp(data: TwoLayerData, qp: NodeQP):
+    """(point, multipliers of A z >= 0 in risk units, loss slopes or None) from Clarabel; None when
+    it gives no usable answer.
 
-    Variables (z, r), r = Phi z - y in the zero cone, objective (w / scale) ||r||^2 scaled to O(1);
-    the rows and the finite variable bounds in the non-negative cone (W <= B D is implied by the
-    rows and left out)."""
+    Squared loss: variables (z, r), r = Phi z - y in the zero cone, objective (w / scale) ||r||^2
+    scaled to O(1).  Absolute and hinge losses (an LP): variables (z, e) with e_i >= |f_i - y_i|
+    (two rows) or e_i >= 1 - y_i f_i, e >= 0, objective (w / scale) sum e; the loss slopes
+    s_i = (duals of e_i >= f_i - y_i minus those of e_i >= y_i - f_i) / (w / scale) in [-1, 1],
+    or pi_i = dual of e_i >= 1 - y_i f_i / (w / scale) in [0, 1], feed `bound`.  The rows and the
+    finite variable bounds go to the non-negative cone (W <= B D is implied by the rows)."""
     import clarabel  # imported here: only the two-layer search needs it
 
     n, N = qp.Phi.shape
     R = qp.A.shape[0]
     upper = np.flatnonzero(np.isfinite(qp.upper) & ~_implied_upper(data, N))
     lower = np.flatnonzero(np.isfinite(qp.lower))
-    dense = np.zeros((n + R + upper.size + lower.size, N + n))
-    dense[:n, :N] = qp.Phi
-    dense[:n, N:] = -np.eye(n)
-    dense[n:n + R, :N] = -qp.A
-    dense[n + R + np.arange(upper.size), upper] = 1.0
-    dense[n + R + upper.size + np.arange(lower.size), lower] = -1.0
-    scale = max(float(np.mean((data.y - data.y.mean()) ** 2)), 1e-12)
+    floor = 1e-6 * max(1.0, float(np.max(np.abs(data.y))))  # a zero baseline must not blow the objective up
+    scale = max(data.baseline() / data.weight / max(n, 1), floor) if data.loss != "squared" else \
+        max(float(np.mean((data.y - data.y.mean()) ** 2)), 1e-12)
     weight = data.weight / scale
-    diag = np.arange(N, N + n)
-    indptr = np.concatenate([np.zeros(N + 1, dtype=np.int64), np.arange(1, n + 1, dtype=np.int64)])
-    Pm = sp.csc_matrix((np.full(n, 2.0 * weight), diag, indptr), shape=(N + n, N + n))
+    loss_rows = {"squared": 0, "absolute": 2 * n, "hinge": n}[data.loss]
+    head = n if data.loss == "squared" else loss_rows
+    dense = np.zeros((head + R + upper.size + lower.size, N + n))
+    b = np.zeros(dense.shape[0])
+    if data.loss == "squared":
+        dense[:n, :N], dense[:n, N:], b[:n] = qp.Phi, -np.eye(n), data.y
+    elif data.loss == "absolute":  # -(e - (Phi z - y)) <= 0 and -(e + Phi z - y) <= 0
+        dense[:n, :N], dense[:n, N:], b[:n] = qp.Phi, -np.eye(n), data.y
+        dense[n:2 * n, :N], dense[n:2 * n, N:], b[n:2 * n] = -qp.Phi, -np.eye(n), -data.y
+    else:  # -(e - 1 + y * Phi z) <= 0
+        dense[:n, :N], dense[:n, N:], b[:n] = -data.y[:, None] * qp.Phi, -np.eye(n), -1.0
+    dense[head:head + R, :N] = -qp.A
+    dense[head + R + np.arange(upper.size), upper] = 1.0
+    dense[head + R + upper.size + np.arange(lower.size), lower] = -1.0
+    b[head + R:] = np.concatenate([qp.upper[upper], -qp.lower[lower]])
+    if data.loss == "squared":
+        diag = np.arange(N, N + n)
+        indptr = np.concatenate([np.zeros(N + 1, dtype=np.int64), np.arange(1, n + 1, dtype=np.int64)])
+        Pm = sp.csc_matrix((np.full(n, 2.0 * weight), diag, indptr), shape=(N + n, N + n))
+        q = np.zeros(N + n)
+        cones = [clarabel.ZeroConeT(n), clarabel.NonnegativeConeT(R + upper.size + lower.size)]
+    else:
+        Pm = sp.csc_matrix((N + n, N + n))
+        q = np.concatenate([np.zeros(N), np.full(n, weight)])
+        extra = n if data.loss == "hinge" else 0  # e >= 0
+        dense = np.vstack([dense, np.hstack([np.zeros((extra, N)), -np.eye(n)[:extra]])])
+        b = np.concatenate([b, np.zeros(extra)])
+        cones = [clarabel.NonnegativeConeT(dense.shape[0])]
     settings = clarabel.DefaultSettings()
     settings.verbose = False
     settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = SOLVER_TOL
-    cones = [clarabel.ZeroConeT(n), clarabel.NonnegativeConeT(R + upper.size + lower.size)]
-    b = np.concatenate([data.y, np.zeros(R), qp.upper[upper], -qp.lower[lower]])
-    sol = clarabel.DefaultSolver(Pm, np.zeros(N + n), sp.csc_matrix(dense), b, cones, settings).solve()
+    sol = clarabel.DefaultSolver(Pm, q, sp.csc_matrix(dense), b, cones, settings).solve()
     if str(sol.status) not in ACCEPTED:
         return None
     z = np.asarray(sol.x)[:N]
-    lam = np.asarray(sol.z)[n:n + R] * data.weight / weight  # in risk units
+    duals = np.asarray(sol.z)
+    lam = duals[head:head + R] * data.weight / weight  # in risk units
+    slopes = None
+    if data.loss == "absolute":
+        slopes = np.clip((duals[:n] - duals[n:2 * n]) / weight, -1.0, 1.0)
+    elif data.loss == "hinge":
+        slopes = np.clip(duals[:n] / weight, 0.0, 1.0)
     if not (np.all(np.isfinite(z)) and np.all(np.isfinite(lam))):
         return None
-    return z, lam
+    return z, lam, slopes
 
 
 def _implied_upper(data: TwoLayerData, N: int) -> np.ndarray:
@@ -298,20 +328,32 @@ def _implied_upper(data: TwoLayerData, N: int) -> np.ndarray:
     return mask
 
 
-def bound(data: TwoLayerData, qp: NodeQP, z: np.ndarray, lam: np.ndarray) -> float:
-    """A certified lower bound on the node QP from any point z and multipliers lam >= 0.
+def bound(data: TwoLayerData, qp: NodeQP, z: np.ndarray, lam: np.ndarray, slopes: np.ndarray | None = None) -> float:
+    """A certified lower bound on the node problem from any point z, multipliers lam >= 0 and (absolute,
+    hinge) loss slopes; extended precision.
 
-    With the tangent slopes mu = 2 w (Phi z - y), every feasible z' obeys
+    Squared: with the tangent slopes mu = 2 w (Phi z - y), every feasible z' obeys
         w ||Phi z' - y||^2 >= w ||Phi z - y||^2 + mu . Phi (z' - z)
-                           >= w ||Phi z - y||^2 - mu . Phi z + (Phi^T mu - A^T lam) . z'   (lam . A z' >= 0)
-    and the last term is at least its minimum over the variable bounds.  Extended precision."""
+                           >= w ||Phi z - y||^2 - mu . Phi z + (Phi^T mu - A^T lam) . z'   (lam . A z' >= 0).
+    Absolute: |r| >= s r for s in [-1, 1], so the risk >= -w s . y + (w Phi^T s - A^T lam) . z'.
+    Hinge: max(0, 1 - y f) >= pi (1 - y f) for pi in [0, 1], so the risk >= w sum pi
+    + (-w Phi^T (pi y) - A^T lam) . z'.  In each the last term is at least its minimum over the
+    variable bounds."""
     ld = np.longdouble
     lo, hi = qp.lower.astype(ld), qp.upper.astype(ld)
-    zc = np.clip(z, qp.lower, qp.upper).astype(ld)
     lam = np.maximum(lam, 0.0).astype(ld)
     Phi = qp.Phi.astype(ld)
-    resid = Phi @ zc - data.y.astype(ld)
-    mu = 2 * ld(data.weight) * resid
-    r = Phi.T @ mu - qp.A.T.astype(ld) @ lam
-    box = np.sum(np.minimum(r * lo, r * hi))
-    return float(ld(data.weight) * (resid @ resid) - mu @ (Phi @ zc) + box)
+    w, y = ld(data.weight), data.y.astype(ld)
+    if data.loss == "squared":
+        zc = np.clip(z, qp.lower, qp.upper).astype(ld)
+        resid = Phi @ zc - y
+        mu = 2 * w * resid
+        r = Phi.T @ mu - qp.A.T.astype(ld) @ lam
+        return float(w * (resid @ resid) - mu @ (Phi @ zc) + np.sum(np.minimum(r * lo, r * hi)))
+    if data.loss == "absolute":
+        s_ = np.clip(np.asarray(slopes, dtype=float), -1.0, 1.0).astype(ld)
+        r = w * (Phi.T @ s_) - qp.A.T.astype(ld) @ lam
+        return float(-w * (s_ @ y) + np.sum(np.minimum(r * lo, r * hi)))
+    pi = np.clip(np.asarray(slopes, dtype=float), 0.0, 1.0).astype(ld)
+    r = -w * (Phi.T @ (pi * y)) - qp.A.T.astype(ld) @ lam
+    return float(w * np.sum(pi) + np.sum(np.minimum(r * lo, r * hi)))

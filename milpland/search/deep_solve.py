@@ -91,7 +91,7 @@ def solve_deep(spec: InstanceSpec, *, one_hidden, progress=None, options: DeepOp
 def solve_two_layer(spec: InstanceSpec, *, one_hidden, progress=None,
                     options: DeepOptions = DeepOptions()) -> DeepSolveResult:
     """Certified global minimum over the box of a 1-m1-m2-1 network (1-D inputs, homogeneous
-    two-piece activation, squared loss): see the module docstring and DESIGN §6a."""
+    two-piece activation; squared, absolute or hinge loss): see the module docstring and DESIGN §6a."""
     reason = two_layer_reason(spec)
     if reason:
         raise MilplandError(f"solve for two hidden layers: {reason}")
@@ -340,8 +340,8 @@ def evaluate(data: TwoLayerData, node: DeepNode, stats: SearchStats, *, conic: b
     if solved is None:
         stats.solver_failures += 1
         return _Evaluated(bound=node.bound, z=None, qp=qp)
-    z, lam = solved
-    return _Evaluated(bound=max(node.bound, rx.bound(data, qp, z, lam)), z=z, qp=qp)
+    z, lam, slopes = solved
+    return _Evaluated(bound=max(node.bound, rx.bound(data, qp, z, lam, slopes)), z=z, qp=qp)
 
 
 def read_point(data: TwoLayerData, node: DeepNode, ev: _Evaluated):
