@@ -19,7 +19,8 @@ from milpland.instance.deep import DeepParams
 from milpland.instance.spec import InstanceSpec
 from milpland.records import SCHEMA_VERSION
 from milpland.search.deep_model import CanonicalNet, TwoLayerData
-from milpland.search.result import Seconds
+from milpland.search.result import Seconds, SolveResult
+from milpland.search.result import _finite_or_none as _finite
 
 RISK_TOL = 1e-7  # relative difference between the claimed and the re-evaluated risk
 TIE_TOL = 1e-7  # pre-activations this close (relative) to 0 may sit on either piece
@@ -55,12 +56,7 @@ class DeepSolveResult:
     verification: Verification | None = None
     message: str = ""
 
-    @property
-    def gap(self) -> float:
-        if not np.isfinite(self.risk) or not np.isfinite(self.lower_bound):
-            return float("inf")
-        diff = max(0.0, self.risk - self.lower_bound)
-        return 0.0 if diff == 0.0 else diff / max(abs(self.risk), 1e-12)
+    gap = SolveResult.gap  # (risk - lower_bound) / |risk|, the same definition
 
     def to_json(self) -> dict:
         return {
@@ -164,7 +160,3 @@ def assemble(spec: InstanceSpec, data: TwoLayerData, incumbent, *, lower: float,
                  "solver_failures": stats.solver_failures, "options": asdict(options)},
         seed=spec.solve.seed, verification=verification, message="; ".join(notes),
     )
-
-
-def _finite(value):
-    return float(value) if value is not None and np.isfinite(value) else None

@@ -40,6 +40,7 @@ from milpland.search.deep_model import CanonicalNet, TwoLayerData, two_layer_rea
 from milpland.search.deep_relaxation import UNDECIDED, DeepNode
 from milpland.search.deep_result import DeepSolveResult, assemble
 from milpland.search.outcome import tolerance
+from milpland.search.pattern_bnb import lex_ordered as pattern_lex_ordered
 
 ABS_TOL_FACTOR = 1e-9  # absolute certification tolerance, relative to the best constant's risk
 EXCESS_TOL = 1e-9  # h - relu(z) below this (relative to the weights) is no excess
@@ -174,15 +175,11 @@ def root_nodes(data: TwoLayerData, counter, *, symmetry: bool = True) -> list[De
 
 def lex_ordered(node: DeepNode, P: np.ndarray) -> bool:
     """Layer-2 units of equal output sign and equal sign rows: pattern columns non-increasing
-    at the first decided difference (swapping such units maps the node's space onto itself)."""
-    for k in range(P.shape[1] - 1):
-        if node.signs[k] != node.signs[k + 1] or np.any(node.sig[k] != node.sig[k + 1]):
-            continue
-        a, b = P[:, k], P[:, k + 1]
-        stop = np.flatnonzero((a == UNDECIDED) | (b == UNDECIDED) | (a != b))
-        if stop.size and a[stop[0]] != UNDECIDED and b[stop[0]] != UNDECIDED and a[stop[0]] < b[stop[0]]:
-            return False
-    return True
+    at the first decided difference (swapping such units maps the node's space onto itself).
+    `pattern_bnb.lex_ordered` compares neighbours with equal keys; the key here is the pair."""
+    rows = [(float(s), tuple(r)) for s, r in zip(node.signs, node.sig)]
+    keys = np.array([rows.index(r) for r in rows], dtype=float)
+    return pattern_lex_ordered(P, keys)
 
 
 def knots_ordered(node: DeepNode) -> bool:
