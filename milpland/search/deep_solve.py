@@ -324,9 +324,10 @@ def expand(spec, data: TwoLayerData, node: DeepNode, incumbent: DeepIncumbent, c
         return split_interval(data, node, violation, ev.bound, counter, stats, shares=options.conic)
     if undecided.any():  # numerically no excess, but the pattern is still open
         return split_pattern(data, node, undecided.astype(float), ev.bound, counter, stats)
-    # the relaxation's point is a network of the node: its risk closes the node up to the solver's accuracy
+    # the relaxation's point is a network of the node (offered above when in the box): when it is,
+    # its risk closes the node up to the solver's accuracy; otherwise keep splitting
     stats.leaves += 1
-    if net is not None and net.risk(data) <= ev.bound + tolerance(incumbent.risk, spec, 0.0) / 2:
+    if net.in_box(data) and net.risk(data) <= ev.bound + tolerance(incumbent.risk, spec, 0.0) / 2:
         return []
     return split_interval(data, node, np.ones_like(node.mlo), ev.bound, counter, stats, shares=options.conic)
 
