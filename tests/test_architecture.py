@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "milpland"
 
 # Lower number = lower stage.  landscape and points are siblings: neither may import the other.
 STAGES = {
-    "errors": 0, "records": 0,
+    "errors": 0, "records": 0, "interrupt": 0,
     "instance": 1, "cells": 2, "search": 3, "landscape": 4, "points": 4, "runs": 5, "commands": 6,
     "cli": 7, "__init__": 7,
 }

@@ -94,7 +94,7 @@ def test_figures_are_written_and_draw_the_stored_networks(results, tmp_path, mon
         h, w = mpimg.imread(p).shape[:2]
         assert h >= 300 and w >= 500
     lines = {label: (x, y) for label, x, y in captured["fits_1d.png"]}
-    x, y = lines["global minimum"]
+    x, y = lines["global minimum (certified)"]
     assert np.allclose(y, 2.0 * np.maximum(x, 0.0) + 0.5)  # f(x) = 2 relu(x) + 0.5, by hand
     x, y = lines["spurious minimum"]
     assert np.allclose(y, -np.maximum(-x, 0.0) + 1.0)

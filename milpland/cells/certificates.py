@@ -189,7 +189,7 @@ class Certifier:
         self.unit_patterns = None if unit_patterns is None else np.asarray(unit_patterns, dtype=np.int64)
         self.max_neighbours = int(max_neighbours)
         self.floor = RISK_FLOOR_RTOL * max(self.builder.trivial, self.builder.risk_floor, 1e-300)
-        self._cache: dict[tuple, tuple[Cell, CellResult]] = {}
+        self._cache = _SolvedCells()
         self._outcomes: dict[tuple, tuple] = {}
         self._realizer = None
         self.cell_solves = 0
@@ -219,6 +219,11 @@ class Certifier:
     def remember(self, cell: Cell, result: CellResult) -> None:
         self._cache.setdefault(self.cache_key(cell), (cell, result))
 
+    def attach(self, lookup) -> None:
+        """Answer cache misses with ``lookup(key) -> (cell, result) | None`` (a caller that holds many
+        solved cells, e.g. the enumeration, builds them on demand instead of remembering each)."""
+        self._cache.lookup = lookup
+
     def cell_result(self, cell: Cell, key: tuple | None = None) -> tuple[Cell, CellResult]:
         """The solved cell (a cached permutation of ``cell`` may be returned, with its result)."""
         key = self.cache_key(cell) if key is None else key
@@ -244,9 +249,15 @@ class Certifier:
         """Certify the optimum of the cell that contains ordinary weights ``params``."""
         return self.certify(Cell.of_params(params, self.X, self.act), found_by=found_by)
 
-    def certify(self, cell: Cell, result: CellResult | None = None, *, found_by: str) -> Verdict:
+    def certify(self, cell: Cell, result: CellResult | None = None, *, found_by: str, face_point=None) -> Verdict:
         """Is the optimum of ``cell`` (``result`` = its solved cell problem, in the same unit
-        order; solved here when omitted) a local minimum of the risk?"""
+        order; solved here when omitted) a local minimum of the risk?
+
+        ``face_point`` (squared loss, optional): (a point of the optimal face as ScaledParams in
+        the cell's unit order, the boolean mask of the cell rows tight on the whole face) from a
+        caller that knows the face (the enumeration's kernels, `cell_qp.examine_face`).  It is
+        examined instead of the LP rounds' point when it fits the optimum's values, satisfies the
+        rows, and its tight rows (TIGHT_TOL) are exactly the given ones; otherwise it is ignored."""
         t0 = time.perf_counter()
         if result is None:
             cell, result = self.cell_result(cell)
@@ -263,7 +274,10 @@ class Certifier:
         # and hinge losses other optimal points may fit other values; the face analysis below decides
         prob = self.builder.build(cell)
         face = self._face(prob, result)
-        x = self._examined_point(face)
+        single = self._single_point(prob, result)
+        x = single if single is not None else self._given_point(face, face_point)
+        if x is None:
+            x = self._examined_point(face)
         if x is None:
             return verdict("undetermined", "LP on the optimal face failed", result.risk)
         p = prob.layout.n_params
@@ -287,7 +301,8 @@ class Certifier:
         tight_cell = tight & (face.kind == "cell")
         zero = self._zero_units(prob, theta)
         if not tight_cell.any() and not zero:
-            margin = self._margin(face)
+            # a single optimal point: the largest margin of an optimal point is its own
+            margin = float(slack[: face.n_cell].min()) if single is not None and not limit else self._margin(face)
             return self._accept(cell, face, theta, r0, "interior", max(margin, float(slack[: face.n_cell].min())),
                                 tight, found_by, verdict)
         options = self._unit_options(cell, prob, theta, zero)
@@ -438,6 +453,31 @@ class Certifier:
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None
         return np.array(h.getSolution().col_value)
+
+    def _single_point(self, prob: CellProblem, result: CellResult) -> np.ndarray | None:
+        """Squared loss with Phi of full column rank: Phi theta~ = f* has one solution, so the optimal
+        face is the solver's point alone and is its own relative interior (no LPs needed)."""
+        if prob.hessian is None or null_dim(prob.phi) != 0:
+            return None
+        return prob.layout.vector(result.theta)
+
+    def _given_point(self, face: _Face, face_point) -> np.ndarray | None:
+        """The caller's relative-interior point (see `certify`), when it checks out."""
+        prob = face.prob
+        if face_point is None or prob.hessian is None:
+            return None
+        point, expected = face_point
+        x = prob.layout.vector(point)
+        fitted = face.lo
+        if np.max(np.abs(prob.phi @ x - fitted)) > 1e-10 * (1.0 + float(np.max(np.abs(fitted)))):
+            return None
+        slack, tight = self._slack(face, x)
+        if np.min(slack) < -1e-12 * max(1.0, float(np.max(np.abs(x)))):
+            return None
+        n_cell = face.n_cell
+        if tight[n_cell:].any() or not np.array_equal(tight[:n_cell], np.asarray(expected, dtype=bool)):
+            return None
+        return x
 
     def _examined_point(self, face: _Face) -> np.ndarray | None:
         """A relative-interior point of F, deepened and projected (see the module docstring)."""
@@ -635,6 +675,26 @@ class Certifier:
             seen.add(key)
             (cached if key in self._cache else fresh).append((key, choice))
         return cached + fresh  # cached first: a cheap rejection saves solves
+
+
+class _SolvedCells(dict):
+    """Certifier's cache of solved cells, key -> (cell, result); a miss asks ``lookup`` (see
+    `Certifier.attach`) and keeps its answer."""
+
+    lookup = None
+
+    def get(self, key, default=None):
+        if dict.__contains__(self, key):
+            return dict.__getitem__(self, key)
+        if self.lookup is not None:
+            found = self.lookup(key)
+            if found is not None:
+                self[key] = found
+                return found
+        return default
+
+    def __contains__(self, key) -> bool:
+        return self.get(key) is not None
 
 
 def _make_cell(choice) -> Cell:

@@ -747,14 +747,17 @@ class CellSolver:
 
     # -- solving ----------------------------------------------------------------------------------
 
-    def solve(self, cell: Cell) -> CellResult:
+    def solve(self, cell: Cell, *, start: ScaledParams | None = None) -> CellResult:
+        """The cell's optimum, verified.  ``start`` (squared loss): a point of the cell believed
+        optimal, e.g. a branch-and-bound leaf's relaxation; the active-set polish starts there and,
+        when its answer passes the same verification, HiGHS is not run."""
         t0 = time.perf_counter()
         prob = self.builder.build(cell)
         try:
             if prob.hessian is None:
                 res = self._solve_lp(cell, prob)
             else:
-                res = self._solve_qp(cell, prob)
+                res = self._solve_qp(cell, prob, start)
         except MilplandError:
             raise
         except Exception as exc:  # a solver failure must not kill a batch of cells
@@ -766,10 +769,15 @@ class CellSolver:
     def solve_many(self, cells: Iterable[Cell]) -> list[CellResult]:
         return [self.solve(cell) for cell in cells]
 
-    def _solve_qp(self, cell: Cell, prob: CellProblem) -> CellResult:
+    def _solve_qp(self, cell: Cell, prob: CellProblem, start: ScaledParams | None = None) -> CellResult:
         b = self.builder
         p = prob.layout.n_params
         G, h = prob.parameter_constraints
+        if start is not None:
+            pol = _polish_least_squares(prob.phi, b.y, G, h, prob.layout.vector(start), max_steps=4 * G.shape[0] + 20)
+            res = self._finish(cell, prob, pol.x, pol.lam[: prob.cell_rows.stop], None, "start+polish", pol.steps)
+            if res.status == "optimal":
+                return res
         status, x, _ = self._run(prob, limit=min(self.time_limit, REG0_TIME_CAP))
         method = "highs-qp"
         if x is None:

@@ -6,10 +6,13 @@ May import every stage below; imported only by milpland.cli.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
+import milpland.interrupt as interrupt
 from milpland.errors import MilplandError
 
 
@@ -58,3 +61,18 @@ def stdout_to_stderr():
         sys.stderr.flush()
         os.dup2(saved, fd)
         os.close(saved)
+
+
+def print_result(obj: dict, fmt: str, text: Callable[[dict], str]) -> None:
+    """The command's result on stdout: one JSON object (``--format json``) or the readable text."""
+    print(json.dumps(obj, allow_nan=False) if fmt == "json" else text(obj), flush=True)
+
+
+def finish_interrupted(command: str, obj: dict | None, fmt: str, text: Callable[[dict], str], what: str) -> int:
+    """After Ctrl-C (`milpland.interrupt`): print the partial result ``obj`` with status
+    ``interrupted`` (when there is one), say on stderr what it holds, and return exit code 130."""
+    if obj is not None:
+        obj["status"] = "interrupted"
+        print_result(obj, fmt, text)
+    print(f"milpland {command}: interrupted (Ctrl-C): {what}", file=sys.stderr, flush=True)
+    return interrupt.EXIT_CODE

@@ -8,7 +8,7 @@ import sys
 from datetime import datetime
 
 from milpland.errors import MilplandError
-from milpland.runs.batch import EXECUTORS, TASKS, run_batch
+from milpland.runs.batch import EXECUTORS, TASKS, BatchWriteError, run_batch
 
 EPILOG = """\
 Results are appended to OUT as each instance finishes (Parquet parts; --csv also exports CSV).
@@ -41,11 +41,15 @@ def run(args) -> int:
     since = _parse_time(args.rerun_since) if args.rerun_since else None
     if args.rerun and since is not None:
         raise MilplandError("give --rerun or --rerun-since, not both")
-    summary = run_batch(
-        args.targets, out=args.out, task=args.task, jobs=args.jobs, time_limit=args.time_limit, csv=args.csv,
-        rerun=args.rerun, rerun_since=since, executor=args.executor, scheduler=args.scheduler,
-        command=command_line(args),
-    )
+    try:
+        summary = run_batch(
+            args.targets, out=args.out, task=args.task, jobs=args.jobs, time_limit=args.time_limit, csv=args.csv,
+            rerun=args.rerun, rerun_since=since, executor=args.executor, scheduler=args.scheduler,
+            command=command_line(args),
+        )
+    except BatchWriteError as exc:  # the disk, not the user: exit 1
+        print(f"milpland batch: error: {exc}", file=sys.stderr)
+        return 1
     where = summary.out
     if summary.interrupted:
         print(

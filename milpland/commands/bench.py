@@ -7,10 +7,12 @@ every finished row (removed when the report is written).  See milpland/bench.py 
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
 
+import milpland.interrupt as interrupt
 from milpland.errors import MilplandError
 
 METHOD_NAMES = ("milp", "bnb", "enumerate", "gd", "scip", "deep", "scip-deep", "landscape-enumerate", "landscape-milp",
@@ -29,7 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="results", metavar="DIR", help="output folder (default: results/)")
     p.add_argument("--name", help="report name (default: the first target's file name)")
     p.add_argument("--time-limit", type=float, metavar="S", help="per instance and method (overrides the specs)")
-    p.add_argument("--max-cells", type=int, default=200_000, help="enumeration is skipped above this many cells")
+    p.add_argument("--max-cells", type=int, default=None,
+                   help="enumeration is skipped above this many cells (default: 1000000 where the compiled cell "
+                        "kernels apply, squared loss with ReLU-type units; else 20000)")
     p.add_argument("--starts", type=int, default=200, help="gradient-descent starts (default 200)")
     p.add_argument("--band", type=float, default=0.5, metavar="F",
                    help="landscape-bnb: list every minimum up to (1 + F) x the global minimum (default 0.5); "
@@ -44,18 +48,48 @@ def run(args) -> int:
     )
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MilplandError(f"cannot create output folder {out}: {exc.strerror}") from None
-    name = args.name or Path(args.targets[0]).stem
+    if not methods:
+        raise MilplandError(f"--methods: name at least one of {', '.join(METHOD_NAMES)}")
+    name = report_name(args.name or Path(args.targets[0]).stem)
+    out = output_folder(args.out)
     partial = out / f"bench-{name}.partial.csv"
     table = run_bench(args.targets, methods=methods, time_limit=args.time_limit, max_cells=args.max_cells,
                       starts=args.starts, band=args.band, progress=lambda msg: print(msg, file=sys.stderr, flush=True),
-                      on_row=lambda rows: rows.to_csv(partial, index=False))
+                      on_row=lambda rows: _write_atomic(rows, partial))
+    stopped = bool(table.attrs.get("interrupted"))
     command = "milpland bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    for path in write_report(table, name=name, out_dir=out, command=command):
-        print(f"wrote {path}")
+    note = f"interrupted (Ctrl-C) after {len(table)} run(s)" if stopped else ""
+    # interrupted: tables only, so that Ctrl-C ends the command within a second (the figure needs matplotlib)
+    for path in write_report(table, name=name, out_dir=out, command=command, note=note, figure=not stopped):
+        print(f"wrote {path}", flush=True)
     partial.unlink(missing_ok=True)
+    if stopped:
+        print(f"milpland bench: interrupted (Ctrl-C): the {len(table)} finished run(s) are in the report "
+              "(the one running then has status interrupted)", file=sys.stderr, flush=True)
+        return interrupt.EXIT_CODE
     return 0
+
+
+def report_name(name: str) -> str:
+    """--name becomes part of file names in --out: a plain name, no folders."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith("."):
+        raise MilplandError(f"--name: must be a plain file name (letters, digits, - and _; no folders), got {name!r}")
+    return name
+
+
+def output_folder(name: str) -> Path:
+    out = Path(name)
+    if out.exists() and not out.is_dir():
+        raise MilplandError(f"--out: {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MilplandError(f"--out: cannot create the folder {out}: {exc.strerror}") from None
+    return out
+
+
+def _write_atomic(rows, path: Path) -> None:
+    """The partial table, written whole or not at all (a Ctrl-C during the write keeps the last one)."""
+    tmp = path.with_name(path.name + ".tmp")
+    rows.to_csv(tmp, index=False)
+    os.replace(tmp, path)

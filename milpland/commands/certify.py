@@ -12,12 +12,11 @@ With ``--format json`` stdout carries exactly one JSON object; solver logs go to
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import traceback
 
-from milpland.commands import number_text
+from milpland.commands import finish_interrupted, number_text, print_result
 from milpland.errors import MilplandError
 from milpland.instance.spec import load_spec
 
@@ -41,7 +40,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the multistart search (default 0)")
     p.add_argument("--check-cell-min", action="store_true",
                    help="one hidden layer: also certify the best point of the point's cell")
-    p.add_argument("--verbose", action="store_true", help="traceback on solver errors")
+    p.add_argument("--verbose", action="store_true", help="progress on stderr; traceback on solver errors")
     p.set_defaults(func=run)
 
 
@@ -54,6 +53,8 @@ def run(args) -> int:
     if args.gd_starts < 0:
         raise MilplandError(f"--gd-starts: must be a non-negative integer, got {args.gd_starts}")
     params = load_params_for_spec(args.params, spec)
+    if args.verbose:
+        print(f"milpland certify: certifying a point of {spec.name} ...", file=sys.stderr, flush=True)
     from milpland.commands import stdout_to_stderr
     from milpland.points.certify import certify_point  # late: building the parser must stay cheap
 
@@ -69,10 +70,10 @@ def run(args) -> int:
         print(f"milpland certify: solver error: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     obj = cert.to_json()
-    if args.format == "json":
-        print(json.dumps(obj, allow_nan=False))
-    else:
-        print(format_text(obj))
+    if cert.status == "interrupted":
+        return finish_interrupted("certify", obj, args.format, format_text,
+                                  "the verdict so far and the global bound proven so far are printed")
+    print_result(obj, args.format, format_text)
     return 0
 
 
@@ -139,6 +140,8 @@ def format_text(obj: dict) -> str:
         lines.append("              (every point with its parameters in --format json)")
     for note in obj.get("notes") or []:
         lines.append(f"note          {note}")
+    if obj.get("status") == "interrupted":
+        lines.append("status        interrupted (Ctrl-C)")
     lines.append(f"seconds       {number_text(obj['seconds'], 3)}")
     return "\n".join(lines)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from milpland.errors import MilplandError
 from milpland.instance.spec import load_spec
 
 
@@ -27,6 +30,13 @@ def run(args) -> int:
     from milpland.search.export import export_model
 
     spec = load_spec(args.spec)
-    for path in export_model(spec, out_prefix=args.out or spec.name, fmt=args.format, cuts=args.cuts):
+    prefix = Path(args.out or spec.name)
+    if prefix.is_dir() or not prefix.name:
+        raise MilplandError(f"--out: {prefix} is a folder; give a file prefix such as {prefix / spec.name}")
+    try:
+        written = export_model(spec, out_prefix=prefix, fmt=args.format, cuts=args.cuts)
+    except OSError as exc:
+        raise MilplandError(f"--out: cannot write {prefix}-*.{args.format}: {exc.strerror}") from None
+    for path in written:
         print(f"wrote {path}")
     return 0

@@ -12,7 +12,6 @@ minimum (the ``minima`` columns of milpland.runs.tables plus rank, method, globa
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -21,7 +20,8 @@ import traceback
 import uuid
 from pathlib import Path
 
-from milpland.commands import number_text, stdout_to_stderr
+import milpland.interrupt as interrupt
+from milpland.commands import finish_interrupted, number_text, print_result, stdout_to_stderr
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec, load_spec
 
@@ -44,7 +44,8 @@ def register(subparsers) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     p.add_argument("--out", metavar="DIR", help="write the minima to DIR/minima.parquet (one row per minimum)")
     p.add_argument("--max-cells", type=int, metavar="N",
-                   help="enumerate: refuse instances with more cells than this (default: 20000)")
+                   help="enumerate: refuse instances with more cells than this (default: 1000000 where the "
+                        "compiled kernels apply, else 20000)")
     p.add_argument("--levels", type=int, metavar="K", help="bnb: the K lowest distinct risk levels (default 10)")
     p.add_argument("--gap-max", type=float, metavar="G",
                    help="bnb: every minimum with risk <= global minimum + G (risk units)")
@@ -65,7 +66,6 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from milpland.landscape.listing import (  # keep the parser cheap
-        DEFAULT_MAX_CELLS,
         DEFAULT_STARTS,
         landscape,
     )
@@ -75,17 +75,22 @@ def run(args) -> int:
     say = (lambda msg: print(f"milpland landscape: {msg}", file=sys.stderr, flush=True)) \
         if (args.verbose or args.format == "json") else None
     started = time.perf_counter()
+    if say:
+        say(f"{args.method} on {spec.name} (n = {spec.n}, {spec.architecture()}) ...")
     try:
         with stdout_to_stderr():
             result = landscape(
                 spec, method=args.method,
-                max_cells=DEFAULT_MAX_CELLS if args.max_cells is None else args.max_cells,
+                max_cells=args.max_cells,
                 starts=DEFAULT_STARTS if args.starts is None else args.starts,
                 seed=args.seed, milp_options=_milp_options(args), progress=say,
                 risk_max=args.risk_max, gap_max=args.gap_max, gap_rel=args.gap_rel, levels=args.levels,
             )
     except MilplandError:
         raise
+    except KeyboardInterrupt:  # Ctrl-C in a part that does not poll the stop flag: nothing certified yet
+        return finish_interrupted("landscape", interrupted_without_result(spec, args.method), args.format,
+                                  format_text, "stopped before any minimum was certified")
     except Exception as exc:  # a solver failure, not a user mistake
         if args.verbose:
             traceback.print_exc(file=sys.stderr)
@@ -94,18 +99,27 @@ def run(args) -> int:
     if say:
         say(f"done in {time.perf_counter() - started:.2f} s")
     obj = result.to_json()
-    if args.format == "json":
-        print(json.dumps(obj, allow_nan=False))
-    else:
-        print(format_text(obj))
+    obj.setdefault("status", "done")
     if out_dir is not None:
         path = write_minima(out_dir, result.to_rows())
         print(f"milpland landscape: wrote {len(result.minima)} minima to {path}", file=sys.stderr)
+    if interrupt.requested():  # a search polled the stop flag and returned what it had
+        return finish_interrupted("landscape", obj, args.format, format_text,
+                                  "the minima certified so far and the global bound proven so far are printed")
+    print_result(obj, args.format, format_text)
     ver = obj["global"].get("verification")
     if not ver or not ver.get("ok", False):
         print("milpland landscape: the global reference point failed the numpy re-check", file=sys.stderr)
         return 1
     return 0
+
+
+def interrupted_without_result(spec: InstanceSpec, method: str) -> dict:
+    """The landscape JSON of a run stopped before anything was certified (status interrupted)."""
+    return {"instance": spec.name, "instance_hash": spec.instance_hash(), "method": method, "status": "interrupted",
+            "complete": False, "global": None, "global_source": None, "global_risk": None, "tolerance": None,
+            "n_minima": 0, "n_spurious": 0, "minima": [], "counts": {}, "timings": {}, "seconds": None,
+            "message": "interrupted before any minimum was certified"}
 
 
 def prepare_spec(args) -> InstanceSpec:
@@ -178,10 +192,14 @@ GLOBAL_SOURCES = {"enumerate": "the complete enumeration", "bnb": "the listing's
 def format_text(obj: dict) -> str:
     """A readable table of ``LandscapeResult.to_json()``."""
     g = obj["global"]
+    if g is None:  # interrupted before anything was computed
+        return "\n".join([f"instance      {obj['instance']}  (hash {obj['instance_hash']})",
+                          f"method        {obj['method']}", f"status        {obj.get('status', '?')}",
+                          f"message       {obj['message']}"])
     counts = obj.get("counts") or {}
     source = GLOBAL_SOURCES.get(obj["global_source"], obj["global_source"])
     if obj["global_source"] == "solve_global":
-        source += f" ({g.get('method', '?')})"
+        source += f" ({g.get('method', '?')}, status {g.get('status', '?')})"
     lines = [
         headline_text(obj),
         f"instance      {obj['instance']}  (hash {obj['instance_hash']})",
@@ -191,20 +209,21 @@ def format_text(obj: dict) -> str:
         + f"  (complete, i.e. {COMPLETE_MEANS.get(obj['method'], '?')}: {'yes' if obj['complete'] else 'no'})",
         *_listing_lines(obj),
         f"global        {number_text(obj['global_risk'])}  from {source}; certified: {'yes' if g['certified'] else 'NO'}"
-        + ("; box bound active" if g.get("box_active") else ""),
+        + ("; box bound active" if g.get("box_active") else "")
+        + (f"; lower bound {number_text(g.get('lower_bound'))}" if not g["certified"] else ""),
         f"minima        {obj['n_minima']} distinct local minima, {obj['n_spurious']} spurious "
         f"(gap > {number_text(obj['tolerance'], 3)})",
         "",
     ]
-    header = ("#", "risk", "gap", "spurious", "certificate", "margin", "valley_dim", "cell", "found_by", "basin")
+    census = obj.get("census")
+    header = ("#", "risk", "gap", "spurious", "certificate", "margin", "valley_dim", "cell", "found_by",
+              "starts  basin [95% CI]" if census else "basin")
     table = [header]
     for rank, m in enumerate(obj["minima"], start=1):
-        basin = m.get("basin_fraction")
         table.append((
             str(rank), number_text(m["risk"]), _gap(m["gap"], obj["tolerance"]), "yes" if m["spurious"] else "no",
             m["certificate"],
-            number_text(m["margin"], 3), str(m["valley_dim"]), m["cell"], m["found_by"],
-            "-" if basin is None else f"{basin:.3f}",
+            number_text(m["margin"], 3), str(m["valley_dim"]), m["cell"], m["found_by"], _basin(m),
         ))
     if len(table) == 1:
         lines.append("(no certified local minimum)")
@@ -213,10 +232,14 @@ def format_text(obj: dict) -> str:
         for row in table:
             lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     lines.append("")
+    if census:
+        lines += census_lines(census) + [""]
     shown = ", ".join(f"{k} {v}" for k, v in counts.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
     if shown:
         lines.append(f"counts        {shown}")
     lines.append(f"seconds       {number_text(obj['seconds'], 3)}")
+    if obj.get("status") == "interrupted":
+        lines.append("status        interrupted (Ctrl-C): the minima certified so far; the list is not complete")
     if obj.get("message"):
         lines.append(f"message       {obj['message']}")
     return "\n".join(lines)
@@ -240,6 +263,44 @@ def _listing_lines(obj: dict) -> list[str]:
         line += (f"; stopped early: every minimum below {number_text(obj['proven_below'])} is listed "
                  f"(open bound {number_text(obj['open_bound'])})")
     return [line]
+def _basin(m: dict) -> str:
+    """The basin column: the fraction, and with a census the count and the Wilson interval."""
+    basin = m.get("basin_fraction")
+    if basin is None:
+        return "-"
+    if m.get("basin_count") is None:
+        return f"{basin:.3f}"
+    return f"{m['basin_count']:<6d}  {basin:.3g} [{m['basin_ci_low']:.3g}, {m['basin_ci_high']:.3g}]"
+
+
+END_TEXT = {
+    "minimum": "in a certified local minimum",
+    "jump_limit": "at a cell optimum that is not a local minimum after the last jump",
+    "stuck": "at a cell optimum that is not a local minimum, the descent from it going nowhere lower",
+    "box_limited": "at a box-limited cell optimum",
+    "not_attained": "at a cell optimum that is not attained",
+    "undetermined": "at a cell whose certificate is undetermined",
+}
+
+
+def census_lines(census: dict) -> list[str]:
+    """What the census proves and what it estimates, in words (`Census.to_json()`)."""
+    ends = census["ends"]
+    d = census["descent"]
+    settings = census["settings"]
+    lines = [
+        f"census        {census['starts']} starts, seed {census['seed']}: {census['start_distribution']}",
+        f"descent       first descent: {d.get('converged', 0)} converged, {d.get('stalled', 0)} stalled "
+        f"(no step down along -gradient: a kink), {d.get('iteration_limit', 0)} at the iteration limit "
+        f"({settings['max_iter']}); then up to {settings['max_jumps']} jumps "
+        "(cell optimum not a local minimum: descend again from it)",
+        "ends          " + "; ".join(f"{v} {END_TEXT.get(k, k)}" for k, v in ends.items() if v),
+        "jumps         " + ", ".join(f"{v} starts {k}" for k, v in census["jumps"].items()),
+    ]
+    lines += [f"proven        {text}" for text in census["proofs"]]
+    lines += [f"estimated     {text}" for text in census["estimates"][:-1]]
+    lines += [f"not proven    {text.removeprefix('not proven: ')}" for text in census["estimates"][-1:]]
+    return lines
 
 
 def _gap(gap, tol) -> str:

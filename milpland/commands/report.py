@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from milpland.errors import MilplandError
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -23,6 +25,11 @@ def run(args) -> int:
     from milpland.runs.report import report, write_figures
     from milpland.runs.tables import load
 
+    if not Path(args.out).is_dir():
+        raise MilplandError(f"DIR: {args.out} is not a folder (give the --out folder of `milpland batch`)")
+    folder = Path(args.figures) if args.figures else Path(args.out) / "figures"
+    if not args.no_figures and folder.exists() and not folder.is_dir():
+        raise MilplandError(f"--figures: {folder} exists and is not a folder")
     tables = report(args.out)
     with pd.option_context("display.width", 160, "display.max_columns", None, "display.max_colwidth", 70,
                            "display.float_format", "{:.4g}".format):
@@ -31,8 +38,11 @@ def run(args) -> int:
             _section("Failures (latest attempt)", tables["failures"])
         _section("Runs", tables["runs"])
     if not args.no_figures:
-        folder = Path(args.figures) if args.figures else Path(args.out) / "figures"
-        for path in write_figures(load(args.out), folder):
+        try:
+            written = write_figures(load(args.out), folder)
+        except OSError as exc:
+            raise MilplandError(f"--figures: cannot write to {folder}: {exc.strerror}") from None
+        for path in written:
             print(f"wrote {path}")
     return 0
 

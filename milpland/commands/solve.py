@@ -17,7 +17,7 @@ import sys
 import time
 import traceback
 
-from milpland.commands import number_text, stdout_to_stderr, writable_file
+from milpland.commands import finish_interrupted, number_text, print_result, stdout_to_stderr, writable_file
 from milpland.errors import MilplandError
 from milpland.instance.data import MAX_MAGNITUDE
 from milpland.instance.spec import InstanceSpec, SolveOptions, load_spec
@@ -40,6 +40,8 @@ def register(subparsers) -> None:
     p.add_argument("--method", choices=("auto", "milp", "bnb"),
                    help="search: milp (sign-class MILPs), bnb (pattern branch-and-bound: homogeneous two-piece "
                         "activation), auto (bnb for inputs of dimension 1-2 where it applies; overrides [solve])")
+    p.add_argument("--memory-limit", type=float, metavar="GB",
+                   help="refuse a search estimated to need more memory (overrides [solve]; default: half the machine's)")
     p.add_argument("--params-out", metavar="FILE", help="write the minimiser's weights as JSON (same shape as 'params')")
     p.add_argument("--verbose", action="store_true", help="solver log on stderr; traceback on solver errors")
     p.set_defaults(func=run)
@@ -66,12 +68,14 @@ def run(args) -> int:
     _progress(args, f"done in {time.perf_counter() - started:.2f} s")
 
     obj = result.to_json()
-    if args.format == "json":
-        print(json.dumps(obj, allow_nan=False))
-    else:
-        print(format_text(obj, rel_gap=spec.solve.rel_gap))
     if params_out is not None and obj.get("params") is not None:
         params_out.write_text(json.dumps(obj["params"], indent=2, allow_nan=False) + "\n")
+    text = lambda o: format_text(o, rel_gap=spec.solve.rel_gap,  # noqa: E731
+                                 output_box_used=not spec.network.activation.homogeneous)
+    if result.status == "interrupted":
+        return finish_interrupted("solve", obj, args.format, text, "the best point found and the lower bound "
+                                  "proven so far are printed")
+    print_result(obj, args.format, text)
     failure = solver_failure(obj)
     if failure:
         print(f"milpland solve: {failure}", file=sys.stderr)
@@ -82,7 +86,8 @@ def run(args) -> int:
 def prepare_spec(args) -> InstanceSpec:
     """The spec with the command-line overrides applied; bad overrides are user errors."""
     spec = load_spec(args.spec)
-    for flag, value in (("--time-limit", args.time_limit), ("--rel-gap", args.rel_gap), ("--box", args.box)):
+    for flag, value in (("--time-limit", args.time_limit), ("--rel-gap", args.rel_gap), ("--box", args.box),
+                        ("--memory-limit", args.memory_limit)):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise MilplandError(f"{flag}: must be a positive finite number, got {value!r}")
     if args.rel_gap is not None and args.rel_gap >= 1:
@@ -98,6 +103,8 @@ def prepare_spec(args) -> InstanceSpec:
         options["verbose"] = True
     if args.method is not None:
         options["method"] = args.method
+    if args.memory_limit is not None:
+        options["memory_limit"] = float(args.memory_limit)
     if options:
         spec = spec.with_options(**options)
     if args.box is not None:
@@ -123,11 +130,15 @@ def solver_failure(obj: dict) -> str:
     return ""
 
 
-def format_text(obj: dict, *, rel_gap: float | None = None) -> str:
-    """A readable summary of ``SolveResult.to_json()``; rel_gap is the gap that counts as certified."""
+def format_text(obj: dict, *, rel_gap: float | None = None, output_box_used: bool = True) -> str:
+    """A readable summary of ``SolveResult.to_json()``; rel_gap is the gap that counts as certified.
+    ``output_box_used``: whether the box bounds the output scale (not for positively homogeneous
+    activations such as ReLU, where the scaled weights carry |v_j| and only they are bounded)."""
     if rel_gap is None:
         rel_gap = (obj.get("options") or {}).get("rel_gap")
     box = obj.get("box") or {}
+    output = (f"output scale <= {number_text(box.get('output'))}" if output_box_used
+              else "output scale not bounded (homogeneous activation: the scaled weights carry |v|)")
     lines = [
         f"instance      {obj['instance']}  (hash {obj.get('instance_hash', '?')})",
         f"architecture  {obj.get('architecture', '?')}, {obj.get('loss', '?')} loss ({obj.get('reduction', '?')})",
@@ -136,7 +147,7 @@ def format_text(obj: dict, *, rel_gap: float | None = None) -> str:
         f"risk          {number_text(obj['risk'])}   (upper bound: risk of the returned point)",
         f"lower bound   {number_text(obj['lower_bound'])}",
         f"gap           {number_text(obj['gap'])}   (relative; rel_gap = {number_text(rel_gap)})",
-        f"box           |scaled weights| <= {number_text(box.get('weight'))}, output scale <= {number_text(box.get('output'))}"
+        f"box           |scaled weights| <= {number_text(box.get('weight'))}, {output}"
         if obj.get("knots") is None else
         f"box           |canonical layer-2 weights and biases| <= {number_text(box.get('weight'))} (DESIGN §6a)",
         f"box active    {'YES' if obj['box_active'] else 'no'}" + _box_note(obj["box_active"]),

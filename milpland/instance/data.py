@@ -16,6 +16,7 @@ Every generator takes ``n``, ``d`` (default 1), ``seed`` (default 0) and, except
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,10 @@ GENERATORS = ("teacher", "linear", "sine", "random_labels")
 # in magnitude: products of a box bound, an input and a weight, and their squares, then stay far
 # inside double precision, and the solvers' absolute tolerances (1e-9) keep a meaning.
 MAX_MAGNITUDE = 1e12
+# A generated data set holds at most this many numbers (n (d + 1) of them, 0.8 GB): larger sizes are
+# refused before anything is allocated (n = 1e11 ran out of memory with a traceback).  Every method of
+# milpland is far slower than this size long before it is reached.
+MAX_GENERATED_VALUES = 100_000_000
 _ONLY_FOR = {"teacher_width": ("teacher",), "labels": ("random_labels",), "noise": ("teacher", "linear", "sine")}
 
 
@@ -50,27 +55,63 @@ def load_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if path.suffix == ".npz":
         return _load_npz(path)
     if path.suffix == ".csv":
-        try:
-            text = path.read_text(encoding="utf-8").strip().splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError("data.path", f"cannot read {path}: {exc}") from None
-        if not text:
-            raise SpecError("data.path", f"{path} is empty")
-        try:
-            float(text[0].split(",")[0])
-            skip = 0
-        except ValueError:
-            skip = 1  # a header line
-        if len(text) <= skip:
-            raise SpecError("data.path", f"{path} has a header but no data rows")
-        try:
-            table = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
-        except ValueError as exc:
-            raise SpecError("data.path", f"{path} is not a numeric CSV: {_one_line(exc)}") from None
-        if table.shape[1] < 2:
-            raise SpecError("data.path", f"{path} needs at least two columns (inputs..., target)")
-        return table[:, :-1], table[:, -1]
+        return _load_csv(path)
     raise SpecError("data.path", f"unsupported file type {path.suffix!r}: use .csv or .npz")
+
+
+def _load_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Comma-separated numbers, one sample per line, the target last; an optional header line.
+
+    numpy reads the file; when it cannot, `_csv_problem` finds the first bad line itself, so that
+    the message names the file's own line number (numpy counts data rows from 0) and says what is
+    wrong in milpland's terms (numpy's advice about ``usecols`` does not apply to a spec)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError("data.path",
+                        f"{path} is not a text file (not UTF-8): expected comma-separated numbers") from None
+    except OSError as exc:
+        raise SpecError("data.path", f"cannot read {path}: {exc.strerror}") from None
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if not lines:
+        raise SpecError("data.path", f"{path} is empty")
+    first = lines[0][1]
+    if not (_is_number(first.split(",")[0]) or _is_number(first.split(";")[0])):
+        lines = lines[1:]  # a header line (numbers separated by ';' are data, reported below)
+    if not lines:
+        raise SpecError("data.path", f"{path} has a header but no data rows")
+    try:
+        table = np.loadtxt(path, delimiter=",", skiprows=lines[0][0] - 1, ndmin=2)
+    except ValueError:
+        raise SpecError("data.path", _csv_problem(path, lines)) from None
+    if table.shape[1] < 2:
+        raise SpecError("data.path", f"{path} needs at least two columns (inputs..., target), has one")
+    return table[:, :-1], table[:, -1]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_problem(path: Path, lines: list[tuple[int, str]]) -> str:
+    """What is wrong with the first bad data line, with its line number in the file."""
+    width = len(lines[0][1].split(","))
+    for number, line in lines:
+        cells = [cell.strip() for cell in line.split(",")]
+        if ";" in line and len(cells) == 1:
+            return (f"{path} is not a numeric CSV: line {number}: values separated by ';'; milpland reads "
+                    "comma-separated values (replace ';' by ',')")
+        bad = next((cell for cell in cells if not _is_number(cell)), None)
+        if bad is not None:
+            return f"{path} is not a numeric CSV: line {number}: {bad!r} is not a number"
+        if len(cells) != width:
+            return (f"{path} is not a numeric CSV: line {number}: {len(cells)} values, but the first data line "
+                    f"has {width}; every line needs the same inputs and a target")
+    return f"{path} is not a numeric CSV"
 
 
 def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -83,11 +124,21 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except SpecError:
         raise
     except Exception as exc:  # numpy raises several types for corrupt or non-npz files
-        raise SpecError("data.path", f"cannot read {path} as .npz: {_one_line(exc)}") from None
+        raise SpecError("data.path", f"cannot read {path}: {npz_problem(path, exc)}") from None
     if not (np.issubdtype(X.dtype, np.number) and np.issubdtype(y.dtype, np.number)):
         raise SpecError("data.path", f"{path}: X and y must be numeric, got {X.dtype} and {y.dtype}")
     X = X.astype(float)
     return (X[:, None] if X.ndim == 1 else X), y.astype(float)
+
+
+def npz_problem(path: Path, exc: Exception) -> str:
+    """Why numpy could not read an .npz, in words that fit the file (numpy's own message mentions
+    allow_pickle for any file that is not a zip archive, random bytes included)."""
+    if not zipfile.is_zipfile(path):
+        return "not an .npz archive (numpy.savez writes one)"
+    if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+        return "holds object arrays (pickled Python objects), which are not read: save numeric arrays"
+    return f"a damaged .npz archive ({_one_line(exc)})"
 
 
 def _one_line(exc: Exception) -> str:
@@ -104,6 +155,9 @@ def generate(options: dict) -> tuple[np.ndarray, np.ndarray]:
             raise SpecError(f"data.{key}", f"does not apply to the {kind} generator")
     n = _positive_int(options, "n")
     d = _positive_int(options, "d", default=1)
+    if n * (d + 1) > MAX_GENERATED_VALUES:
+        raise SpecError("data.n", f"n = {n} samples of d = {d} inputs are {n * (d + 1):.3g} numbers, more than the "
+                                  f"{MAX_GENERATED_VALUES:.0e} a generated data set may hold; use a smaller n or d")
     seed = options.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SpecError("data.seed", f"must be a non-negative integer, got {seed!r}")
@@ -119,6 +173,10 @@ def generate(options: dict) -> tuple[np.ndarray, np.ndarray]:
         y = np.sin(np.pi * X[:, 0])
     elif kind == "teacher":
         width = _positive_int(options, "teacher_width", default=2)
+        if n * width > MAX_GENERATED_VALUES:
+            raise SpecError("data.teacher_width", f"a teacher of width {width} on {n} samples needs "
+                                                  f"{n * width:.3g} activations, more than {MAX_GENERATED_VALUES:.0e}; "
+                                                  "use a narrower teacher")
         X = rng.uniform(-1.0, 1.0, size=(n, d))
         W, b, v = rng.normal(size=(width, d)), rng.normal(size=width), rng.normal(size=width)
         y = np.maximum(X @ W.T + b, 0.0) @ v

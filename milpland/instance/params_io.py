@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from milpland.errors import SpecError
-from milpland.instance.data import check_magnitude
+from milpland.instance.data import check_magnitude, npz_problem
 from milpland.instance.deep import DeepParams
 
 DEEP_KEYS = {"W", "b"}
 ONE_HIDDEN_KEYS = {"W1", "b1", "v", "c"}
 META_KEYS = {"activation", "format", "name", "description", "note"}
+NPZ_ARRAYS = "expected numeric arrays W1, b1, v, c or W0, b0, W1, b1, ..."
 
 
 def params_from_json(obj, *, d: int | None = None, hidden=None, outputs: int | None = None,
@@ -60,20 +61,48 @@ def load_params(path, *, d: int | None = None, hidden=None, outputs: int | None 
     path = Path(path)
     if not path.exists():
         raise SpecError("params", f"file not found: {path}")
+    if not path.is_file():
+        raise SpecError("params", f"not a file: {path}")
     try:
         if path.suffix == ".json":
-            try:
-                obj = json.loads(path.read_text())
-            except json.JSONDecodeError as exc:
-                raise SpecError("params", f"not valid JSON: {exc}") from None
-            return params_from_json(obj, d=d, hidden=hidden, outputs=outputs, output_bias=output_bias)
-        if path.suffix == ".npz":
-            with np.load(path) as arrays:
-                table = {k: arrays[k] for k in arrays.files}
-            return params_from_arrays(table, d=d, hidden=hidden, outputs=outputs, output_bias=output_bias)
+            params = params_from_json(_read_json(path), d=d, hidden=hidden, outputs=outputs, output_bias=output_bias)
+        elif path.suffix == ".npz":
+            params = params_from_arrays(_read_npz(path), d=d, hidden=hidden, outputs=outputs, output_bias=output_bias)
+        else:
+            raise SpecError("params", f"unsupported file type {path.suffix!r}: use .json or .npz")
+        if output_bias is False and float(params.b[-1][0]) != 0.0:
+            raise SpecError(f"params.b[{len(params.b) - 1}]", "the spec has network.output_bias = false, so the "
+                                                            f"output bias must be 0, got {float(params.b[-1][0])!r}")
+        return params
     except SpecError as exc:
         raise exc.in_file(str(path)) from None
-    raise SpecError("params", f"unsupported file type {path.suffix!r}: use .json or .npz", source=str(path))
+
+
+def _read_json(path: Path):
+    """The parsed file; a file that is not UTF-8 JSON (e.g. binary) is a SpecError, not a traceback."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SpecError("params", "not a text file (not UTF-8): expected JSON") from None
+    except json.JSONDecodeError as exc:
+        raise SpecError("params", f"not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise SpecError("params", f"cannot read: {exc.strerror}") from None
+
+
+def _read_npz(path: Path) -> dict:
+    """The arrays of an .npz; a file numpy cannot read as one is a SpecError naming the file type."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except Exception as exc:  # numpy raises several types for files that are no archive
+        raise SpecError("params", f"{npz_problem(path, exc)}; {NPZ_ARRAYS}") from None
+    if not hasattr(loaded, "files"):
+        raise SpecError("params", f"holds a single array (an .npy file?); {NPZ_ARRAYS}")
+    with loaded as arrays:
+        try:
+            return {k: arrays[k] for k in arrays.files}
+        except Exception as exc:  # object arrays, a damaged member
+            raise SpecError("params", f"{npz_problem(path, exc)}; {NPZ_ARRAYS}") from None
 
 
 def load_params_for_spec(path, spec) -> DeepParams:
@@ -152,15 +181,23 @@ def _reject_unknown(keys: set, allowed: set) -> None:
         raise SpecError(f"params.{extra[0]}", f"unknown key; allowed: {', '.join(sorted(allowed))}")
 
 
-def _matrix(value, field: str) -> np.ndarray:
+def _matrix(value, field: str, what: str = "a list of equally long lists of numbers") -> np.ndarray:
+    """The numbers of one params field; `what` says what the field should hold when it does not."""
+    if isinstance(value, (str, bytes, dict)) or isinstance(value, bool):
+        raise SpecError(field, f"must be {what}, got {value!r}")
     try:
         arr = np.array(value, dtype=float)
     except (TypeError, ValueError):
-        raise SpecError(field, "must be a list of equally long lists of numbers") from None
+        raise SpecError(field, f"must be {what}, got {_short(value)}") from None
     if not np.all(np.isfinite(arr)):
         raise SpecError(field, "holds non-finite values (nan or inf)")
     check_magnitude(arr, field)
     return arr
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _deep_from_lists(obj: dict, *, d: int | None) -> DeepParams:
@@ -171,8 +208,8 @@ def _deep_from_lists(obj: dict, *, d: int | None) -> DeepParams:
         raise SpecError("params.b", f"needs one bias per layer: {len(Ws)} weight matrices, {len(bs)} biases")
     W, b = [], []
     for l, (w, v) in enumerate(zip(Ws, bs)):
-        w = _matrix(w, f"params.W[{l}]")
-        v = _matrix(v, f"params.b[{l}]")
+        w = _matrix(w, f"params.W[{l}]", "a matrix: a list of rows (out x in) of numbers")
+        v = _matrix(v, f"params.b[{l}]", "a list of numbers, one bias per unit of the layer")
         if w.ndim == 1:
             # A bare list is ambiguous; read it as a single row only where the shape forces it.
             prev = d if l == 0 else W[-1].shape[0]
@@ -205,9 +242,9 @@ def _one_hidden_from_lists(obj: dict, *, d: int | None, output_bias: bool | None
     if missing:
         why = " (the spec has an output bias)" if missing[0] == "c" else ""
         raise SpecError(f"params.{missing[0]}", f"is required with the one-hidden-layer shape W1, b1, v, c{why}")
-    W1 = _matrix(obj["W1"], "params.W1")
-    b1 = _matrix(obj["b1"], "params.b1").reshape(-1)
-    v = _matrix(obj["v"], "params.v")
+    W1 = _matrix(obj["W1"], "params.W1", "a matrix: one list of d input weights per hidden unit")
+    b1 = _matrix(obj["b1"], "params.b1", "a list of numbers, one bias per hidden unit").reshape(-1)
+    v = _matrix(obj["v"], "params.v", "a list of numbers, one output weight per hidden unit")
     c = obj.get("c", 0.0)
     if W1.ndim == 1:
         if d == 1:
@@ -221,13 +258,19 @@ def _one_hidden_from_lists(obj: dict, *, d: int | None, output_bias: bool | None
         raise SpecError("params.W1", f"expected shape ({m}, {d}) for data dimension d = {d}, got {W1.shape}")
     if b1.shape != (m,):
         raise SpecError("params.b1", f"expected shape ({m},) to match W1 {W1.shape}, got {b1.shape}")
-    if v.ndim == 1:
+    if v.ndim <= 1 and v.size != m:
+        raise SpecError("params.v", f"expected shape ({m},): one output weight per hidden unit, got {v.size} "
+                                    f"number{'s' if v.size != 1 else ''}")
+    if v.ndim <= 1:
         v = v.reshape(1, -1)
     if v.ndim != 2 or v.shape[1] != m:
-        raise SpecError("params.v", f"expected shape ({m},) (one output weight per hidden unit), got {v.shape}")
-    c_arr = _matrix(c, "params.c").reshape(-1)
+        raise SpecError("params.v", f"expected shape ({m},): one output weight per hidden unit, got shape {v.shape}")
+    c_arr = _matrix(c, "params.c", "a number (the output bias)").reshape(-1)
     if c_arr.shape != (v.shape[0],):
         raise SpecError("params.c", f"expected {v.shape[0]} output bias value(s), got shape {c_arr.shape}")
     if not all(math.isfinite(x) for x in c_arr):
         raise SpecError("params.c", "must be finite")
+    if output_bias is False and np.any(c_arr != 0.0):
+        raise SpecError("params.c", f"the spec has network.output_bias = false, so c must be 0 (or left out), "
+                                    f"got {float(c_arr[0])!r}")
     return DeepParams((W1, v), (b1, c_arr))

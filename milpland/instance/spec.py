@@ -29,7 +29,7 @@ NETWORK_KEYS = {
 }
 LOSS_KEYS = {"kind", "reduction"}
 BOX_KEYS = {"weight", "output"}
-SOLVE_KEYS = {"time_limit", "rel_gap", "seed", "threads", "verbose", "method"}
+SOLVE_KEYS = {"time_limit", "rel_gap", "seed", "threads", "verbose", "method", "memory_limit"}
 SOLVE_METHODS = ("auto", "milp", "bnb")
 DEFAULT_BOX = 100.0  # generous on purpose: an active bound is reported, a tight box hides minima (DESIGN §3)
 
@@ -67,10 +67,15 @@ class SolveOptions:
     threads: int = 1
     verbose: bool = False
     method: str = "auto"  # auto | milp | bnb (milpland.search.solve.choose_method)
+    memory_limit: float | None = None  # GB; None: half the machine's memory (milpland.search.memory)
 
     def __post_init__(self):
         if not (0 < self.rel_gap < 1):  # a gap of 1 or more is proven by the lower bound 0: no certificate
             raise SpecError("solve.rel_gap", f"must be above 0 and below 1, got {self.rel_gap!r}")
+        if not (math.isfinite(self.time_limit) and self.time_limit > 0):
+            raise SpecError("solve.time_limit", f"must be a positive finite number of seconds, got {self.time_limit!r}")
+        if self.memory_limit is not None and not (math.isfinite(self.memory_limit) and self.memory_limit > 0):
+            raise SpecError("solve.memory_limit", f"must be a positive number of GB, got {self.memory_limit!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,8 +137,10 @@ def load_spec(path: str | Path) -> InstanceSpec:
         raise SpecError("spec", f"not a file: {path}")
     try:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError("spec", f"cannot read {path}: {exc}") from None
+    except UnicodeDecodeError:
+        raise SpecError("spec", f"{path} is not a text file (not UTF-8): expected a TOML instance spec") from None
+    except OSError as exc:
+        raise SpecError("spec", f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError("spec", f"not valid TOML: {exc}", source=str(path)) from None
     try:
@@ -145,8 +152,10 @@ def load_spec(path: str | Path) -> InstanceSpec:
 def spec_from_dict(table: dict, *, base_dir: Path | None = None, source: str = "") -> InstanceSpec:
     _reject_unknown(table, TOP_KEYS, "")
     name = table.get("name")
-    if not isinstance(name, str) or not name.strip():
+    if name is None:
         raise SpecError("name", "is required: a non-empty string naming the instance")
+    if not isinstance(name, str) or not name.strip():
+        raise SpecError("name", f"must be a non-empty string naming the instance, got {name!r}")
     X, y = _parse_data(_table(table, "data", required=True), base_dir or Path("."))
     network = _parse_network(_table(table, "network", required=True))
     loss = _parse_loss(_table(table, "loss"))
@@ -340,10 +349,11 @@ def _parse_solve(table: dict) -> SolveOptions:
     method = table.get("method", defaults.method)
     if method not in SOLVE_METHODS:
         raise SpecError("solve.method", f"must be one of {', '.join(SOLVE_METHODS)}, got {method!r}")
+    memory = _number(table, "memory_limit", "solve", positive=True) if "memory_limit" in table else None
     return SolveOptions(
         time_limit=_number(table, "time_limit", "solve", defaults.time_limit, positive=True),
         rel_gap=_number(table, "rel_gap", "solve", defaults.rel_gap, positive=True),
-        seed=seed, threads=threads, verbose=verbose, method=method,
+        seed=seed, threads=threads, verbose=verbose, method=method, memory_limit=memory,
     )
 
 

@@ -5,8 +5,9 @@ Methods:
 - ``enumerate`` (`milpland.landscape.enumeration`): every cell solved and certified.  Complete: every
   local minimum inside the box is listed (up to the certificates' tolerances), and the best
   cell optimum is the global minimum over the box, so no separate global solve is needed.
-- ``sample`` (`milpland.landscape.sampling`): gradient descent from seeded random starts; each end cell
-  certified; ``basin_fraction`` = share of the starts.  Never complete.
+- ``sample`` (`milpland.landscape.census`): the census -- gradient descent from seeded random starts
+  (`milpland.landscape.sampling`), each end cell certified; ``basin_fraction`` = share of the
+  starts, with Wilson intervals and the Good-Turing unseen mass in ``census``.  Never complete.
 - ``milp`` (`milpland.landscape.localmin_milp`): the MILP over eps-interior local minima.
 - ``bnb`` (`milpland.landscape.bnb`): the pattern branch-and-bound pruned at a threshold: every
   local minimum below it (``risk_max``, ``gap_max`` above the global minimum, or the ``levels``
@@ -26,7 +27,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import highspy
 import numpy as np
@@ -40,8 +41,12 @@ from milpland.landscape.collect import spurious_tolerance
 from milpland.records import SCHEMA_VERSION
 from milpland.search.result import Seconds, SolveResult
 
+if TYPE_CHECKING:  # the census imports numba: loaded only when sampling runs
+    from milpland.landscape.census import Census
+
 METHODS = ("auto", "enumerate", "bnb", "sample", "milp")
-DEFAULT_MAX_CELLS = 20000
+DEFAULT_MAX_CELLS = 1_000_000  # about a minute with the compiled kernels (results/enumeration-speed.md)
+DEFAULT_MAX_CELLS_CELLWISE = 20_000  # about a minute where each cell goes through HiGHS (200-2,000 cells/s)
 DEFAULT_STARTS = 100
 Progress = Callable[[str], None]
 
@@ -65,6 +70,7 @@ class LandscapeResult:
     query: str = ""  # bnb: which minima were asked for
     threshold: float = float("inf")  # bnb: the listing is complete up to this risk (inf: no limit)
     open_bound: float = float("inf")  # bnb stopped early: every minimum below min(open_bound, threshold) is listed
+    census: Census | None = None  # sample: basin statistics (estimates), by minimum's cell
 
     @property
     def proven_below(self) -> float:
@@ -102,9 +108,9 @@ class LandscapeResult:
             limit = "in the box" if np.isinf(below) else f"with risk <= {below:.10g}"
             out["statement"] = f"no spurious local minimum {limit}"
         elif lowest is not None:
-            out["statement"] = f"lowest spurious minimum found by {self.method}; lower ones may exist (not proven)"
+            out["statement"] = f"lowest spurious minimum found by {self.method}; lower ones may exist"
         else:
-            out["statement"] = f"no spurious minimum found by {self.method} (not proven)"
+            out["statement"] = f"no spurious minimum found by {self.method}; some may exist"
         return out
 
     def to_json(self) -> dict:
@@ -127,20 +133,33 @@ class LandscapeResult:
             "tolerance": float(self.tolerance),
             "n_minima": len(self.minima),
             "n_spurious": len(self.spurious),
-            "minima": [m.to_json() for m in self.minima],
+            "minima": [m.to_json() | self.basin_columns(m) for m in self.minima],
             "counts": _plain(self.counts),
             "timings": _plain(self.timings),
             "seconds": float(self.seconds),
             "message": self.message,
             "schema_version": SCHEMA_VERSION,
-        }
+        } | self._census_json()
+
+    def _census_json(self) -> dict:
+        """sample: the census statistics (the per-minimum basin columns are in `basin_columns`)."""
+        if self.census is None:
+            return {}
+        return {"census": self.census.to_json()}
+
+    def basin_columns(self, m: LocalMinimum) -> dict:
+        """sample: basin_count, basin_ci_low, basin_ci_high of one minimum (nothing without a census)."""
+        if self.census is None:
+            return {}
+        basin = self.census.basins[m.cell]
+        return {"basin_count": basin.count, "basin_ci_low": basin.ci_low, "basin_ci_high": basin.ci_high}
 
     def to_rows(self) -> list[dict]:
         """One row per minimum for the ``minima`` table (milpland.runs.tables), plus run columns."""
         rows = []
         headline = self.spurious_gap()
         for rank, m in enumerate(self.minima, start=1):
-            row = m.to_row()
+            row = m.to_row() | self.basin_columns(m)
             row.update(instance_hash=self.instance_hash, rank=rank, method=self.method,
                        global_risk=self.global_risk, global_source=self.global_source,
                        complete=bool(self.complete), **headline_columns(headline))
@@ -156,7 +175,7 @@ def headline_columns(headline: dict) -> dict:
             "spurious_gap_proven": bool(headline["proven"])}
 
 
-def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int = DEFAULT_MAX_CELLS,
+def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int | None = None,
               starts: int = DEFAULT_STARTS, seed: int | None = None, milp_options: dict | None = None,
               risk_max: float | None = None, gap_max: float | None = None, levels: int | None = None,
               gap_rel: float | None = None, progress: Progress | None = None) -> LandscapeResult:
@@ -170,6 +189,7 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int =
     if spec.network.depth != 1:
         raise MilplandError(f"network.hidden: landscape handles one hidden layer; {spec.name} has "
                             f"hidden = {list(spec.network.hidden)}")
+    max_cells = default_max_cells(spec) if max_cells is None else max_cells
     for flag, value in (("--max-cells", max_cells), ("--starts", starts)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise MilplandError(f"{flag}: must be a positive integer, got {value!r}")
@@ -185,6 +205,7 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int =
         messages.append(f"auto: {why}")
         say(f"auto: {why}")
     extra: dict = {}
+    census = None
     if method == "bnb":
         from milpland.landscape.bnb import DEFAULT_LEVELS, Query, bnb_minima
 
@@ -211,10 +232,11 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int =
         else:
             glob, source = _solve_global(spec, say), "solve_global"
     elif method == "sample":
-        from milpland.landscape.sampling import sample_minima
+        from milpland.landscape.census import run_census
 
-        out = sample_minima(spec, starts=starts, seed=seed, progress=say)
+        out = run_census(spec, starts=starts, seed=seed, progress=say)
         minima, complete, counts, timings = out.minima, False, out.counts, out.seconds
+        census = out.census
         messages += out.messages
         glob, source = _solve_global(spec, say), "solve_global"
     else:
@@ -232,8 +254,17 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int =
         instance=spec.name, instance_hash=spec.instance_hash(), method=method, global_result=glob,
         global_source=source, minima=ranked, complete=complete, tolerance=tol,
         seconds=time.perf_counter() - started, counts=counts, timings=timings, message="; ".join(messages),
-        requested=requested, **extra,
+        requested=requested, census=census, **extra,
     )
+
+
+def default_max_cells(spec: InstanceSpec) -> int:
+    """About a minute of enumeration: more where the compiled cell kernels apply (DESIGN §5c)."""
+    from milpland.cells.cell_qp import kernel_applies
+
+    if kernel_applies(spec.network.activation, spec.loss.kind):
+        return DEFAULT_MAX_CELLS
+    return DEFAULT_MAX_CELLS_CELLWISE
 
 
 def choose_method(spec: InstanceSpec, max_cells: int) -> tuple[str, str]:
@@ -287,18 +318,17 @@ def _solve_global(spec: InstanceSpec, say: Progress) -> SolveResult:
 def global_from_enumeration(spec: InstanceSpec, out, seconds: float) -> SolveResult:
     """The minimum over the box from a complete enumeration: the best cell optimum (upper bound,
     re-evaluated with numpy) and the least Lagrangian bound of all cells (lower bound)."""
-    usable = [k for k, ok in enumerate(out.verified) if ok]
-    if not usable:
+    best = out.best()
+    if best is None:
         raise MilplandError("enumerate: no cell was solved to optimality")
-    best = min(usable, key=lambda k: out.results[k].risk)
-    res, cell = out.results[best], out.cells[best]
+    res, cell = out.store.result(best), out.store.cell(best)
     act = spec.network.activation
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         params, limit_units = res.theta.to_original(act)
     verification = verify_point(spec, params, cell.pattern, res.risk, limit_units)
     upper = verification.risk_numpy
-    lower = min(min(r.lower_bound for r in out.results), upper)
+    lower = min(out.lowest_bound(), upper)
     closed = upper - lower <= max(spec.solve.rel_gap * abs(upper), 1e-12)
     certified = bool(out.complete and closed and not res.box_active and verification.ok)
     notes = [str(w.message) for w in caught]
@@ -311,8 +341,8 @@ def global_from_enumeration(spec: InstanceSpec, out, seconds: float) -> SolveRes
         box_weight=spec.box.weight, box_output=spec.box.output, box_active=bool(res.box_active),
         certified=certified, params=params, pattern=cell.pattern, signs=cell.signs,
         seconds=Seconds(build=0.0, solve=float(out.seconds.get("cells", 0.0)), total=float(seconds)),
-        nodes=0, iterations=len(out.cells), solver_name="highs", solver_version=highspy.Highs().version(),
-        options={"cells": len(out.cells), "unit_patterns": int(out.counts.get("unit_patterns", 0))},
+        nodes=0, iterations=out.n_cells, solver_name="highs", solver_version=highspy.Highs().version(),
+        options={"cells": out.n_cells, "unit_patterns": int(out.counts.get("unit_patterns", 0))},
         seed=spec.solve.seed, verification=verification, message="; ".join(notes),
     )
 

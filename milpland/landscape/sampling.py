@@ -1,211 +1,256 @@
-"""Local minima reached by gradient descent from many seeded random starts (DESIGN §5).
+"""Gradient descent from many seeded random starts at once: the descent behind the census.
 
-**Descent.**  Full-batch gradient descent on the ordinary weights theta = (W1, b1, v, c),
-vectorised over S starts at once (arrays (S, m, d), (S, m), (S, m), (S,)).  Gradients of
+**Starts.**  ``initial_points(spec, starts, seed)``: numpy's ``default_rng(seed)`` draws, in this
+order, W1 ~ N(0, 1/d) of shape (S, m, d), b1 ~ N(0, 1) of shape (S, m) and v ~ N(0, 1/m) of
+shape (S, m); c = 0.  (The distribution of milpland 0.1's sampler, kept so that basin fractions
+stay comparable; the inputs are used as given, not rescaled.)
+
+**Descent.**  Full-batch gradient descent on the ordinary weights theta = (W1, b1, v, c), one
+start at a time inside a compiled kernel, the starts spread over the cores.  Gradients of
 R = w sum_i loss(f_i, y_i):  dR/df_i = w loss'(f_i, y_i) (2 r_i, sign(r_i), or -y_i [y_i f_i < 1]),
-dR/dv_j = sum_i dR/df_i sigma(z_ij), dR/dc = sum_i dR/df_i, and with
-D_ij = dR/df_i v_j sigma'(z_ij):  dR/dW1_j = sum_i D_ij x_i, dR/db1_j = sum_i D_ij (sigma' of
-the piece `Activation.piece` picks; a breakpoint gets the lower piece's slope).
-Each start has its own step size: a step is accepted when it satisfies the Armijo condition
-R(theta - eta g) <= R(theta) - 1e-4 eta |g|^2, after which eta grows by 1.5; a rejected step
-halves eta and leaves theta alone.  A start stops when |g| <= gtol (converged), when eta
-underflows (stalled: at a kink of a non-smooth loss, or a flat ridge), or at ``max_iter``.
+dR/dv_j = sum_i dR/df_i sigma(z_ij), dR/dc = sum_i dR/df_i (0 without an output bias), and with
+D_ij = dR/df_i v_j sigma'(z_ij):  dR/dW1_j = sum_i D_ij x_i, dR/db1_j = sum_i D_ij, where sigma'
+is the slope of the piece `Activation.piece` picks (a breakpoint gets the lower piece's slope).
+Each start has its own step size eta (first ETA0): a step theta - eta g is accepted when it
+satisfies the Armijo condition R(theta - eta g) <= R(theta) - ARMIJO eta |g|^2, after which eta
+grows by 1.5; a rejected step halves eta and leaves theta alone.  A start stops when |g| <= gtol
+(*converged*), when eta < ETA_MIN (*stalled*: at a kink of R -- a boundary between cells, or a
+kink of a non-smooth loss -- no step along -g decreases R), or after ``max_iter`` steps (accepted
+or rejected; *iteration limit*).  The risk never increases.
 
-Starts: W1 ~ N(0, 1/d), b1 ~ N(0, 1), v ~ N(0, 1/m), c = 0 (numpy's default_rng(seed)).
-
-**Certification.**  Each end point lies in the closed cell of its pattern (ties go to the
-lower piece).  That cell is solved and its optimum certified (`Certifier`, found_by "sample").
-The choice of piece on a tie does not matter: if the end point is a local minimum then, R
-being convex on every closed cell containing it, it minimises each of them, and the
-certificate of any of those cells examines a relative-interior point of the same optimal
-face.  A start *ends in* a minimum when its end cell certifies to it; ``basin_fraction`` is
-the fraction of all starts that end in the minimum.  Starts whose cell optimum is not a local
-minimum (the descent stopped at a saddle, on a plateau, or short of the cell's optimum and
-its cell has no local minimum) are counted, not reported.
+The kernel is compiled by numba on first use (cached on disk: `jit_seconds` measures the load or
+compilation, kept out of the descent's own time).  tests/test_census.py holds the same algorithm
+in plain numpy, one start at a time, and checks that both end at the same points.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
-from typing import Callable
+from dataclasses import dataclass
 
+import numba
 import numpy as np
 
-from milpland.cells.certificates import Certifier, match_minimum
-from milpland.cells.problem import Cell
-from milpland.errors import MilplandError
+import milpland.interrupt as interrupt
 from milpland.instance.network import OneHiddenParams
 from milpland.instance.spec import InstanceSpec
 
-DEFAULT_STARTS = 100
 MAX_ITER = 3000
 GTOL = 1e-8  # gradient norm (risk units per unit weight) at which a start has converged
 ARMIJO = 1e-4
 ETA0 = 0.1
 ETA_MIN = 1e-14
-Progress = Callable[[str], None]
+LOSS_CODES = {"squared": 0, "absolute": 1, "hinge": 2}
+ITERATION_LIMIT, CONVERGED, STALLED = 0, 1, 2  # Descent.status
+STATUS_NAMES = ("iteration_limit", "converged", "stalled")
+CHUNK = 256  # starts per kernel call: Ctrl-C is seen between calls (a chunk takes about a second at n = 40)
 
 
 @dataclass(frozen=True, eq=False)
 class Descent:
-    """End points of the vectorised descent, one row per start."""
+    """End points of the descent, one row per start; theta rows are (W1 row-major, b1, v, c)."""
 
-    W1: np.ndarray  # (S, m, d)
-    b1: np.ndarray  # (S, m)
-    v: np.ndarray  # (S, m)
-    c: np.ndarray  # (S,)
-    risk: np.ndarray  # (S,)
+    theta: np.ndarray  # (S, p), p = m d + 2 m + 1
+    width: int
+    dim: int
+    risk: np.ndarray  # (S,) risk of the end point
     grad_norm: np.ndarray  # (S,)
     iterations: np.ndarray  # (S,) accepted + rejected steps
-    converged: np.ndarray  # (S,) bool: |g| <= gtol
-    stalled: np.ndarray  # (S,) bool: step size underflow
+    status: np.ndarray  # (S,) ITERATION_LIMIT | CONVERGED | STALLED
     seconds: float
+    jit_seconds: float = 0.0
+
+    @property
+    def converged(self) -> np.ndarray:
+        return self.status == CONVERGED
+
+    @property
+    def stalled(self) -> np.ndarray:
+        return self.status == STALLED
+
+    @property
+    def W1(self) -> np.ndarray:
+        return self.theta[:, : self.width * self.dim].reshape(-1, self.width, self.dim)
+
+    @property
+    def b1(self) -> np.ndarray:
+        return self.theta[:, self.width * self.dim: self.width * (self.dim + 1)]
+
+    @property
+    def v(self) -> np.ndarray:
+        return self.theta[:, self.width * (self.dim + 1): self.width * (self.dim + 2)]
+
+    @property
+    def c(self) -> np.ndarray:
+        return self.theta[:, -1]
 
     def params(self, s: int) -> OneHiddenParams:
-        return OneHiddenParams(W1=self.W1[s].copy(), b1=self.b1[s].copy(), v=self.v[s].copy(), c=float(self.c[s]))
+        return params_of(self.theta[s], self.width, self.dim)
+
+    def status_counts(self) -> dict[str, int]:
+        return {name: int(np.sum(self.status == k)) for k, name in enumerate(STATUS_NAMES)}
 
 
-def _value_and_grad(spec: InstanceSpec, W, b, v, c):
-    """Risk (S,) and its gradient w.r.t. (W, b, v, c) for every start (see the module docstring)."""
-    act = spec.network.activation
-    X, y = spec.X, spec.y
-    Z = np.einsum("nd,smd->snm", X, W) + b[:, None, :]
-    k = act.piece(Z)
-    slopes = np.asarray(act.slopes)[k]
-    A = slopes * Z + np.asarray(act.intercepts)[k]
-    f = np.einsum("snm,sm->sn", A, v) + c[:, None]
-    w = spec.loss.weight(spec.n)
-    r = f - y[None, :]
-    kind = spec.loss.kind
-    if kind == "squared":
-        risk = w * np.sum(r * r, axis=1)
-        gf = 2.0 * w * r
-    elif kind == "absolute":
-        risk = w * np.sum(np.abs(r), axis=1)
-        gf = w * np.sign(r)
-    else:
-        margin = 1.0 - y[None, :] * f
-        risk = w * np.sum(np.maximum(margin, 0.0), axis=1)
-        gf = -w * y[None, :] * (margin > 0)
-    gv = np.einsum("sn,snm->sm", gf, A)
-    gc = np.sum(gf, axis=1) if spec.network.output_bias else np.zeros(len(c))
-    D = gf[:, :, None] * v[:, None, :] * slopes
-    gW = np.einsum("snm,nd->smd", D, X)
-    gb = np.sum(D, axis=1)
-    return risk, (gW, gb, gv, gc)
+def params_of(row: np.ndarray, m: int, d: int) -> OneHiddenParams:
+    """Ordinary weights of one theta row (W1 row-major, b1, v, c)."""
+    row = np.asarray(row, dtype=float)
+    return OneHiddenParams(W1=row[: m * d].reshape(m, d).copy(), b1=row[m * d: m * (d + 1)].copy(),
+                           v=row[m * (d + 1): m * (d + 2)].copy(), c=float(row[-1]))
 
 
-def descend(spec: InstanceSpec, *, starts: int, seed: int, max_iter: int = MAX_ITER, gtol: float = GTOL) -> Descent:
-    """Armijo gradient descent from ``starts`` seeded random points, all at once."""
-    t0 = time.perf_counter()
+def row_of(params: OneHiddenParams) -> np.ndarray:
+    return np.concatenate([np.asarray(params.W1, float).ravel(), params.b1, params.v, [params.c]])
+
+
+def initial_points(spec: InstanceSpec, starts: int, seed: int) -> np.ndarray:
+    """The seeded starts as theta rows (see the module docstring for the distribution)."""
     rng = np.random.default_rng(seed)
     S, m, d = starts, spec.width, spec.d
     W = rng.normal(scale=1.0 / np.sqrt(d), size=(S, m, d))
     b = rng.normal(size=(S, m))
     v = rng.normal(scale=1.0 / np.sqrt(m), size=(S, m))
-    c = np.zeros(S)
-    eta = np.full(S, ETA0)
-    risk, g = _value_and_grad(spec, W, b, v, c)
-    iters = np.zeros(S, dtype=np.int64)
-    active = np.ones(S, dtype=bool)
-    converged = np.zeros(S, dtype=bool)
-    stalled = np.zeros(S, dtype=bool)
-    gnorm = _norm(g)
-    for _ in range(max_iter):
-        converged |= active & (gnorm <= gtol)
-        stalled |= active & (eta < ETA_MIN)
-        active &= ~(converged | stalled)
-        if not active.any():
-            break
-        idx = np.flatnonzero(active)
-        e = eta[idx]
-        tW = W[idx] - e[:, None, None] * g[0][idx]
-        tb = b[idx] - e[:, None] * g[1][idx]
-        tv = v[idx] - e[:, None] * g[2][idx]
-        tc = c[idx] - e * g[3][idx]
-        t_risk, t_g = _value_and_grad(spec, tW, tb, tv, tc)
-        ok = t_risk <= risk[idx] - ARMIJO * e * gnorm[idx] ** 2
-        acc = idx[ok]
-        W[acc], b[acc], v[acc], c[acc] = tW[ok], tb[ok], tv[ok], tc[ok]
-        risk[acc] = t_risk[ok]
-        for full, part in zip(g, t_g):
-            full[acc] = part[ok]
-        gnorm[acc] = _norm(t_g)[ok]
-        eta[idx] = np.where(ok, e * 1.5, e * 0.5)
-        iters[idx] += 1
-    converged |= active & (gnorm <= gtol)
-    return Descent(W1=W, b1=b, v=v, c=c, risk=risk, grad_norm=gnorm, iterations=iters, converged=converged,
-                   stalled=stalled & ~converged, seconds=time.perf_counter() - t0)
+    return np.concatenate([W.reshape(S, m * d), b, v, np.zeros((S, 1))], axis=1)
 
 
-def _norm(g) -> np.ndarray:
-    gW, gb, gv, gc = g
-    return np.sqrt(np.sum(gW**2, axis=(1, 2)) + np.sum(gb**2, axis=1) + np.sum(gv**2, axis=1) + gc**2)
+def descend(spec: InstanceSpec, *, starts: int, seed: int, max_iter: int = MAX_ITER, gtol: float = GTOL) -> Descent:
+    """Armijo gradient descent from ``starts`` seeded random points (`initial_points`)."""
+    return descend_from(spec, initial_points(spec, starts, seed), max_iter=max_iter, gtol=gtol)
 
 
-@dataclass
-class Sampling:
-    """What `sample_minima` found; `landscape` turns it into a LandscapeResult."""
+def descend_from(spec: InstanceSpec, points: np.ndarray, *, max_iter: int = MAX_ITER, gtol: float = GTOL) -> Descent:
+    """Armijo gradient descent from the given theta rows (not modified), CHUNK starts per kernel call.
 
-    minima: list  # LocalMinimum, found_by "sample", with basin_fraction
-    descent: Descent
-    counts: dict = field(default_factory=dict)
-    seconds: dict = field(default_factory=dict)
-    messages: list[str] = field(default_factory=list)
-
-
-def sample_minima(spec: InstanceSpec, *, starts: int = DEFAULT_STARTS, seed: int = 0, max_iter: int = MAX_ITER,
-                  gtol: float = GTOL, progress: Progress | None = None, certifier=None) -> Sampling:
-    """Descend from ``starts`` seeded random points, certify every end cell, count the basins."""
-    if spec.network.depth != 1:
-        raise MilplandError(f"network.hidden: sampling handles one hidden layer, got {list(spec.network.hidden)}")
-    if not (isinstance(starts, int) and starts >= 1):
-        raise MilplandError(f"--starts: must be a positive integer, got {starts!r}")
-    say = progress or (lambda _msg: None)
-    descent = descend(spec, starts=starts, seed=seed, max_iter=max_iter, gtol=gtol)
-    say(f"{starts} descents: {int(descent.converged.sum())} converged, {int(descent.stalled.sum())} stalled, "
-        f"{descent.seconds:.1f} s")
+    Ctrl-C (`milpland.interrupt`'s stop flag) ends the descent between two chunks: the Descent
+    then holds the starts finished so far, in order (fewer rows than points)."""
+    theta = np.array(points, dtype=float, order="C", copy=True)
+    X, y = np.ascontiguousarray(spec.X, dtype=float), np.ascontiguousarray(spec.y, dtype=float)
+    args = _kernel_args(spec)
+    t0 = time.perf_counter()
+    _descend_all(X[:1], y[:1], theta[:1].copy(), *args, 0, float(gtol))  # compile, or load from the cache
     t1 = time.perf_counter()
-    certifier = certifier or Certifier(spec)
+    parts, done = [], 0
+    # polling: a Ctrl-C inside a compiled call must only set the flag (raised there, numba turns
+    # the KeyboardInterrupt into a SystemError)
+    with interrupt.polling():
+        while done < len(theta) and not (done and interrupt.requested()):
+            chunk = theta[done:done + CHUNK]  # a view: the kernel writes the end points into theta
+            parts.append(_descend_all(X, y, chunk, *args, int(max_iter), float(gtol)))
+            done += len(chunk)
+    risk, gnorm, iters, status = (np.concatenate(column) for column in zip(*parts)) if parts else \
+        (np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    return Descent(theta=theta[:done], width=spec.width, dim=spec.d, risk=risk, grad_norm=gnorm, iterations=iters,
+                   status=status, seconds=time.perf_counter() - t1, jit_seconds=t1 - t0)
+
+
+def _kernel_args(spec: InstanceSpec) -> tuple:
     act = spec.network.activation
-    groups: dict[tuple, list[int]] = {}
-    cells: dict[tuple, Cell] = {}
-    for s in range(starts):
-        cell = Cell.of_params(descent.params(s), spec.X, act)
-        key = certifier.cache_key(cell)
-        groups.setdefault(key, []).append(s)
-        cells.setdefault(key, cell)
-    counts = {"starts": starts, "converged": int(descent.converged.sum()), "stalled": int(descent.stalled.sum()),
-              "end_cells": len(groups), "ended_in_minimum": 0, "not_local": 0, "box_limited": 0,
-              "not_attained": 0, "undetermined": 0}
-    minima, basins = [], []
-    fits = np.zeros((0, spec.n))
-    messages = []
-    status_count = {"not_local_minimum": "not_local", "box_limited": "box_limited", "not_attained": "not_attained",
-                    "undetermined": "undetermined"}
-    for key, members in groups.items():
-        verdict = certifier.certify(cells[key], found_by="sample")
-        if verdict.status != "local_minimum":
-            counts[status_count[verdict.status]] += len(members)
-            if verdict.status == "undetermined" and len(messages) < 5:
-                messages.append(f"cell {verdict.cell}: {verdict.reason}")
-            continue
-        counts["ended_in_minimum"] += len(members)
-        m = verdict.minimum
-        at = match_minimum(m.fitted, fits, spec)
-        if at < 0:
-            minima.append(m)
-            basins.append(len(members))
-            fits = np.vstack([fits, m.fitted[None, :]])
+    return (spec.width, spec.d, np.asarray(act.breakpoints, dtype=float), np.asarray(act.slopes, dtype=float),
+            np.asarray(act.intercepts, dtype=float), LOSS_CODES[spec.loss.kind], float(spec.loss.weight(spec.n)),
+            bool(spec.network.output_bias))
+
+
+# ----------------------------------------------------------------------------------------------
+# The compiled kernel
+# ----------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _risk(X, y, theta, m, d, t, slopes, icepts, loss, w, A, Sl, gf):  # pragma: no cover (compiled)
+    """R(theta); keeps sigma(z_ij) in A, sigma'(z_ij) in Sl and dR/df_i in gf for `_gradient`."""
+    ob, ov = m * d, m * (d + 1)
+    total = 0.0
+    for i in range(X.shape[0]):
+        f = theta[ov + m]
+        for j in range(m):
+            z = theta[ob + j]
+            for q in range(d):
+                z += theta[j * d + q] * X[i, q]
+            k = 0
+            while k < t.shape[0] and t[k] < z:  # piece: number of breakpoints below z
+                k += 1
+            Sl[i, j] = slopes[k]
+            A[i, j] = slopes[k] * z + icepts[k]
+            f += theta[ov + j] * A[i, j]
+        r = f - y[i]
+        if loss == 0:
+            total += r * r
+            gf[i] = 2.0 * w * r
+        elif loss == 1:
+            total += abs(r)
+            gf[i] = w * np.sign(r)
         else:
-            basins[at] += len(members)
-            if m.certificate == "interior" and minima[at].certificate != "interior":
-                minima[at] = m
-    minima = [replace(m, basin_fraction=count / starts) for m, count in zip(minima, basins)]
-    counts["distinct_minima"] = len(minima)
-    counts["cell_solves"] = certifier.cell_solves
-    t_cert = time.perf_counter() - t1
-    say(f"{len(groups)} end cells, {len(minima)} distinct local minima; certification {t_cert:.1f} s")
-    return Sampling(minima=sorted(minima, key=lambda m: m.risk), descent=descent, counts=counts,
-                    seconds={"descent": descent.seconds, "certificates": t_cert}, messages=messages)
+            margin = 1.0 - y[i] * f
+            gf[i] = 0.0
+            if margin > 0.0:
+                total += margin
+                gf[i] = -w * y[i]
+    return w * total
+
+
+@numba.njit(cache=True)
+def _gradient(X, theta, m, d, bias, A, Sl, gf, g):  # pragma: no cover (compiled)
+    """dR/dtheta into g from `_risk`'s A, Sl, gf (module docstring); returns |g|^2."""
+    ob, ov = m * d, m * (d + 1)
+    for k in range(g.shape[0]):
+        g[k] = 0.0
+    for i in range(X.shape[0]):
+        if bias:
+            g[ov + m] += gf[i]
+        for j in range(m):
+            g[ov + j] += gf[i] * A[i, j]
+            D = gf[i] * theta[ov + j] * Sl[i, j]
+            g[ob + j] += D
+            for q in range(d):
+                g[j * d + q] += D * X[i, q]
+    g2 = 0.0
+    for k in range(g.shape[0]):
+        g2 += g[k] * g[k]
+    return g2
+
+
+@numba.njit(cache=True)
+def _descend_one(X, y, theta, m, d, t, slopes, icepts, loss, w, bias, max_iter, gtol):  # pragma: no cover
+    """One start, in place: (risk, |g|, steps, status).  A rejected step costs one risk evaluation
+    (no gradient)."""
+    n, p = X.shape[0], theta.shape[0]
+    g, trial = np.empty(p), np.empty(p)
+    A, Sl, gf = np.empty((n, m)), np.empty((n, m)), np.empty(n)
+    risk = _risk(X, y, theta, m, d, t, slopes, icepts, loss, w, A, Sl, gf)
+    g2 = _gradient(X, theta, m, d, bias, A, Sl, gf, g)
+    eta = ETA0
+    steps = 0
+    status = 0  # ITERATION_LIMIT
+    while True:
+        if np.sqrt(g2) <= gtol:
+            status = 1  # CONVERGED
+            break
+        if eta < ETA_MIN:
+            status = 2  # STALLED
+            break
+        if steps >= max_iter:
+            break
+        for k in range(p):
+            trial[k] = theta[k] - eta * g[k]
+        trial_risk = _risk(X, y, trial, m, d, t, slopes, icepts, loss, w, A, Sl, gf)
+        if trial_risk <= risk - ARMIJO * eta * g2:
+            risk = trial_risk
+            theta[:] = trial
+            g2 = _gradient(X, theta, m, d, bias, A, Sl, gf, g)
+            eta *= 1.5
+        else:
+            eta *= 0.5
+        steps += 1
+    return risk, np.sqrt(g2), steps, status
+
+
+@numba.njit(cache=True, parallel=True)
+def _descend_all(X, y, thetas, m, d, t, slopes, icepts, loss, w, bias, max_iter, gtol):  # pragma: no cover
+    S = thetas.shape[0]
+    risk = np.empty(S)
+    gnorm = np.empty(S)
+    steps = np.empty(S, dtype=np.int64)
+    status = np.empty(S, dtype=np.int64)
+    for s in numba.prange(S):
+        risk[s], gnorm[s], steps[s], status[s] = _descend_one(X, y, thetas[s], m, d, t, slopes, icepts, loss, w,
+                                                              bias, max_iter, gtol)
+    return risk, gnorm, steps, status

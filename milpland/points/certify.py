@@ -74,12 +74,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
+import milpland.interrupt as interrupt
 from milpland.cells.arrangement import Realizer, unit_patterns
 from milpland.cells.certificates import Certifier
 from milpland.cells.problem import FEAS_TOL, Cell, CellResult, CellSolver
@@ -194,10 +195,12 @@ class Certification:
     descent_path: DescentPath | None = None
     seconds: float = 0.0
     notes: tuple[str, ...] = ()
+    status: str = "done"  # or "interrupted" (Ctrl-C): the steps not run are said in notes
 
     def to_json(self) -> dict:
         return {
             "instance": self.instance,
+            "status": self.status,
             "architecture": self.architecture,
             "loss": self.loss,
             "reduction": self.reduction,
@@ -292,6 +295,13 @@ def certify_point(
     limit = float(time_limit if time_limit is not None else spec.solve.time_limit)
     if not (math.isfinite(limit) and limit > 0):
         raise MilplandError(f"--time-limit: must be a positive finite number, got {time_limit!r}")
+    with interrupt.polling():  # Ctrl-C: every step below checks the stop flag and returns what it has
+        return _certify(spec, params, t0, limit, global_result, run_global, best_point, gd_starts, seed,
+                        check_cell_min)
+
+
+def _certify(spec, params: DeepParams, t0, limit, global_result, run_global, best_point, gd_starts, seed,
+             check_cell_min) -> Certification:
     X, y, act, loss = spec.X, spec.y, spec.network.activation, spec.loss
     risk = _risk(params, spec)
     tol = RISK_RTOL * abs(risk) + RISK_FLOOR_RTOL * _constant_risk(spec)
@@ -314,12 +324,16 @@ def certify_point(
         decision = _deep(spec, params, risk, group, notes)
         if best_point:
             fields.update(_best_deep(spec, params, risk, run_global, limit, gd_starts, seed, notes))
+    status = "done"
+    if interrupt.requested():
+        status = "interrupted"
+        notes.append("interrupted (Ctrl-C): the steps after the interruption were cut short or skipped")
     return Certification(
         instance=spec.name, architecture=spec.architecture(), loss=loss.kind, reduction=loss.reduction,
         depth=params.depth, risk=risk, margin=params.margin(X, act), ties=_ties(params, spec),
         stationary=decision.stationary, verdict=decision.verdict, certificate=decision.certificate,
         reason=decision.reason, tolerance=tol, group=group, descent_path=decision.path,
-        seconds=time.perf_counter() - t0, notes=tuple(notes), **fields,
+        seconds=time.perf_counter() - t0, notes=tuple(notes), status=status, **fields,
     )
 
 
@@ -358,8 +372,11 @@ def _one_hidden(spec, params: DeepParams, risk, tol, fields, notes, check_cell_m
     if check_cell_min:
         fields["cell_min_verdict"] = _certifier_verdict(spec, box, solver, cell, own)
     if zero and loss.kind == "squared":
-        rep = escape_test(params, X, spec.y, act, loss, zero_tol=ZERO_TOL,
-                          output_bias=spec.network.output_bias)
+        rep = _interruptible(escape_test, params, X, spec.y, act, loss, zero_tol=ZERO_TOL,
+                             output_bias=spec.network.output_bias)
+        if rep is None:  # interrupted: the θ̃ checks below see the stop flag too
+            notes.append("escape-neuron test interrupted")
+            return _Decision(reason="interrupted during the escape-neuron test")
         fields["escape"] = rep
         if rep.verdict == "saddle":
             path = _escape_path(rep, spec)
@@ -412,7 +429,11 @@ def _theta_tilde(spec, p1: OneHiddenParams, cell: Cell, zero, risk, tol, fields,
                          reason=f"more than {MAX_NEIGHBOURS} neighbouring cells: boundary certificate not attempted")
     fields["neighbours"] = len(combos)
     undecided = 0
-    for other, changed in combos:
+    for done, (other, changed) in enumerate(combos):
+        if interrupt.requested():
+            return _Decision(stationary=_escape_stationary(fields),
+                             reason=f"interrupted after {done} of {len(combos)} neighbouring cells: boundary "
+                                    "certificate not completed")
         res = solver.solve(other)
         feasible = res.theta is not None and res.max_violation <= FEAS_TOL
         if feasible and res.risk < risk - tol:
@@ -457,6 +478,8 @@ def _descent_without_zero_units(spec, p1: OneHiddenParams, cell: Cell, zero, ris
             combos = []
         candidates += [(c, f"neighbouring cell (units {[keep[j] for j in ch]} changed)") for c, ch in combos]
     for other, where in candidates:
+        if interrupt.requested():
+            return None
         res = solver.solve(other)
         if res.theta is not None and res.max_violation <= FEAS_TOL and res.risk < risk - tol:
             path = _segment_path(spec, sub, res, where + ", zero units kept")
@@ -474,6 +497,31 @@ def _reinsert(q: DeepParams, p1: OneHiddenParams, keep) -> DeepParams:
     W1, b1, v = p1.W1.copy(), p1.b1.copy(), p1.v.copy()
     W1[keep], b1[keep], v[keep] = q.W[0], q.b[0], q.W[1][0]
     return DeepParams((W1, v[None, :]), (b1, q.b[1].copy()))
+
+
+def _interruptible(function, *args, **kwargs):
+    """function(*args, **kwargs) in a helper thread, waited for in steps of 50 ms, so that Ctrl-C is
+    seen within them although the function spends its time in a solver (the escape test's MILPs run
+    in scipy's HiGHS, which releases the GIL but has no interrupt hook).  On a stop request the
+    thread is left to finish on its own (daemon: it ends with the process; it shares no state) and
+    None is returned."""
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["value"] = function(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 -- re-raised in the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name="milpland-certify-step", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.05)
+        if interrupt.requested():
+            return None
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _escape_stationary(fields) -> bool | None:
@@ -613,7 +661,9 @@ def _escape_path(rep: EscapeReport, spec) -> DescentPath:
 
 def _global_one_hidden(spec, params, risk, global_result, run_global, limit, notes) -> dict:
     out: dict = {}
-    if global_result is None and run_global:
+    if global_result is None and run_global and interrupt.requested():
+        notes.append("global solve skipped: interrupted")
+    elif global_result is None and run_global:
         # imported late: the MILP stack is heavy
         from milpland.search.solve import solve_global
 

@@ -28,6 +28,7 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -234,9 +235,32 @@ def _error_outcome(job: Job, message: str) -> Outcome:
 # --- executors --------------------------------------------------------------------------------
 
 
+def release_pyomo_lock() -> None:
+    """Let this worker process be terminated without leaving a named semaphore behind.
+
+    Importing pyomo creates a multiprocessing.Lock (pyomo.common.dependencies.capture_output_lock,
+    used by pyomo's own test helpers).  With the spawn start method it is a named POSIX semaphore,
+    registered with the resource tracker and unlinked when the process exits normally.  A worker
+    terminated by a stopped batch or benchmark never unlinks it, and the tracker printed "There
+    appear to be N leaked semaphore objects" at exit.  The name is unlinked now instead (the lock
+    keeps working: an open POSIX semaphore outlives its name) and its exit-time cleanup dropped."""
+    from multiprocessing import synchronize, util
+
+    from pyomo.common import dependencies
+
+    name = getattr(getattr(dependencies.capture_output_lock, "_semlock", None), "name", None)
+    if name is None:  # a threading.Lock, or an already anonymous semaphore
+        return
+    for finalizer in list(util._finalizer_registry.values()):
+        if getattr(finalizer, "_args", None) == (name,):
+            finalizer.cancel()
+    synchronize.SemLock._cleanup(name)
+
+
 def _worker_init() -> None:
     # Ctrl-C in a terminal reaches the whole process group: only the main process decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    release_pyomo_lock()
     # A pool worker holds both ends of its task queue, so it never sees EOF when the main
     # process is killed (kill -9): it would wait forever.  Exit when the parent is gone.
     parent = os.getppid()
@@ -389,37 +413,53 @@ class BatchSummary:
         return 1 if self.failed else 0
 
 
+class BatchWriteError(MilplandError):
+    """The results folder could not be written (full disk, lost mount): not a user mistake (exit 1)."""
+
+
 def run_batch(
     targets: list[str], *, out: str | Path, task: str = "solve", jobs: int | None = None,
     time_limit: float | None = None, csv: bool = False, rerun: bool = False, rerun_since: datetime | None = None,
     executor: str = "local", scheduler: str | None = None, task_options: dict | None = None,
     command: str = "", stream=None, progress_every: float = 30.0,
 ) -> BatchSummary:
-    """Resolve targets, skip finished jobs, run the rest in parallel, write each result as it finishes."""
+    """Resolve targets, skip finished jobs, run the rest in parallel, write each result as it finishes.
+
+    The folder is locked for the whole batch (`tables.FolderLock`): a second batch on it refuses."""
     from milpland.runs import tables
 
     stream = stream if stream is not None else sys.stderr
-    jobs = jobs or os.cpu_count() or 1
-    if jobs < 1:
-        raise MilplandError(f"--jobs must be at least 1, got {jobs}")
-    if time_limit is not None and not time_limit > 0:
-        raise MilplandError(f"--time-limit must be positive seconds, got {time_limit}")
+    if jobs is None:
+        jobs = os.cpu_count() or 1
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise MilplandError(f"--jobs: must be a positive integer (parallel workers), got {jobs!r}")
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise MilplandError(f"--time-limit: must be a positive finite number of seconds, got {time_limit!r}")
     the_task = get_task(task)
     check_executor(executor, scheduler)
     out = tables.prepare(out)
-    options = dict(task_options or {})
+    run_id = uuid.uuid4().hex[:12]
+    started = _now()
+    with tables.FolderLock(out, {"run_id": run_id, "command": command, "started": started.isoformat()}):
+        return _run_locked(targets, out, the_task, jobs, time_limit, csv, rerun, rerun_since, executor, scheduler,
+                           dict(task_options or {}), command, stream, progress_every, run_id, started)
+
+
+def _run_locked(targets, out: Path, the_task: Task, jobs: int, time_limit, csv: bool, rerun: bool, rerun_since,
+                executor: str, scheduler, options: dict, command: str, stream, progress_every: float, run_id: str,
+                started: datetime) -> BatchSummary:
+    from milpland.runs import tables
+
     instances = resolve(targets)
     if time_limit is not None:
         instances = [_with_time_limit(inst, time_limit) for inst in instances]
-    run_id = uuid.uuid4().hex[:12]
-    started = _now()
     if rerun:
         rerun_since = started
     todo, broken, skipped, duplicates = _plan(instances, the_task, options, out, run_id, rerun_since)
     settings = {"task_options": options, "time_limit": time_limit, "rerun": rerun,
                 "rerun_since": rerun_since.isoformat() if rerun_since else None, "csv": csv, "scheduler": scheduler}
     run = _run_row(run_id, "running", command, targets, the_task, settings, executor, jobs, started, len(instances))
-    tables.write_rows(out, "runs", [run])
+    _write_or_explain(out, "runs", [run], done=0)
     if duplicates:
         print(f"milpland batch: {duplicates} duplicate instance(s) given more than once: run once", file=stream)
     if skipped:
@@ -429,6 +469,7 @@ def run_batch(
     stop = _StopSignals()
     progress = Progress(len(todo) + len(broken), stream)
     interrupted = False
+    write_error: OSError | None = None
     running_pool = None
     with stop.installed():
         try:
@@ -442,26 +483,54 @@ def run_batch(
                 _drive(running_pool, todo, out, stop, progress, counts, progress_every)
         except KeyboardInterrupt:
             interrupted = True
+        except OSError as exc:  # the folder cannot be written any more (full disk): stop, say so once
+            write_error = exc
         finally:
             if running_pool is not None:
                 try:
-                    running_pool.close(kill=interrupted)
+                    running_pool.close(kill=interrupted or write_error is not None)
                 except KeyboardInterrupt:  # a second Ctrl-C while stopping: stop harder
                     interrupted = True
                     running_pool.close(kill=True)
     progress.close()
     not_run = len(todo) + len(broken) - counts["done"] - counts["failed"]
-    status = "interrupted" if interrupted else "finished"
+    status = "interrupted" if interrupted or write_error is not None else "finished"
     end = _now()
     run = _run_row(run_id, status, command, targets, the_task, settings, executor, jobs, started, len(instances),
                    finished=end, skipped=skipped, done=counts["done"], failed=counts["failed"])
-    tables.write_rows(out, "runs", [run])
+    if write_error is not None:
+        try:
+            tables.write_rows(out, "runs", [run])
+        except OSError:
+            pass  # the run then reads as interrupted (tables.settle_runs)
+        raise _write_failure(out, write_error, counts["done"] + counts["failed"])
+    _write_or_explain(out, "runs", [run], done=counts["done"] + counts["failed"])
     if csv:
-        tables.export_csv(out, tables.load(out))
+        try:
+            tables.export_csv(out, tables.load(out))
+        except OSError as exc:
+            raise _write_failure(out, exc, counts["done"] + counts["failed"]) from None
     return BatchSummary(
         run_id, out, len(todo) + len(broken), skipped, counts["done"], counts["failed"], not_run, interrupted,
         stop.name, (end - started).total_seconds(), rerun_since,
     )
+
+
+def _write_or_explain(out: Path, table: str, rows: list[dict], *, done: int) -> None:
+    from milpland.runs import tables
+
+    try:
+        tables.write_rows(out, table, rows)
+    except OSError as exc:
+        raise _write_failure(out, exc, done) from None
+
+
+def _write_failure(out: Path, exc: OSError, done: int) -> BatchWriteError:
+    """One line for a folder that cannot be written any more; what is on disk is intact, because
+    every part is written whole or not at all and a job counts only once its jobs row is written."""
+    return BatchWriteError(
+        f"cannot write to {out}: {exc.strerror or exc}. The {done} job(s) written before are intact; "
+        "free space (or fix the folder) and run the same command again to resume")
 
 
 def _drive(pool, todo: list[Job], out: Path, stop: "_StopSignals", progress: "Progress", counts: dict,

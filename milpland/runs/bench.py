@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import platform
-import queue
+import signal
 import time
 from pathlib import Path
 from typing import Callable
@@ -34,8 +34,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+import milpland.interrupt as interrupt
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
+from milpland.landscape.listing import default_max_cells
 
 GLOBAL_TOL = 1e-6
 
@@ -127,7 +129,8 @@ def run_gd(spec: InstanceSpec, ctx: dict) -> dict:
     reached = np.nan
     if np.isfinite(target):
         reached = float(np.mean(run.risk <= target + GLOBAL_TOL * max(abs(target), 1e-12)))
-    return {"status": "heuristic", "certified": False, "risk": float(np.min(run.risk)),
+    status = "interrupted" if len(run.risk) < ctx["starts"] else "heuristic"  # Ctrl-C between chunks
+    return {"status": status, "certified": False, "risk": float(np.min(run.risk, initial=np.inf)),
             "seconds": seconds, "starts": len(run.risk), "fraction_global": reached}
 
 
@@ -141,26 +144,28 @@ def run_scip(spec: InstanceSpec, ctx: dict) -> dict:
 def run_in_child(function, args: tuple, *, limit: float):
     """function(*args) in a spawned process.  Its MilplandError and other exceptions come back as
     such; a child that dies (a native crash) or runs past `limit` seconds raises RuntimeError.
-    A result sent before the child dies is kept."""
+    A result sent before the child dies is kept.  Ctrl-C stops the child at once.
+
+    The result comes back through a pipe, not a multiprocessing.Queue: a Queue's semaphores are
+    registered with the resource tracker, and a child stopped while using them left "leaked
+    semaphore objects" warnings at exit."""
     context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    child = context.Process(target=_child, args=(function, args, results), daemon=True)
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_child, args=(function, args, send), daemon=True)
     child.start()
+    send.close()  # the child holds the other end: when it dies, the pipe reports EOF
     give_up = time.perf_counter() + limit
     try:
-        while True:
-            try:
-                kind, value = results.get(timeout=1.0)
-                break
-            except queue.Empty:
-                if not child.is_alive() and results.empty():
-                    raise RuntimeError(f"the child process died (exit code {child.exitcode})") from None
-                if time.perf_counter() > give_up:
-                    raise RuntimeError(f"no result within {limit:.0f} s") from None
+        kind, value = _receive(receive, child, limit, give_up)
+    except KeyboardInterrupt:  # Ctrl-C: the child ignores it (see _child); stop it now, not after its limit
+        child.terminate()
+        raise
     finally:
         child.join(timeout=5)
         if child.is_alive():
             child.terminate()
+            child.join(timeout=5)
+        receive.close()
     if kind == "skipped":
         raise MilplandError(value)
     if kind == "error":
@@ -168,13 +173,33 @@ def run_in_child(function, args: tuple, *, limit: float):
     return value
 
 
-def _child(function, args: tuple, results) -> None:
+def _receive(receive, child, limit: float, give_up: float):
+    while True:
+        if receive.poll(0.2):
+            try:
+                return receive.recv()
+            except EOFError:
+                child.join(timeout=5)
+                raise RuntimeError(f"the child process died (exit code {child.exitcode})") from None
+        if not child.is_alive() and not receive.poll(0):
+            raise RuntimeError(f"the child process died (exit code {child.exitcode})")
+        if time.perf_counter() > give_up:
+            raise RuntimeError(f"no result within {limit:.0f} s")
+
+
+def _child(function, args: tuple, send) -> None:
+    from milpland.runs.batch import release_pyomo_lock
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    release_pyomo_lock()  # a child terminated by Ctrl-C leaves no semaphore behind
     try:
-        results.put(("ok", function(*args)))
+        send.send(("ok", function(*args)))
     except MilplandError as exc:
-        results.put(("skipped", str(exc)))
+        send.send(("skipped", str(exc)))
     except Exception as exc:  # reported by the parent as an error row
-        results.put(("error", f"{type(exc).__name__}: {exc}"))
+        send.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        send.close()
 
 
 def scip_in_process(spec: InstanceSpec, ctx: dict) -> dict:
@@ -344,41 +369,75 @@ METHODS: dict[str, Callable[[InstanceSpec, dict], dict]] = {
 
 
 def run_bench(targets: list[str], *, methods: list[str], time_limit: float | None = None,
-              max_cells: int = 200_000, starts: int = 200, band: float = 0.5,
+              max_cells: int | None = None, starts: int = 200, band: float = 0.5,
               progress: Callable[[str], None] | None = None,
               on_row: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
     """One row per (instance, method); a method that fails records its error and the run goes on.
     on_row gets the table so far after every row (the command saves it: an interruption loses
-    nothing)."""
+    nothing).  Ctrl-C (`milpland.interrupt`) ends the run: the method running then gets a row with
+    status ``interrupted`` (the solves report their best point and bound so far) and the table so
+    far is returned, with ``attrs["interrupted"]`` set."""
     from milpland.runs.suites import resolve
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise MilplandError(f"unknown method(s) {unknown}; use some of {', '.join(METHODS)}")
+    check_bench_options(time_limit=time_limit, max_cells=max_cells, starts=starts)
     say = progress or (lambda _m: None)
-    rows = []
+    rows: list[dict] = []
     instances = resolve(targets)
-    for position, inst in enumerate(instances, 1):
-        if inst.spec is None:
-            rows.append({"instance": inst.name, "group": inst.group, "method": "-", "status": "error",
-                         "message": inst.error})
-            continue
-        spec = inst.spec if time_limit is None else inst.spec.with_options(time_limit=time_limit)
-        ctx = {"max_cells": max_cells, "starts": starts, "band": band}
-        for method in milp_first(methods):
-            row = {"instance": inst.name, "group": inst.group, "method": method, **describe(spec)}
-            try:
-                row.update(METHODS[method](spec, ctx))
-            except MilplandError as exc:
-                row.update({"status": "skipped", "message": str(exc)})
-            except Exception as exc:  # a baseline failing must not stop the benchmark
-                row.update({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
-            rows.append(row)
-            if on_row is not None:
-                on_row(pd.DataFrame(rows))
-            say(f"[{position}/{len(instances)}] {inst.name} {method}: {row.get('status')} "
-                f"risk {row.get('risk', float('nan')):.6g} in {row.get('seconds', float('nan')):.2f} s")
-    return pd.DataFrame(rows)
+    try:
+        for position, inst in enumerate(instances, 1):
+            if inst.spec is None:
+                rows.append({"instance": inst.name, "group": inst.group, "method": "-", "status": "error",
+                             "message": inst.error})
+                continue
+            spec = inst.spec if time_limit is None else inst.spec.with_options(time_limit=time_limit)
+            ctx = {"max_cells": max_cells or default_max_cells(spec), "starts": starts, "band": band}
+            for method in milp_first(methods):
+                row = run_method(inst, spec, method, ctx)
+                rows.append(row)
+                if on_row is not None:
+                    on_row(pd.DataFrame(rows))
+                say(f"[{position}/{len(instances)}] {inst.name} {method}: {row.get('status')} "
+                    f"risk {row.get('risk', float('nan')):.6g} in {row.get('seconds', float('nan')):.2f} s")
+                if row.get("status") == "interrupted" or interrupt.requested():
+                    return _table(rows, interrupted=True)
+    except KeyboardInterrupt:  # between two methods: the rows so far stand
+        return _table(rows, interrupted=True)
+    return _table(rows, interrupted=False)
+
+
+def _table(rows: list[dict], *, interrupted: bool) -> pd.DataFrame:
+    """The rows as a table; ``attrs["interrupted"]`` says whether Ctrl-C ended the run."""
+    table = pd.DataFrame(rows)
+    table.attrs["interrupted"] = interrupted
+    return table
+
+
+def run_method(inst, spec: InstanceSpec, method: str, ctx: dict) -> dict:
+    """One row: the method's own columns, or its error; Ctrl-C gives status interrupted."""
+    row = {"instance": inst.name, "group": inst.group, "method": method, **describe(spec)}
+    started = time.perf_counter()
+    try:
+        row.update(METHODS[method](spec, ctx))
+    except KeyboardInterrupt:  # a method that does not poll the stop flag (`milpland.interrupt`)
+        row.update({"status": "interrupted", "seconds": time.perf_counter() - started,
+                    "message": "interrupted (Ctrl-C)"})
+    except MilplandError as exc:
+        row.update({"status": "skipped", "message": str(exc)})
+    except Exception as exc:  # a baseline failing must not stop the benchmark
+        row.update({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+    return row
+
+
+def check_bench_options(*, time_limit: float | None, max_cells: int | None, starts: int) -> None:
+    """The options as user errors, before any instance runs."""
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise MilplandError(f"--time-limit: must be a positive finite number of seconds, got {time_limit!r}")
+    for flag, value in (("--max-cells", max_cells), ("--starts", starts)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise MilplandError(f"--{flag.lstrip('-')}: must be a positive integer, got {value!r}")
 
 
 def milp_first(methods: list[str]) -> list[str]:
@@ -430,10 +489,19 @@ def machine_description() -> str:
             f"{platform.platform()}, Python {platform.python_version()}, highspy {highspy.Highs().version()}")
 
 
-def write_report(table: pd.DataFrame, *, name: str, out_dir: str | Path, command: str) -> list[Path]:
+REPORT_COLUMNS = {"instance": "", "method": "-", "status": "", "n": np.nan, "loss": "", "seconds": np.nan}
+
+
+def write_report(table: pd.DataFrame, *, name: str, out_dir: str | Path, command: str, note: str = "",
+                 figure: bool = True) -> list[Path]:
+    """bench-<name>.csv, .md and (with `figure`) .png in out_dir; `note` (e.g. an interruption) heads the .md."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv, md, png = out / f"bench-{name}.csv", out / f"bench-{name}.md", out / f"bench-{name}.png"
+    table = table.copy()
+    for column, empty in REPORT_COLUMNS.items():  # an empty or all-error table still makes a report
+        if column not in table:
+            table[column] = empty
     table.to_csv(csv, index=False)
     ratios = headline_ratios(table)
     columns = [c for c in ["instance", "method", "n", "d", "width", "hidden", "loss", "status", "certified", "risk",
@@ -441,12 +509,15 @@ def write_report(table: pd.DataFrame, *, name: str, out_dir: str | Path, command
                            "cells", "cells_per_second", "fraction_global", "local_minima", "spurious",
                            "interior_levels", "query", "threshold", "proven_below", "leaves", "spurious_gap",
                            "spurious_gap_proven", "matches_enumerate", "box_active", "message"] if c in table.columns]
-    lines = [f"# Benchmark `{name}`", "", f"Command: `{command}`", "", f"Machine: {machine_description()}",
-             f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}", "",
-             f"## Headline ratios (time of baseline / time of {reference_method(table)})", "",
+    lines = [f"# Benchmark `{name}`", "", *([f"**{note}**", ""] if note else []), f"Command: `{command}`", "",
+             f"Machine: {machine_description()}",
+             f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}", "", f"## Headline ratios (time of baseline / time of {reference_method(table)})", "",
              markdown_table(ratios) if len(ratios) else "(no instance finished by both)",
              "", "## All runs", "", markdown_table(table[columns]), ""]
     md.write_text("\n".join(lines))
+    if not figure:
+        png.unlink(missing_ok=True)  # a figure of an earlier run would not match these tables
+        return [csv, md]
     plot_times(table, png)
     return [csv, md, png]
 
@@ -464,32 +535,71 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
+REACHED = ("optimal", "heuristic")
+LOSS_MARKERS = {"squared": "o", "absolute": "s", "hinge": "^"}
+
+
+def reached_global(table: pd.DataFrame) -> np.ndarray:
+    """Per row: did the method end at the global minimum?  milp, bnb, enumerate and the landscape
+    methods when they finished (status optimal); gd when at least one start reached the certified
+    risk (fraction_global > 0); nothing else (time limits, errors, SCIP's unchecked answers count
+    only when SCIP itself says optimal)."""
+    finished = table["status"].isin(["optimal"]).to_numpy()
+    if "fraction_global" in table:
+        gd = (table["method"] == "gd").to_numpy()
+        reached = table["fraction_global"].fillna(0.0).to_numpy(float) > 0
+        finished = np.where(gd, reached, finished)
+    return finished
+
+
 def plot_times(table: pd.DataFrame, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = times_figure(table)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def times_figure(table: pd.DataFrame):
+    """Time per instance and method against n: colour = method, marker = loss, filled = the run
+    ended at the global minimum (`reached_global`), hollow = it did not (time limit, or gradient
+    descent whose starts all missed it).  Points sit at their exact n."""
     import matplotlib
     import matplotlib.ticker
+    from matplotlib.lines import Line2D
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    shown = table[~table["status"].isin(["skipped", "error", "-"])]  # skipped runs took no time
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    shown = table[~table["status"].isin(["skipped", "error", "-", "interrupted"])]  # skipped runs took no time
+    reached = reached_global(shown)
     methods = sorted(shown["method"].unique())
-    for offset, method in enumerate(methods):
-        rows = shown[shown["method"] == method]
-        x = rows["n"] * (1.0 + 0.04 * (offset - (len(methods) - 1) / 2))  # side by side at each n
-        done = rows["status"].isin(["optimal", "heuristic"]).to_numpy()
-        colour = f"C{offset}"
-        ax.scatter(x[done], rows["seconds"][done], color=colour, label=method, alpha=0.8)
-        ax.scatter(x[~done], rows["seconds"][~done], color=colour, marker="x", alpha=0.8)
+    colour = {m: f"C{k % 10}" for k, m in enumerate(methods)}
+    losses = sorted(shown["loss"].dropna().unique()) if "loss" in shown else []
+    for (method, loss), rows in shown.groupby(["method", "loss"]):
+        done = reached[shown.index.get_indexer(rows.index)]
+        x, y = rows["n"].to_numpy(float), rows["seconds"].to_numpy(float)
+        m = LOSS_MARKERS.get(loss, "D")
+        ax.scatter(x[done], y[done], color=colour[method], marker=m, s=36, alpha=0.8)
+        ax.scatter(x[~done], y[~done], facecolors="none", edgecolors=colour[method], marker=m, s=36, linewidths=1.3)
+    ns = sorted(shown["n"].dropna().unique())
     ax.set_xscale("log")
-    ax.set_xticks(sorted(shown["n"].unique()))
+    ax.set_yscale("log")
+    if ns:
+        ax.set_xticks(ns)
+        ax.set_xlim(min(ns) / 1.2, max(ns) * 1.2)
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    ax.set_xlabel("samples n")
-    ax.set_ylabel("seconds (x: hit the time limit)")
-    ax.set_yscale("log")
-    ax.set_title("time to the global minimum (milp: certified), and baselines")
-    ax.legend()
+    ax.set_xlabel("samples n (log scale)")
+    ax.set_ylabel("seconds, wall clock (log scale)")
+    ax.set_title("Time per instance and method")
+    ax.grid(True, which="both", alpha=0.3)
+    handles = [Line2D([], [], ls="", marker="o", color=colour[m], label=m) for m in methods]
+    handles += [Line2D([], [], ls="", marker=LOSS_MARKERS.get(l, "D"), color="0.35", label=f"{l} loss") for l in losses]
+    handles += [Line2D([], [], ls="", marker="o", color="0.35", label="filled: ended at the global minimum"),
+                Line2D([], [], ls="", marker="o", markerfacecolor="none", markeredgecolor="0.35",
+                       label="hollow: did not (time limit; gd: no start reached it)")]
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig

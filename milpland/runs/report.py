@@ -10,17 +10,20 @@ Tables (pandas DataFrames, one row per suite and group):
 
 Figures (PNG, matplotlib's Agg backend, no display needed):
 
-- ``solve_time.png``: solve time against n, one marker per loss, one colour per width,
-  hollow markers for solves that are not certified;
-- ``minima_risk.png`` (with minima): the risk level of every local minimum above the
-  global minimum, per instance (symlog axis; the global minimum sits at 0);
-- ``fits_1d.png`` (one-dimensional data): the data, the fitted function of the global
-  minimum and of each spurious local minimum.
+- ``solve_time.png``: solve time against n (exact n, log axes), one panel per input dimension d,
+  one marker per loss, one colour per width, hollow markers for solves that are not certified;
+- ``minima_risk.png`` (with minima): the risk of every local minimum above the global minimum,
+  per instance (symlog axis; the global minimum sits at 0); minima of equal risk share a mark
+  labelled with their number, and each instance's label gives its number of minima;
+- ``fits_1d.png`` (one-dimensional data): the data, the fitted function of the global minimum
+  (named "not certified" with the reason when the solve is not certified; from the minima table
+  when there is no solve) and of the spurious local minima with the smallest gaps.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -126,125 +129,231 @@ def write_figures(frames: dict[str, pd.DataFrame], folder: str | Path) -> list[P
     return written
 
 
+LOSS_MARKERS = {"squared": "o", "absolute": "s", "hinge": "^"}
+HOLLOW_MEANS = "hollow: not certified (time limit, gap, box bound active or failed check)"
+
+
 def _solve_time(solves: pd.DataFrame, path: Path) -> Path:
+    """Solve time against n: one panel per input dimension d, colour = width, marker = loss, hollow =
+    not certified.  Every point sits at its exact n (no jitter); overlapping points show through
+    their transparency."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8.5, 4.5))
-    markers = {"squared": "o", "absolute": "s", "hinge": "^"}
-    widths = sorted(solves["width"].dropna().unique())
-    colours = plt.get_cmap("viridis")(np.linspace(0.1, 0.85, max(1, len(widths))))
-    rng = np.random.default_rng(0)  # jitter only: overlapping points at equal n stay visible
-    for loss, by_loss in solves.groupby("loss"):
-        for colour, width in zip(colours, widths):
-            sub = by_loss[by_loss["width"] == width]
-            if not len(sub):
-                continue
-            x = sub["n"].to_numpy(float) * np.exp(rng.uniform(-0.04, 0.04, len(sub)))
-            y = np.maximum(sub["seconds_total"].to_numpy(float), 1e-3)
-            cert = sub["certified"].fillna(False).to_numpy(bool)
-            m = markers.get(loss, "D")
-            ax.scatter(x[cert], y[cert], marker=m, color=colour, s=30, label=f"{loss}, width {int(width)}")
-            ax.scatter(x[~cert], y[~cert], marker=m, facecolors="none", edgecolors=colour, s=30)
-    from matplotlib.ticker import (
-        FixedLocator,
-        NullFormatter,
-        NullLocator,
-        ScalarFormatter,
-    )
+    dims = sorted(int(d) for d in solves["d"].dropna().unique()) or [0]
+    widths = sorted(int(w) for w in solves["width"].dropna().unique())
+    colour = {w: plt.get_cmap("tab10")(k % 10) for k, w in enumerate(widths)}
+    fig, axes = plt.subplots(1, len(dims), figsize=(4.2 * len(dims) + 2.6, 4.4), squeeze=False, sharey=True)
+    for ax, d in zip(axes[0], dims):
+        sub = solves[solves["d"] == d] if d else solves
+        for (loss, width), group in sub.groupby(["loss", "width"]):
+            x = group["n"].to_numpy(float)
+            y = np.maximum(group["seconds_total"].to_numpy(float), 1e-3)
+            cert = group["certified"].fillna(False).to_numpy(bool)
+            m, c = LOSS_MARKERS.get(loss, "D"), colour[int(width)]
+            ax.scatter(x[cert], y[cert], marker=m, color=c, s=38, alpha=0.75)
+            ax.scatter(x[~cert], y[~cert], marker=m, facecolors="none", edgecolors=c, s=38, linewidths=1.4)
+        _exact_ticks(ax, sorted(sub["n"].dropna().unique()))
+        ax.set_yscale("log")
+        ax.set_title(f"inputs of dimension d = {d}" if d else "all instances", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("solve time, wall clock (s, log scale)")
+    fig.supxlabel("number of samples n (log scale)", fontsize=10)
+    fig.suptitle("Global solve time per instance")
+    handles = _legend_proxies(plt, {loss: LOSS_MARKERS.get(loss, "D") for loss in sorted(solves["loss"].unique())},
+                              {f"width {w}": colour[w] for w in widths})
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    return _save(fig, path)
 
+
+def _exact_ticks(ax, values) -> None:
+    """A log x axis with a labelled tick at every value that occurs (thinned to at most 12)."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, ScalarFormatter
+
+    values = [float(v) for v in values]
     ax.set_xscale("log")
-    ax.set_yscale("log")
-    ns = sorted(solves["n"].dropna().unique())
-    ax.xaxis.set_major_locator(FixedLocator(ns if len(ns) <= 12 else ns[:: -(-len(ns) // 12)]))
+    ax.xaxis.set_major_locator(FixedLocator(values if len(values) <= 12 else values[:: -(-len(values) // 12)]))
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlim(min(ns) / 1.15, max(ns) * 1.15)
-    ax.set_xlabel("number of samples n")
-    ax.set_ylabel("solve time (s)")
-    ax.set_title("Global solve time (hollow: not certified)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return _save(fig, path)
+    if values:
+        ax.set_xlim(min(values) / 1.2, max(values) * 1.2)
+
+
+def _legend_proxies(plt, markers: dict, colours: dict) -> list:
+    """Legend entries for a figure coded by marker (loss), colour and fill (certified or not)."""
+    from matplotlib.lines import Line2D
+
+    grey = "0.35"
+    handles = [Line2D([], [], ls="", marker=m, color=grey, label=f"{name} loss") for name, m in markers.items()]
+    handles += [Line2D([], [], ls="", marker="o", color=c, label=name) for name, c in colours.items()]
+    handles += [Line2D([], [], ls="", marker="o", color=grey, label="filled: certified"),
+                Line2D([], [], ls="", marker="o", markerfacecolor="none", markeredgecolor=grey, label=HOLLOW_MEANS)]
+    return handles
+
+
+def risk_levels(gaps: np.ndarray, tol: float = 1e-9) -> list[tuple[float, int]]:
+    """Distinct gap values (merged within tol relative to max(1, |gap|)) with how many minima share each."""
+    levels: list[list] = []
+    for gap in np.sort(gaps[np.isfinite(gaps)]):
+        if levels and abs(gap - levels[-1][0]) <= tol * max(1.0, abs(gap)):
+            levels[-1][1] += 1
+        else:
+            levels.append([float(gap), 1])
+    return [(g, k) for g, k in levels]
 
 
 def _minima_risk(minima: pd.DataFrame, path: Path) -> Path:
+    """Every local minimum's risk above the global minimum, one column per instance.  Minima of equal
+    risk share a mark, labelled with their number (x 3), so that no minimum hides behind another."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    names = sorted(minima["instance"].unique())[:MAX_RISK_INSTANCES]
-    fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(names) + 2), 4.5))
+    names = sorted(minima["instance"].unique(), key=natural_key)[:MAX_RISK_INSTANCES]
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.45 * len(names) + 3), 4.8))
+    labels = []
     for k, name in enumerate(names):
         sub = minima[minima["instance"] == name]
-        gap = sub["gap"].to_numpy(float)
         spur = sub["spurious"].fillna(False).to_numpy(bool)
-        ax.scatter(np.full(int((~spur).sum()), k), gap[~spur], color="tab:green", marker="_", s=120)
-        ax.scatter(np.full(int(spur.sum()), k), gap[spur], color="tab:red", s=18)
+        gap = sub["gap"].to_numpy(float)
+        for mask, colour, marker in ((~spur, "tab:green", "D"), (spur, "tab:red", "o")):
+            for level, count in risk_levels(np.where(mask & ~spur, 0.0, gap)[mask]):
+                ax.scatter([k], [level], color=colour, marker=marker, s=26 + 6 * min(count, 10), zorder=3)
+                if count > 1:
+                    ax.annotate(f"\u00d7{count}", (k, level), xytext=(6, -3), textcoords="offset points", fontsize=7)
+        labels.append(f"{name} ({len(sub)})")
     ax.set_yscale("symlog", linthresh=1e-3)
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=90, fontsize=7)
-    ax.set_ylabel("risk - global minimum")
-    ax.set_title("Local minimum risk levels (green: global, red: spurious)")
+    ax.set_xticklabels(labels, rotation=90, fontsize=7)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_xlabel("instance (number of local minima)")
+    ax.set_ylabel("risk - global minimum (symlog)")
+    ax.set_title("Local minima above the global minimum\n(\u00d7k: k minima of equal risk; linear scale below 1e-3)",
+                 fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(handles=[Line2D([], [], ls="", marker="D", color="tab:green", label="global minimum (not spurious)"),
+                       Line2D([], [], ls="", marker="o", color="tab:red", label="spurious local minimum")],
+              fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return _save(fig, path)
 
 
+MAX_SPURIOUS_DRAWN = 5
+
+
 def _fits_1d(solves, minima, jobs, path: Path) -> Path | None:
+    """The data and the fitted functions of one-dimensional instances: the global minimum (from the
+    solve; else the best non-spurious minimum of the minima table) and the spurious minima with the
+    smallest gaps.  A solve that is not certified is drawn and named as what it is."""
     import matplotlib.pyplot as plt
 
     if jobs is None or not len(jobs) or "d" not in jobs:
         return None
     one_d = jobs[(jobs["d"] == 1) & (jobs["status"] == "done") & jobs["data_json"].notna()]
     panels = []
-    for name in sorted(one_d["instance"].unique()):
-        glob = _params_of(solves, name, certified_first=True)
-        spurious = []
-        if minima is not None and len(minima):
-            sub = minima[(minima["instance"] == name) & minima["spurious"].fillna(False).astype(bool)]
-            spurious = [p for p in (_parse_params(t) for t in sub["params"]) if p is not None]
+    names = sorted(one_d["instance"].unique(), key=natural_key)
+    for name in names:
+        glob = _global_fit(solves, minima, name)
+        spurious, total = _spurious_fits(minima, name)
         if glob is None and not spurious:
             continue
-        panels.append((name, one_d[one_d["instance"] == name].iloc[-1], glob, spurious))
+        panels.append((name, one_d[one_d["instance"] == name].iloc[-1], glob, spurious, total))
         if len(panels) == MAX_FIT_PANELS:
             break
     if not panels:
         return None
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
-    for ax, (name, job, glob, spurious) in zip(axes.flat, panels):
-        data = json.loads(job["data_json"])
-        X, y = np.asarray(data["X"], float), np.asarray(data["y"], float)
-        act = _activation(job["activation_json"])
-        lo, hi = X.min(), X.max()
-        grid = np.linspace(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo), 400)[:, None]
-        ax.scatter(X[:, 0], y, color="black", s=14, zorder=3, label="data")
-        for k, p in enumerate(spurious):
-            ax.plot(grid[:, 0], p.forward(grid, act), color="tab:red", lw=1, ls="--", alpha=0.8,
-                    label="spurious minimum" if k == 0 else None)
-        if glob is not None:
-            ax.plot(grid[:, 0], glob.forward(grid, act), color="tab:blue", lw=2, label="global minimum")
-        span = float(np.ptp(y)) or 1.0
-        # Fits may leave the data's range far (hinge loss: only the sign matters): keep the data readable.
-        ax.set_ylim(y.min() - 0.5 * span, y.max() + 0.5 * span)
-        ax.set_title(name, fontsize=9)
-        ax.tick_params(labelsize=7)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.3 * rows + 0.6), squeeze=False)
+    for ax, (name, job, glob, spurious, total) in zip(axes.flat, panels):
+        _fit_panel(ax, name, job, glob, spurious, total)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle("Fitted functions on one-dimensional data")
+    fig.supxlabel("input x", fontsize=10)
+    fig.supylabel("target y (dots) and network output f(x) (lines)", fontsize=10)
+    more = f" (the first {len(panels)} of {len(names)} instances)" if len(panels) < len(names) else ""
+    fig.suptitle(f"Fitted functions on one-dimensional data{more}")
     return _save(fig, path)
 
 
-def _params_of(solves, name: str, *, certified_first: bool) -> OneHiddenParams | None:
+def natural_key(name: str) -> list:
+    """Sort key that orders numbers inside names by value: n6 before n10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(name))]
+
+
+def _fit_panel(ax, name: str, job, glob, spurious: list, total: int) -> None:
+    data = json.loads(job["data_json"])
+    X, y = np.asarray(data["X"], float), np.asarray(data["y"], float)
+    act = _activation(job["activation_json"])
+    lo, hi = X.min(), X.max()
+    grid = np.linspace(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo), 400)[:, None]
+    ax.scatter(X[:, 0], y, color="black", s=14, zorder=3, label="data")
+    shown = f" ({len(spurious)} of {total}, smallest gaps)" if len(spurious) < total else ""
+    for k, p in enumerate(spurious):
+        ax.plot(grid[:, 0], p.forward(grid, act), color="tab:red", lw=1, ls="--", alpha=0.7,
+                label=f"spurious minimum{shown}" if k == 0 else None)
+    if glob is not None:
+        params, label, certified = glob
+        ax.plot(grid[:, 0], params.forward(grid, act), color="tab:blue" if certified else "tab:orange", lw=2,
+                ls="-" if certified else "-.", label=label)
+    span = float(np.ptp(y)) or 1.0
+    # Fits may leave the data's range far (hinge loss: only the sign matters): keep the data readable.
+    ax.set_ylim(y.min() - 0.5 * span, y.max() + 0.5 * span)
+    ax.set_title(name, fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6.5, loc="best")
+
+
+def _global_fit(solves, minima, name: str):
+    """(params, legend label, certified) of the instance's global minimum, or None."""
+    found = _params_of(solves, name, certified_first=True)
+    if found is not None:
+        params, row = found
+        if bool(row.get("certified")):
+            return params, "global minimum (certified)", True
+        return params, f"best point found, NOT certified ({_why_not_certified(row)})", False
+    if minima is None or not len(minima) or "params" not in minima:
+        return None
+    sub = minima[(minima["instance"] == name) & ~minima["spurious"].fillna(False).astype(bool)]
+    sub = sub.sort_values("risk", kind="stable")
+    for _, row in sub.iterrows():
+        params = _parse_params(row["params"])
+        if params is not None:
+            complete = bool(row.get("complete")) if "complete" in row and pd.notna(row.get("complete")) else False
+            what = "global minimum (best of a complete list)" if complete else "lowest local minimum found"
+            return params, what, complete
+    return None
+
+
+def _why_not_certified(row) -> str:
+    if row.get("status") not in (None, "optimal"):
+        return f"status {row.get('status')}"
+    if bool(row.get("box_active")):
+        return "a box bound is active"
+    if not bool(row.get("verified", True)):
+        return "numpy check failed"
+    return "gap not closed"
+
+
+def _spurious_fits(minima, name: str) -> tuple[list, int]:
+    """The spurious minima's networks with the smallest gaps (at most MAX_SPURIOUS_DRAWN), and how many there are."""
+    if minima is None or not len(minima):
+        return [], 0
+    sub = minima[(minima["instance"] == name) & minima["spurious"].fillna(False).astype(bool)]
+    sub = sub.sort_values("gap", kind="stable")
+    fits = [p for p in (_parse_params(t) for t in sub["params"]) if p is not None]
+    return fits[:MAX_SPURIOUS_DRAWN], len(fits)
+
+
+def _params_of(solves, name: str, *, certified_first: bool):
+    """(params, its solves row) of the instance's latest solve with parameters (certified ones first)."""
     if solves is None or not len(solves) or "params" not in solves:
         return None
     sub = solves[(solves["instance"] == name) & solves["params"].notna()]
     if certified_first:
-        sub = sub.sort_values("certified", key=lambda c: c.fillna(False).astype(bool))
-    for text in reversed(list(sub["params"])):
-        p = _parse_params(text)
+        sub = sub.sort_values("certified", key=lambda c: c.fillna(False).astype(bool), kind="stable")
+    for _, row in reversed(list(sub.iterrows())):
+        p = _parse_params(row["params"])
         if p is not None:
-            return p
+            return p, row
     return None
 
 
@@ -284,7 +393,7 @@ def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # "tight": legends placed beside the axes are kept
     plt.close(fig)
     return path
 

@@ -7,6 +7,7 @@ Layout of an output folder (DESIGN §9)::
     OUT/jobs/part-<uuid>.parquet     the ledger: one row per finished (or failed) job
     OUT/runs/part-<uuid>.parquet     one row per batch invocation (rewritten at its end)
     OUT/<table>.csv                  optional exports of the loaded tables (--csv)
+    OUT/.batch.lock                  held by the batch writing to OUT (`FolderLock`)
 
 A part is written to a hidden temporary file in the same folder and renamed into
 place (``os.replace`` is atomic on POSIX), so a process killed at any moment leaves
@@ -19,6 +20,9 @@ Schema version 1.  Every part records its version in the Parquet metadata key
 ``milpland.schema``; `load` refuses parts written by a newer major version.  Columns
 outside the schema are kept with the type pyarrow infers; schema columns missing in
 a row are null.  Types: str, float64, int64, bool, timestamp (UTC, microseconds).
+Adding a column keeps the version (parts written before it read back with nulls in it,
+and an older milpland keeps it as an extra column); renaming, removing or retyping a
+column, or changing what it means, raises SCHEMA_VERSION.
 
 Columns of every task table (solves, minima): ``job_key`` (str, hash of instance
 name + instance hash + task + options), ``attempt`` (str, uuid of one execution),
@@ -26,7 +30,7 @@ name + instance hash + task + options), ``attempt`` (str, uuid of one execution)
 
 solves -- one row per global solve; the columns of ``SolveResult.to_row()`` plus batch columns:
   instance (str), instance_hash (str), method (str), loss (str), reduction (str),
-  architecture (str), status (str: optimal, time_limit, infeasible, error), risk (float64,
+  architecture (str), status (str: optimal, time_limit, interrupted, infeasible, error), risk (float64,
   upper bound), lower_bound (float64), gap (float64, relative), certified (bool),
   box_weight (float64), box_output (float64), box_active (bool), seconds_build (float64),
   seconds_solve (float64), seconds_total (float64), nodes (int64), iterations (int64),
@@ -46,8 +50,11 @@ minima -- one row per distinct local minimum: the columns of ``LocalMinimum.to_r
   gap (float64, risk - global minimum), spurious (bool, gap > tolerance), certificate (str:
   interior or boundary), margin (float64, interior margin), valley_dim (int64), params (str,
   JSON of OneHiddenParams), fitted (str, JSON of f(x_1..x_n)), found_by (str: enumerate, milp,
-  sample), basin_fraction (float64), schema_version (int64), and the instance's spurious gap
-  (spurious_gap, lowest_spurious_risk, spurious_gap_proven, as in solves).
+  sample), basin_fraction (float64, sample: the share of all starts that ended in this minimum,
+  an estimate), schema_version (int64); sample only (null for the other methods): basin_count
+  (int64, the starts that ended in this minimum), basin_ci_low, basin_ci_high (float64, the 95 %
+  Wilson score interval of basin_fraction, binomial over the starts); and the instance's spurious
+  gap (spurious_gap, lowest_spurious_risk, spurious_gap_proven, as in solves).
 
 jobs -- one row per executed job (the resume ledger):
   job_key (str), attempt (str), run_id (str), task (str), suite (str), group (str),
@@ -60,7 +67,8 @@ jobs -- one row per executed job (the resume ledger):
   {"X": ..., "y": ...}), rows_json (str, rows written per table).
 
 runs -- one row per batch invocation (latest version per run_id):
-  run_id (str), status (str: running, finished, interrupted), command (str), targets_json
+  run_id (str), status (str: running, finished, interrupted; `load` reads a "running" run whose
+  batch no longer holds the folder's lock, i.e. whose process is gone, as interrupted), command (str), targets_json
   (str), task (str), options_json (str), executor (str), jobs (int64, parallel workers),
   milpland_version (str), solver_name (str), solver_version (str), python_version (str),
   platform (str), cpu_count (int64), cpu_model (str), hostname (str), started (timestamp),
@@ -70,7 +78,9 @@ runs -- one row per batch invocation (latest version per run_id):
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -109,7 +119,8 @@ SCHEMAS: dict[str, dict[str, str]] = {
         **BATCH_COLUMNS,
         "instance": "str", "instance_hash": "str", "cell": "str", "risk": "float64", "gap": "float64",
         "spurious": "bool", "certificate": "str", "margin": "float64", "valley_dim": "int64", "params": "str",
-        "fitted": "str", "found_by": "str", "basin_fraction": "float64", "schema_version": "int64", **HEADLINE_COLUMNS,
+        "fitted": "str", "found_by": "str", "basin_fraction": "float64", "schema_version": "int64",
+        "basin_count": "int64", "basin_ci_low": "float64", "basin_ci_high": "float64", **HEADLINE_COLUMNS,
     },
     "jobs": {
         **BATCH_COLUMNS,
@@ -140,9 +151,75 @@ def register_table(name: str, columns: dict[str, str]) -> None:
     SCHEMAS[name] = {**BATCH_COLUMNS, **columns}
 
 
+LOCK_NAME = ".batch.lock"
+
+
+class FolderLock:
+    """The exclusive right of one batch to write a results folder: an flock on OUT/.batch.lock.
+
+    A second batch on the same folder refuses and names the holder (pid, host, run, command);
+    the operating system releases the lock when the holder's process ends in any way (also
+    kill -9), so a stale lock file never blocks anything.  `lock_holder` tells a reader whether a
+    batch is writing now."""
+
+    def __init__(self, out_dir: str | Path, holder: dict):
+        self.path = Path(out_dir) / LOCK_NAME
+        self.holder = {**holder, "pid": os.getpid(), "host": socket.gethostname()}
+        self._fd: int | None = None
+
+    def __enter__(self) -> "FolderLock":
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            other = lock_holder(self.path.parent) or {}
+            raise MilplandError(
+                f"--out {self.path.parent}: another batch is writing there (pid {other.get('pid', '?')} on "
+                f"{other.get('host', '?')}, started {other.get('started', '?')}: {other.get('command') or '?'}); "
+                "wait for it to finish or stop it, or use another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(self.holder, default=str).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+
+def lock_holder(out_dir: str | Path) -> dict | None:
+    """What the batch holding OUT's lock wrote about itself, or None when no batch holds it."""
+    import fcntl
+
+    path = Path(out_dir) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            return json.loads(path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def prepare(out_dir: str | Path) -> Path:
     """Create the output folder, prove it is writable, and clear stale temporary parts."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise MilplandError(f"--out {out}: exists and is not a folder, cannot write there; give a folder "
+                            "(it is created when missing)")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".probe-{uuid.uuid4().hex}"
@@ -238,13 +315,24 @@ def load(out_dir: str | Path, *, raw: bool = False) -> dict[str, pd.DataFrame]:
         frames["jobs"] = jobs.reset_index(drop=True)
     if "runs" in frames:
         runs = frames["runs"].sort_values("updated", kind="stable").drop_duplicates("run_id", keep="last")
-        frames["runs"] = runs.reset_index(drop=True)
+        frames["runs"] = settle_runs(runs.reset_index(drop=True), out)
     live = set(jobs["attempt"]) if jobs is not None else None
     for name, frame in frames.items():
         if name in LEDGER_TABLES or "attempt" not in frame.columns or live is None:
             continue
         frames[name] = frame[frame["attempt"].isin(live)].reset_index(drop=True)
     return frames
+
+
+def settle_runs(runs: pd.DataFrame, out: Path) -> pd.DataFrame:
+    """A run still marked "running" whose batch does not hold the folder's lock has ended without
+    writing its last row (killed, or the machine went down): it reads as "interrupted"."""
+    holder = lock_holder(out) or {}
+    gone = (runs["status"] == "running") & (runs["run_id"] != holder.get("run_id"))
+    if gone.any():
+        runs = runs.copy()
+        runs.loc[gone, "status"] = "interrupted"
+    return runs
 
 
 def export_csv(out_dir: str | Path, frames: dict[str, pd.DataFrame]) -> list[Path]:

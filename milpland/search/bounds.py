@@ -20,6 +20,7 @@ from __future__ import annotations
 import highspy
 import numpy as np
 
+import milpland.interrupt as interrupt
 from milpland.instance.spec import InstanceSpec
 
 INF = highspy.kHighsInf
@@ -119,7 +120,7 @@ def obbt(lp: "highspy.HighsLp", *, cost: np.ndarray, offset: float, cutoff: floa
     zero = np.zeros(n_cols)
     for col in targets:
         for sense in (1.0, -1.0):
-            if h.getRunTime() >= time_limit:
+            if h.getRunTime() >= time_limit or interrupt.requested():
                 return lower, upper, solved
             c = zero.copy()
             c[col] = sense

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
+import milpland.interrupt as interrupt
 from milpland.cells.problem import Cell, CellSolver
 from milpland.errors import MilplandError
 from milpland.instance.deep import DeepParams
@@ -104,9 +105,14 @@ def descend(spec: InstanceSpec, start: DeepParams, *, max_iter: int = 2000) -> D
             g = np.zeros_like(theta)
         return risk_of(p, spec), g
 
+    def stop_when_asked(_intermediate) -> None:  # Ctrl-C (interrupt.polling) ends the run where it is
+        if interrupt.requested():
+            raise StopIteration
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = minimize(fun, start.flat(), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+        res = minimize(fun, start.flat(), jac=True, method="L-BFGS-B", options={"maxiter": max_iter},
+                       callback=stop_when_asked)
     return start.from_flat(res.x)
 
 
@@ -128,7 +134,7 @@ def multistart(spec: InstanceSpec, template: DeepParams, *, starts: int, seed: i
     runs += [(f"L-BFGS from random start {i} (seed {seed})", None) for i in range(starts)]
     out = []
     for name, start in runs:
-        if time.perf_counter() > deadline:
+        if time.perf_counter() > deadline or interrupt.requested():
             break
         if start is None:
             start = random_start(template, rng, output_bias=spec.network.output_bias)

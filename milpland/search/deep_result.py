@@ -34,7 +34,7 @@ class DeepSolveResult:
     loss: str
     reduction: str
     architecture: str
-    status: str  # optimal | time_limit
+    status: str  # optimal | time_limit | interrupted
     risk: float
     lower_bound: float
     box_weight: float
@@ -146,7 +146,7 @@ def assemble(spec: InstanceSpec, data: TwoLayerData, incumbent, *, lower: float,
     return DeepSolveResult(
         instance=spec.name, instance_hash=spec.instance_hash(), method="deep-bnb", loss=spec.loss.kind,
         reduction=spec.loss.reduction, architecture=spec.architecture(),
-        status="optimal" if complete else "time_limit", risk=upper, lower_bound=min(lower, upper),
+        status="optimal" if complete else ("interrupted" if stats.interrupted else "time_limit"), risk=upper, lower_bound=min(lower, upper),
         box_weight=spec.box.weight, box_output=spec.box.output, box_active=box_active, certified=certified,
         params=params, pattern=claimed, signs=net.signs.copy(), knots=net.t.copy(),
         orientations=net.orientations.copy(),

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import milpland.interrupt as interrupt
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
 from milpland.search import deep_relaxation as rx
@@ -284,6 +285,9 @@ def search(spec: InstanceSpec, data: TwoLayerData, incumbent: DeepIncumbent, *, 
         return incumbent.risk - tolerance(incumbent.risk, spec, abs_tol) / 2
 
     while heap and heap[0].bound < cutoff() and time.perf_counter() < deadline:
+        if interrupt.requested():  # Ctrl-C inside interrupt.polling() (certify, solve): stop, bound intact
+            stats.interrupted = True
+            break
         node = heapq.heappop(heap)
         try:
             for child in expand(spec, data, node, incumbent, counter, cutoff, stats, options, one_hidden):

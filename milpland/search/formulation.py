@@ -13,19 +13,55 @@ and benchmarked.
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pyomo.environ as pyo
 import scipy.sparse as sp
 
+import milpland.interrupt as interrupt
 from milpland.cells.scaled import ScaledParams
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
-from milpland.search import bounds
+from milpland.search import bounds, memory
 from milpland.search.highs_backend import CompiledModel, compile_model
 
 ORDER_UNITS = ("none", "bias", "count")
+# Building and compiling a model, per row and column (measured: n = 5000, d = 1, width 2, 315,000 rows and
+# columns in 10.8 s on a shared two-core machine; 37,000 in 1.8 s).  A build that would need more
+# than the time left is not started (`check_build_time`).
+BUILD_SECONDS_PER_COMPONENT = 35e-6
+
+
+class BuildStopped(Exception):
+    """A model build stopped before its end: it would not finish in time, or a stop was requested."""
+
+
+def check_build_time(spec: InstanceSpec, deadline: float) -> None:
+    """Raise BuildStopped when the MILP of `spec` (`memory.milp_counts`) cannot be built by `deadline`."""
+    rows, cols, _ = memory.milp_counts(spec)
+    seconds = BUILD_SECONDS_PER_COMPONENT * (rows + cols)
+    left = deadline - time.perf_counter()
+    if seconds > left:
+        raise BuildStopped(f"the MILP (about {rows + cols} rows and columns) takes about {seconds:.3g} s to build, "
+                           f"more than the {max(left, 0.0):.3g} s left: not built")
+
+
+class WatchedModel(pyo.ConcreteModel):
+    """A ConcreteModel that stops adding components (each one is built when added) after `deadline`
+    or on a stop request (Ctrl-C), raising BuildStopped, so that a long build cannot overrun."""
+
+    def __init__(self, *args, deadline: float = np.inf, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._milpland_deadline = deadline
+
+    def add_component(self, name, val):
+        if interrupt.requested():
+            raise BuildStopped("the model build was interrupted")
+        if time.perf_counter() > self._milpland_deadline:
+            raise BuildStopped(f"the model build ran out of time (at component {name})")
+        super().add_component(name, val)
 
 
 @dataclass(frozen=True)
@@ -260,9 +296,9 @@ def add_threshold_hull_1d(m: pyo.ConcreteModel, spec: InstanceSpec, signs: np.nd
 
     def run_rule(var_copy, var_run):
         def rule(m, j, q):
-            rising = sum(var_copy[j, up[p]] for p in range(0, q + 1))
-            falling = sum(var_copy[j, down[p]] for p in range(q + 1, G) if p in down)
-            if q == 0:
+            if q == 0:  # (the sums only here: written for every q they made the build O(n^2))
+                rising = var_copy[j, up[0]]
+                falling = sum(var_copy[j, down[p]] for p in range(1, G) if p in down)
                 return var_run[j, 0] == rising + falling
             # R_q - R_{q-1} = (rising copy p = q) - (falling copy p = q)
             return var_run[j, q] - var_run[j, q - 1] == var_copy[j, up[q]] - (var_copy[j, down[q]] if q in down else 0)
@@ -394,15 +430,18 @@ def add_unit_order(m: pyo.ConcreteModel, spec: InstanceSpec, how: str, signs: np
         )
 
 
-def build_master(spec: InstanceSpec, signs: np.ndarray | None, options: FormulationOptions) -> pyo.ConcreteModel:
+def build_master(spec: InstanceSpec, signs: np.ndarray | None, options: FormulationOptions, *,
+                 deadline: float = np.inf) -> pyo.ConcreteModel:
     """The MILP (absolute / hinge) or OA master (squared) of the sign class `signs`.
 
     ``signs = None`` builds the class template: all signs +1 and ordering rows for every pair
-    of neighbouring units (see `add_unit_order` and `ClassTemplate`).
+    of neighbouring units (see `add_unit_order` and `ClassTemplate`).  Past `deadline` the build
+    stops with BuildStopped (`WatchedModel`).
     """
     template = signs is None
     signs = np.ones(spec.width) if template else np.asarray(signs, dtype=float)
-    m = pyo.ConcreteModel(name=f"{spec.name}-" + ("template" if template else f"signs{int((signs > 0).sum())}"))
+    m = WatchedModel(name=f"{spec.name}-" + ("template" if template else f"signs{int((signs > 0).sum())}"),
+                     deadline=deadline)
     m.I = pyo.RangeSet(0, spec.n - 1)
     m.J = pyo.RangeSet(0, spec.width - 1)
     m.L = pyo.RangeSet(0, spec.d - 1)
@@ -454,12 +493,15 @@ class ClassTemplate:
     those free rows (tests/test_formulation_options.py checks it entry by entry).
     """
 
-    def __init__(self, spec: InstanceSpec, options: FormulationOptions, *, signs: np.ndarray | None = None):
+    def __init__(self, spec: InstanceSpec, options: FormulationOptions, *, signs: np.ndarray | None = None,
+                 deadline: float = np.inf):
         """``signs`` given: a model of that class only (no caching; the reference build)."""
         self.spec = spec
         self.options = options
         self.signs = None if signs is None else np.asarray(signs, dtype=float)
-        self.model = build_master(spec, self.signs, options)
+        self.model = build_master(spec, self.signs, options, deadline=deadline)
+        if interrupt.requested() or time.perf_counter() > deadline:
+            raise BuildStopped("the model build ran out of time before compiling")
         self.compiled = compile_model(self.model)
         c, m = self.compiled, self.model
         A = c.A

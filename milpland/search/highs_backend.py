@@ -9,6 +9,8 @@ Pyomo variables).
 
 from __future__ import annotations
 
+import atexit
+import threading
 import time
 from dataclasses import dataclass
 
@@ -17,7 +19,84 @@ import numpy as np
 import pyomo.environ as pyo
 from pyomo.repn.plugins.standard_form import LinearStandardFormCompiler
 
+import milpland.interrupt as interrupt
+
 INF = highspy.kHighsInf
+
+
+def stop_on_request(highs: highspy.Highs) -> highspy.Highs:
+    """Let a Ctrl-C stop this HiGHS object within its current solve (`milpland.interrupt`).
+
+    HiGHS calls its interrupt callbacks (MIP search, simplex, interior point) many times a
+    second; each checks the stop flag and, when set, makes HiGHS return with model status
+    kInterrupt and the best point and dual bound it has.  Running a Python callback also lets
+    the SIGINT handler itself run while HiGHS works (Python runs signal handlers only between
+    Python instructions of the main thread): without it a Ctrl-C waited for the time limit.
+    """
+    stop = {"cancel": False}  # set when this run is abandoned (`run_until_stopped`)
+
+    def check(event) -> None:
+        if stop["cancel"] or interrupt.requested():
+            event.interrupt()
+
+    for hook in (highs.cbMipInterrupt, highs.cbSimplexInterrupt, highs.cbIpmInterrupt):
+        hook.subscribe(check)
+    highs._milpland_stop = stop
+    return highs
+
+
+GRACE_SECONDS = 0.5  # after a stop request, how long HiGHS may take to return with its point and bound
+_ABANDONED: list = []  # (thread, Highs) left running after a stop request: kept alive until the process ends
+
+
+def run_until_stopped(highs: highspy.Highs, *, deadline: float = np.inf) -> bool:
+    """highs.run() in a helper thread, waited for in 50 ms steps; False when it was abandoned.
+
+    HiGHS releases the GIL while it runs, so the main thread stays free to run the SIGINT handler,
+    and HiGHS sees the stop flag through its interrupt callbacks (`stop_on_request`) between
+    simplex iterations and nodes.  Its presolve calls no callback and checks no time limit: a
+    presolve of seconds delayed a Ctrl-C by as long (measured 1.5-6 s at n = 200, width 3) and
+    overran the time limit (n = 5000).  So after a stop request, or past `deadline`, HiGHS gets
+    GRACE_SECONDS to return with its best point and bound; if it has not by then it is left to
+    finish in its daemon thread (never touched again; it ends with the process) and the run
+    counts as cut short with no point and no bound."""
+    worker = threading.Thread(target=_run_and_reset, args=(highs,), name="milpland-highs", daemon=True)
+    worker.start()
+    give_up = None
+    try:
+        while worker.is_alive():
+            worker.join(0.05)
+            if give_up is None and (interrupt.requested() or time.perf_counter() > deadline):
+                give_up = time.perf_counter() + GRACE_SECONDS
+            if give_up is not None and worker.is_alive() and time.perf_counter() > give_up:
+                _abandon(worker, highs)
+                return False
+    except KeyboardInterrupt:  # a caller that does not poll the stop flag: the handler raised here
+        worker.join(GRACE_SECONDS)  # HiGHS sees the flag too; an exit while it still runs aborted the process
+        _abandon(worker, highs)
+        raise
+    return True
+
+
+def _abandon(worker: threading.Thread, highs: highspy.Highs) -> None:
+    """Leave a run to end on its own: its callbacks stop it at their next call (after the presolve)."""
+    getattr(highs, "_milpland_stop", {})["cancel"] = True
+    _ABANDONED.append((worker, highs))
+
+
+@atexit.register
+def _wait_for_abandoned() -> None:
+    """Before the interpreter shuts down, let abandoned runs end (they were told to stop): libhighs'
+    exit-time destructors abort the process ("terminate called without an active exception") when
+    a run is still going.  The command line does not wait: it leaves with os._exit (milpland.cli)."""
+    for worker, _ in _ABANDONED:
+        worker.join(30.0)
+
+
+def _run_and_reset(highs: highspy.Highs) -> None:
+    highs.run()
+    # what highspy does after a solve in a thread of its own (its Highs.solve with interrupt handling)
+    highspy._core._Highs.resetGlobalScheduler(False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,7 +184,7 @@ class MipRunner:
     def __init__(self, compiled: CompiledModel, *, scale: float, options: dict):
         self.compiled = compiled
         self.scale = scale
-        self.highs = highspy.Highs()
+        self.highs = stop_on_request(highspy.Highs())
         self.highs.setOptionValue("output_flag", bool(options.pop("output_flag", False)))
         for key, value in options.items():
             self.highs.setOptionValue(key, value)
@@ -150,7 +229,9 @@ class MipRunner:
         h.setOptionValue("time_limit", max(float(time_limit), 0.01))
         h.setOptionValue("objective_bound", float(cutoff * self.scale) if np.isfinite(cutoff) else INF)
         start = time.perf_counter()
-        h.run()
+        if not run_until_stopped(h, deadline=start + max(float(time_limit), 0.01)):  # abandoned: no point, no bound
+            return MipOutcome(status="time_limit", objective=np.inf, dual_bound=-np.inf, x=None,
+                              nodes=0, seconds=time.perf_counter() - start)
         seconds = time.perf_counter() - start
         status = h.getModelStatus()
         info = h.getInfo()

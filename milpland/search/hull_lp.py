@@ -134,7 +134,7 @@ class HullLp:
             set_basis(h, basis)
         hull = self.hull
         signs = np.asarray(signs, dtype=float)
-        inside = np.array([hull.cone(pattern[:, j]) for j in range(hull.m)])  # (m, R)
+        inside = hull.cones(pattern)  # (m, R)
         groups = self.groups(signs)
         sharing = np.array([inside[g].sum(axis=0) for g in groups])  # units of a group holding ray r
         upper_w = (sharing * hull.ray_bound).ravel()

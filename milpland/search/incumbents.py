@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import milpland.interrupt as interrupt
 from milpland.cells.problem import Cell, CellResult, CellSolver
 from milpland.cells.scaled import ScaledParams
 from milpland.instance.spec import InstanceSpec
@@ -57,8 +58,11 @@ class Candidate:
 
 
 def multistart_descent(spec: InstanceSpec, *, starts: int, iterations: int, learning_rate: float,
-                       seed: int) -> tuple[np.ndarray, np.ndarray]:
+                       seed: int, deadline: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
     """Adam on S = `starts` networks at once; returns their final patterns (S, n, m) and signs (S, m).
+
+    Stops early, with the networks as they are, at `deadline` or on a stop request (Ctrl-C): an
+    iteration costs O(S n m d), which for large data sets would otherwise eat the whole time limit.
 
     Gradients of f_i = sum_j v_j sigma(z_ij) + c, z_ij = w_j . x_i + b_j:
     df/dv_j = sigma(z_ij), df/dz_ij = v_j sigma'(z_ij), dz/dw_j = x_i, dz/db_j = 1;
@@ -82,6 +86,8 @@ def multistart_descent(spec: InstanceSpec, *, starts: int, iterations: int, lear
     w = spec.loss.weight(n)
     slopes = np.asarray(act.slopes)
     for step in range(1, iterations + 1):
+        if time.perf_counter() > deadline or interrupt.requested():
+            break
         Z = np.einsum("nd,smd->snm", X, W) + b[:, None, :]
         H = act(Z)
         f = np.einsum("snm,sm->sn", H, v) + c[:, None]
@@ -113,19 +119,22 @@ def _loss_derivative(kind: str, f: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def first_incumbents(spec: InstanceSpec, cells: CellSolver, options: MultistartOptions, *,
-                     seed: int, time_limit: float = np.inf) -> list[Candidate]:
+                     seed: int, deadline: float = np.inf, cell_seconds: float = 0.0) -> list[Candidate]:
     """Verified cell optima of the best multistart patterns, improved by cell descent, best first.
 
-    The cell solves stop once `time_limit` seconds have passed (the descent is the costly part).
+    Every step stops at `deadline` (a time.perf_counter() value) or on a stop request: the descent
+    with the networks it has, the cell solves with the cells solved so far.  `cell_seconds`: the
+    expected time of one cell solve; none is started that would end after the deadline.
     """
     if options.starts <= 0:
         return []
-    deadline = time.perf_counter() + time_limit
     patterns, signs = multistart_descent(spec, starts=options.starts, iterations=options.iterations,
-                                         learning_rate=options.learning_rate, seed=seed)
+                                         learning_rate=options.learning_rate, seed=seed, deadline=deadline)
     seen: set[str] = set()
     found: list[Candidate] = []
     for pattern, sign in zip(patterns, signs):
+        if time.perf_counter() + cell_seconds > deadline and cell_seconds > 0:
+            break
         cell = Cell(pattern=pattern, signs=sign)
         key = cell.key()
         if key in seen:
@@ -134,7 +143,7 @@ def first_incumbents(spec: InstanceSpec, cells: CellSolver, options: MultistartO
         candidate = _solve(cells, cell, "multistart")
         if candidate is not None:
             found.append(candidate)
-        if len(seen) >= options.cells or time.perf_counter() > deadline:
+        if len(seen) >= options.cells or time.perf_counter() > deadline or interrupt.requested():
             break
     found.sort(key=lambda c: c.risk)
     improved = [cell_descent(spec, cells, c, rounds=options.descent_rounds, seen=seen, deadline=deadline)
@@ -171,7 +180,7 @@ def cell_descent(spec: InstanceSpec, cells: CellSolver, start: Candidate, *, rou
     for _ in range(rounds):
         moved = False
         for i, j, b in tied_pairs(spec, best.theta):
-            if time.perf_counter() > deadline:
+            if time.perf_counter() > deadline or interrupt.requested():
                 return best
             pattern = best.cell.pattern.copy()
             pattern[i, j] = b + 1 if pattern[i, j] <= b else b  # the other piece at breakpoint b

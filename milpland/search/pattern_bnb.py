@@ -54,6 +54,7 @@ from math import comb
 import numpy as np
 import scipy.sparse as sp
 
+import milpland.interrupt as interrupt
 from milpland.cells.problem import Cell
 from milpland.cells.scaled import ScaledParams, sign_class
 from milpland.errors import MilplandError
@@ -170,7 +171,8 @@ class NodeProblem:
 class Relaxation:
     """Builds the node problems of one instance and bounds them (see the module docstring)."""
 
-    def __init__(self, spec: InstanceSpec, *, convexity: bool = True):
+    def __init__(self, spec: InstanceSpec, *, convexity: bool = True, deadline: float = np.inf):
+        self.deadline = deadline  # a node solve past it ends without a bound (its parent's stands)
         reason = applies(spec)
         if reason:
             raise MilplandError(f"pattern branch-and-bound: {reason}")
@@ -335,6 +337,8 @@ def solve_node(prob: NodeProblem, relaxation: Relaxation) -> tuple[np.ndarray, n
     settings = clarabel.DefaultSettings()
     settings.verbose = False
     settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = SOLVER_TOL
+    if np.isfinite(relaxation.deadline):
+        settings.time_limit = max(relaxation.deadline - time.perf_counter(), 0.01)
     cones = [clarabel.ZeroConeT(n), clarabel.NonnegativeConeT(R + len(finite_hi) + len(finite_lo))]
     sol = clarabel.DefaultSolver(P, np.zeros(N + n), A, b, cones, settings).solve()
     if str(sol.status) not in ("Solved", "AlmostSolved"):
@@ -460,14 +464,9 @@ class HullRelaxation:
         return NodeOutcome(bound=max(node.bound, bound), theta=theta, excess=excess, warm=warm)
 
     def _least_squares(self, node: Node) -> tuple[np.ndarray, float, float]:
-        """(ray weights, c, certified bound) of the squared loss's node problem (`UnitHull.solve`)."""
-        prob = self.hull.problem(node.pattern, node.signs)
-        warm = None
-        if node.warm is not None:
-            warm = np.zeros((self.m, self.hull.R.shape[0]))
-            warm[node.warm[0], node.warm[1]] = node.warm[2]
-        z, bound = self.hull.solve(prob, warm, gap_tol=self.gap_tol, deadline=self.deadline)
-        return self.hull.ray_weights(prob, z), float(z[-1]), bound
+        """(ray weights, c, certified bound) of the squared loss's node problem (`UnitHull.solve_pattern`)."""
+        return self.hull.solve_pattern(node.pattern, node.signs, node.warm, gap_tol=self.gap_tol,
+                                       deadline=self.deadline)
 
 
 def uses_hull(spec: InstanceSpec, options: BnbOptions) -> bool:
@@ -490,7 +489,7 @@ def make_relaxation(spec: InstanceSpec, options: BnbOptions, say, *, gap_tol: fl
         return HullRelaxation(spec, gap_tol=gap_tol, deadline=deadline)
     if _wants_hull(spec, options):
         say(f"bnb: hull relaxation not available ({hull_applies(spec.X)}); using the convexity relaxation")
-    return Relaxation(spec, convexity=options.convexity)
+    return Relaxation(spec, convexity=options.convexity, deadline=deadline)
 
 
 def children(node: Node, i: int, j: int, relaxation, x_sorted_order: np.ndarray | None,
@@ -540,9 +539,9 @@ def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline
     with ``explore`` (the landscape's listing, DESIGN §5b), its threshold plus the tolerance when
     that is higher; every leaf below the cutoff is handed to ``explore.leaf``.  A class's lower bound
     is the smallest bound of its open nodes and of its solved leaves, capped by the final cutoff
-    (every pruned node's bound reached the cutoff in force then).  Ctrl-C (KeyboardInterrupt) ends
-    the search with the node in hand put back, so the open bounds stay valid; the outcomes then
-    carry the note "interrupted".
+    (every pruned node's bound reached the cutoff in force then).  Ctrl-C ends the search between
+    nodes (`milpland.interrupt`'s stop flag), or, as a KeyboardInterrupt, with the node in hand put
+    back (the outcomes then carry the note "interrupted"): either way the open bounds stay valid.
     """
     started = time.perf_counter()
     # a node bound this much below its relaxation's minimum costs at most a few nodes near the end
@@ -573,7 +572,8 @@ def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline
             _try_relaxation_point(spec, result.theta, cells, incumbent, outcomes[k])
         if (node.pattern != UNDECIDED).all():
             cell = Cell(pattern=node.pattern.astype(int), signs=node.signs)
-            cell_result = cells.solve(cell)
+            # at a complete pattern the relaxation is the cell's own problem: its point starts the solve
+            cell_result = cells.solve(cell, start=result.theta if spec.loss.kind == "squared" else None)
             consider(incumbent, cell_result, cell, np.inf, spec, outcomes[k])
             if explore is not None:
                 explore.leaf(cell, cell_result)
@@ -592,8 +592,8 @@ def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline
             i, j = branching_pair(node.pattern, excess, options.branching)
         push_all(heap, children(node, i, j, relaxation, order, result, counter, symmetry=options.symmetry))
 
-    interrupted = False
-    while heap and heap[0].bound < cutoff() and time.perf_counter() < deadline:
+    interrupted = False  # a KeyboardInterrupt (outside interrupt.polling(), or a second Ctrl-C)
+    while heap and heap[0].bound < cutoff() and time.perf_counter() < deadline and not interrupt.requested():
         node = heapq.heappop(heap)
         try:
             expand(node)

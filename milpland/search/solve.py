@@ -21,21 +21,24 @@ import os
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import highspy
 import numpy as np
 
-from milpland.cells.problem import Cell, CellResult, CellSolver
+import milpland.interrupt as interrupt
+from milpland.cells.problem import Cell, CellSolver
 from milpland.cells.scaled import ScaledParams, sign_class
 from milpland.cells.verify import verify_point
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
-from milpland.search import bounds, pattern_bnb
+from milpland.search import bounds, memory, pattern_bnb
 from milpland.search.formulation import (
+    BuildStopped,
     ClassTemplate,
     FormulationOptions,
+    check_build_time,
     class_arrangement,
     lift_point,
     pattern_of,
@@ -50,6 +53,15 @@ Progress = Callable[[str], None]
 OBJECTIVE_TARGET = 1e3  # the scaled objective of the incumbent (DESIGN §4: HiGHS' absolute threshold)
 ABS_TOL_FACTOR = 1e-9  # absolute certification tolerance, relative to the baseline risk
 MAX_OA_ROUNDS = 500
+FINISH_RESERVE = 1.0  # seconds of the time limit kept for verification and the result (at most 2 %)
+# bnb's convexity node problem, per dense entry (`memory.convexity_node_entries`): measured 4e-8 to
+# 7e-8 s at n = 1000-5000 in 1-D (0.98 s, 7.6 s, 41 s per root node) on a shared two-core machine.
+NODE_SECONDS_PER_ENTRY = 1e-7
+# One cell solve, per weight of the cell problem (`memory.cell_params`): its numpy polish works on
+# dense p x p matrices; measured 3.4 / 12 / 32 / 26-139 s at p = 203 / 603 / 1203 / 2003 (d = 100-1000,
+# n = 10, a loaded two-core machine).  Only estimates above CELL_GATE_SECONDS gate anything.
+CELL_SECONDS_PER_WEIGHT = 0.02
+CELL_GATE_SECONDS = 1.0
 START_TOL = 1e-7  # a lifted warm start violating the master by more than this is not offered
 
 
@@ -105,8 +117,14 @@ def solve_global(
 ) -> SolveResult:
     """Certified global minimum of the training risk over the box (one hidden layer, scalar output).
 
+    Every phase watches one deadline, ``[solve] time_limit`` seconds after the call, and the stop
+    flag of `milpland.interrupt` (Ctrl-C): the incumbent search, the model build, every sign
+    class and node; a phase that cannot finish in time is skipped.  The result then has status
+    ``time_limit`` (or ``interrupted``) with the best point and the bound proven so far.
+
     ``explore``: the pattern branch-and-bound also visits every leaf cell whose bound is at most
-    the exploration's threshold and hands it over (the landscape's listing, DESIGN §5b)."""
+    the exploration's threshold and hands it over (the landscape's listing, DESIGN §5b).
+    """
     if spec.network.depth != 1:
         if explore is not None:
             raise MilplandError("the branch-and-bound listing handles one hidden layer only")
@@ -114,42 +132,82 @@ def solve_global(
 
         return solve_deep(spec, progress=progress, one_hidden=solve_global)
     started = time.perf_counter()
+    # the searches end a little early: verifying the point and assembling the result take the rest
+    deadline = started + spec.solve.time_limit - min(FINISH_RESERVE, 0.02 * spec.solve.time_limit)
     say = progress or (lambda _msg: None)
-    method = choose_method(spec)
-    if explore is not None and method != "bnb":
-        reason = pattern_bnb.applies(spec) or f"solve.method = {spec.solve.method!r}"
-        raise MilplandError(f"the branch-and-bound listing needs the pattern branch-and-bound: {reason}")
-    cells = make_cell_solver(spec)
-    incumbent = baseline_incumbent(spec, cells)
-    abs_tol = ABS_TOL_FACTOR * incumbent.risk
-    candidates: list[Candidate] = []
-    if strategy.multistart.starts > 0 and incumbent.risk > abs_tol:
-        candidates = first_incumbents(spec, cells, strategy.multistart, seed=spec.solve.seed,
-                                      time_limit=strategy.incumbent_share * spec.solve.time_limit)
-        if candidates and candidates[0].risk < incumbent.risk:
-            best = candidates[0]
-            incumbent = Incumbent(risk=best.risk, theta=best.theta, cell=best.cell, box_active=best.box_active,
-                                  found_by=best.found_by)
-    search_seconds = time.perf_counter() - started
-    say(f"first incumbent {incumbent.risk:.6g} ({incumbent.found_by}, {search_seconds:.1f} s)")
-    outcomes: list[ClassOutcome] = []
-    # a zero (up to tolerance) risk needs no proof, the risk is >= 0; a listing still searches
-    if incumbent.risk > abs_tol or explore is not None:
-        scale = OBJECTIVE_TARGET / max(incumbent.risk, 1e3 * abs_tol, 1e-300)
-        ctx = Context(spec=spec, formulation=formulation, strategy=strategy, scale=scale, abs_tol=abs_tol,
-                      candidates=tuple(candidates), tangent_points=tangent_points(spec, incumbent, candidates,
-                                                                                   strategy))
-        order = class_order(spec, incumbent, candidates, strategy)
-        deadline = started + spec.solve.time_limit
-        if method == "bnb":
-            outcomes = pattern_bnb.search(spec, incumbent, cells, order, deadline=deadline, abs_tol=abs_tol, say=say,
-                                          options=strategy.bnb, explore=explore)
-        elif strategy.processes > 1 and len(order) > 1:
-            outcomes = solve_classes_parallel(ctx, order, incumbent, cells, deadline, say)
-        else:
-            outcomes = solve_classes_sequential(ctx, order, incumbent, cells, deadline, say)
-    return assemble_result(spec, incumbent, outcomes, abs_tol, started, formulation=formulation,
-                           strategy=strategy, search_seconds=search_seconds, method=method)
+    with interrupt.polling():
+        method, notes = choose_method_within_limits(spec, strategy=strategy)
+        if explore is not None and method != "bnb":
+            reason = pattern_bnb.applies(spec) or f"solve.method = {spec.solve.method!r}"
+            raise MilplandError(f"the branch-and-bound listing needs the pattern branch-and-bound: {reason}")
+        for note in notes:
+            say(note)
+        cells = make_cell_solver(spec)
+        incumbent = baseline_incumbent(spec, cells)
+        abs_tol = ABS_TOL_FACTOR * incumbent.risk
+        candidates: list[Candidate] = []
+        if strategy.multistart.starts > 0 and incumbent.risk > abs_tol:
+            share = min(deadline, started + strategy.incumbent_share * spec.solve.time_limit)
+            candidates = first_incumbents(spec, cells, strategy.multistart, seed=spec.solve.seed, deadline=share,
+                                          cell_seconds=cell_seconds(spec))
+            if candidates and candidates[0].risk < incumbent.risk:
+                best = candidates[0]
+                incumbent = Incumbent(risk=best.risk, theta=best.theta, cell=best.cell, box_active=best.box_active,
+                                      found_by=best.found_by)
+        search_seconds = time.perf_counter() - started
+        say(f"first incumbent {incumbent.risk:.6g} ({incumbent.found_by}, {search_seconds:.1f} s)")
+        outcomes: list[ClassOutcome] = []
+        # a zero (up to tolerance) risk needs no proof, the risk is >= 0; a listing still searches
+        if incumbent.risk > abs_tol or explore is not None:
+            ctx = Context(spec=spec, formulation=formulation, strategy=strategy,
+                          scale=OBJECTIVE_TARGET / max(incumbent.risk, 1e3 * abs_tol, 1e-300), abs_tol=abs_tol,
+                          candidates=tuple(candidates),
+                          tangent_points=tangent_points(spec, incumbent, candidates, strategy))
+            outcomes = search_classes(ctx, method, incumbent, cells, deadline, say, notes, explore=explore)
+        return assemble_result(spec, incumbent, outcomes, abs_tol, started, formulation=formulation,
+                               strategy=strategy, search_seconds=search_seconds, method=method, notes=notes)
+
+
+def search_classes(ctx: Context, method: str, incumbent: Incumbent, cells: CellSolver, deadline: float,
+                   say: Progress, notes: list[str], *, explore: Exploration | None = None) -> list[ClassOutcome]:
+    """The sign classes searched by `method` until `deadline`; a search that cannot make progress in
+    the time left (a single cell solve or bnb node would outlast it) is not started (said in `notes`)."""
+    spec, strategy = ctx.spec, ctx.strategy
+    order = class_order(spec, incumbent, list(ctx.candidates), strategy)
+    left = deadline - time.perf_counter()
+    why = ""
+    if stopped(deadline):
+        why = "stopped before the search began (time limit or interrupt)"
+    elif cell_seconds(spec) > left:
+        why = (f"a cell problem of {memory.cell_params(spec)} weights takes about {cell_seconds(spec):.2g} s "
+               "to solve, more than the time left: not searched")
+    elif method == "bnb" and node_seconds(spec, strategy) > left:
+        why = f"one bnb node takes about {node_seconds(spec, strategy):.2g} s, more than the time left: not searched"
+    if why:
+        notes.append(why)
+        return [not_searched(k) for k in order]
+    if method == "bnb":
+        return pattern_bnb.search(spec, incumbent, cells, order, deadline=deadline, abs_tol=ctx.abs_tol, say=say,
+                                  options=strategy.bnb, explore=explore)
+    if strategy.processes > 1 and len(order) > 1:
+        return solve_classes_parallel(ctx, order, incumbent, cells, deadline, say)
+    return solve_classes_sequential(ctx, order, incumbent, cells, deadline, say)
+
+
+def cell_seconds(spec: InstanceSpec) -> float:
+    """Expected seconds of one cell solve where it matters (above CELL_GATE_SECONDS), else 0."""
+    seconds = CELL_SECONDS_PER_WEIGHT * memory.cell_params(spec)
+    return seconds if seconds > CELL_GATE_SECONDS else 0.0
+
+
+def stopped(deadline: float) -> bool:
+    """The deadline has passed or a stop was requested (Ctrl-C)."""
+    return interrupt.requested() or time.perf_counter() >= deadline
+
+
+def not_searched(n_positive: int) -> ClassOutcome:
+    """A sign class the search never reached: its only proven bound is 0 (every loss is >= 0)."""
+    return ClassOutcome(n_positive=n_positive, lower_bound=0.0, complete=False)
 
 
 AUTO_BNB_MAX_D = 2  # width 2-3, n = 20: bnb faster at d <= 2, milp as fast at d = 3-4, bnb timed out at d = 6
@@ -167,6 +225,53 @@ def choose_method(spec: InstanceSpec) -> str:
     if requested == "auto":
         return "bnb" if reason is None and spec.d <= AUTO_BNB_MAX_D else "milp"
     return requested
+
+
+def node_seconds(spec: InstanceSpec, strategy: SolveStrategy) -> float:
+    """Estimated seconds of one node of bnb's convexity relaxation (0 for the hull relaxation, whose
+    size `unit_hull.hull_applies` caps): its dense node problem grows as n^2."""
+    if pattern_bnb.uses_hull(spec, strategy.bnb):
+        return 0.0
+    return NODE_SECONDS_PER_ENTRY * memory.convexity_node_entries(spec)
+
+
+def choose_method_within_limits(spec: InstanceSpec, *,
+                                strategy: SolveStrategy = SolveStrategy()) -> tuple[str, list[str]]:
+    """`choose_method`, then the limits.  Time: auto takes milp where one bnb node would need more
+    than half the time limit.  Memory (`milpland.search.memory`, ``[solve] memory_limit``): auto
+    falls back from bnb to milp when only milp fits; a search that does not fit is refused with its
+    estimate.  Returns (method, notes for the result's message)."""
+    method = choose_method(spec)
+    notes = []
+    if spec.solve.method == "auto" and method == "bnb":
+        seconds = node_seconds(spec, strategy)
+        if seconds > 0.5 * spec.solve.time_limit:
+            method = "milp"
+            notes.append(f"method auto: one bnb node of n = {spec.n} samples takes about {seconds:.2g} s, more than "
+                         f"half the time limit; used milp")
+    method, more = _within_memory(spec, method, strategy)
+    return method, notes + more
+
+
+def _within_memory(spec: InstanceSpec, method: str, strategy: SolveStrategy) -> tuple[str, list[str]]:
+    limit = memory.limit_bytes(spec)
+    starts = strategy.multistart.starts
+    need = memory.estimate(spec, method, starts=starts, hull=pattern_bnb.uses_hull(spec, strategy.bnb))
+    if need.peak <= limit:
+        return method, []
+    other = "milp" if method == "bnb" else "bnb"
+    alternative = None
+    if other == "milp" or pattern_bnb.applies(spec) is None:
+        alternative = memory.estimate(spec, other, starts=starts, hull=pattern_bnb.uses_hull(spec, strategy.bnb))
+    if spec.solve.method == "auto" and alternative is not None and alternative.peak <= limit:
+        return other, [f"method auto: {method} would need {need.describe()}, more than the memory limit of "
+                       f"{memory.gigabytes(limit)}; used {other} ({alternative.describe()})"]
+    hint = ""
+    if alternative is not None and alternative.peak <= limit:
+        hint = f", or use method = \"{other}\" ({alternative.describe()})"
+    raise MilplandError(f"solve.memory_limit: the {method} search of {spec.name} needs {need.describe()}, more than "
+                        f"the limit of {memory.gigabytes(limit)}; raise [solve] memory_limit (GB; --memory-limit)"
+                        f"{hint} or make the instance smaller")
 
 
 def make_cell_solver(spec: InstanceSpec) -> CellSolver:
@@ -251,14 +356,23 @@ def baseline_incumbent(spec: InstanceSpec, cells: CellSolver) -> Incumbent:
 def solve_classes_sequential(ctx: Context, order: list[int], incumbent: Incumbent, cells: CellSolver,
                              deadline: float, say: Progress) -> list[ClassOutcome]:
     """One class after the other, each with the best risk so far as its cutoff."""
-    templates = TemplateCache(ctx.spec, ctx.formulation)
+    templates = TemplateCache(ctx.spec, ctx.formulation, deadline=deadline)
     outcomes = []
     reserve = min(1.0, 0.05 * ctx.spec.solve.time_limit)  # kept for each later class
     for position, n_positive in enumerate(order):
+        if stopped(deadline):
+            outcomes += [not_searched(k) for k in order[position:]]
+            break
         # greedy: a class may use what the earlier ones left, but the later ones keep a reserve
         # (a class cut short loses the certificate anyway; an equal split wasted unused shares)
         budget = deadline - time.perf_counter() - reserve * (len(order) - position - 1)
-        outcome = solve_sign_class(ctx, n_positive, incumbent, cells, templates, time_budget=budget)
+        try:
+            outcome = solve_sign_class(ctx, n_positive, incumbent, cells, templates, time_budget=budget)
+        except BuildStopped as stop:
+            outcomes.append(not_searched(n_positive))
+            outcomes[-1].notes.append(str(stop))
+            outcomes += [not_searched(k) for k in order[position + 1:]]
+            break
         outcomes.append(outcome)
         say(
             f"sign class {position + 1}/{len(order)} ({n_positive} positive): "
@@ -269,20 +383,27 @@ def solve_classes_sequential(ctx: Context, order: list[int], incumbent: Incumben
 
 
 class TemplateCache:
-    """One `ClassTemplate` for all classes (cache_classes), or a fresh Pyomo build per class."""
+    """One `ClassTemplate` for all classes (cache_classes), or a fresh Pyomo build per class.
 
-    def __init__(self, spec: InstanceSpec, formulation: FormulationOptions):
-        self.spec, self.formulation = spec, formulation
+    A build that cannot end before `deadline` is not started, and one that runs past it (or is
+    interrupted) stops: `formulation.BuildStopped`."""
+
+    def __init__(self, spec: InstanceSpec, formulation: FormulationOptions, *, deadline: float = np.inf):
+        self.spec, self.formulation, self.deadline = spec, formulation, deadline
         self.shared: ClassTemplate | None = None
 
     def get(self, signs: np.ndarray) -> tuple[ClassTemplate, float]:
         """(template, seconds spent building it now)."""
         t0 = time.perf_counter()
         if not self.formulation.cache_classes:
-            return ClassTemplate(self.spec, self.formulation, signs=signs), time.perf_counter() - t0
+            return self._build(signs), time.perf_counter() - t0
         if self.shared is None:
-            self.shared = ClassTemplate(self.spec, self.formulation)
+            self.shared = self._build(None)
         return self.shared, time.perf_counter() - t0
+
+    def _build(self, signs: np.ndarray | None) -> ClassTemplate:
+        check_build_time(self.spec, self.deadline)
+        return ClassTemplate(self.spec, self.formulation, signs=signs, deadline=self.deadline)
 
 
 def solve_sign_class(ctx: Context, n_positive: int, incumbent: Incumbent, cells: CellSolver,
@@ -297,7 +418,7 @@ def solve_sign_class(ctx: Context, n_positive: int, incumbent: Incumbent, cells:
     outcome = ClassOutcome(n_positive=n_positive, lower_bound=0.0, complete=False)
     signs = sign_class(n_positive, spec.width)
     t0 = time.perf_counter()
-    template, outcome.build_seconds = templates.get(signs)
+    template, _ = templates.get(signs)
     compiled = template.for_class(signs)
     runner = MipRunner(compiled, scale=ctx.scale, options=highs_options(spec, ctx.abs_tol * ctx.scale))
     f_cols = np.array([compiled.column(template.model.f[i]) for i in template.model.I])
@@ -311,13 +432,13 @@ def solve_sign_class(ctx: Context, n_positive: int, incumbent: Incumbent, cells:
                                          time_limit=0.2 * max(time_budget, 0.0))
         if outcome.obbt_lps < 0:  # the LP relaxation has no point below the cutoff
             outcome.lower_bound, outcome.complete, outcome.obbt_lps = cutoff, True, 0
-            outcome.build_seconds += time.perf_counter() - t0
+            outcome.build_seconds = time.perf_counter() - t0
             return outcome
     outcome.coefficients = bounds.coefficient_ranges(compiled.A, *lp_bounds(runner))
     start = warm_start(ctx, template, compiled, signs, incumbent) if strategy.warm_start else None
-    outcome.build_seconds += time.perf_counter() - t0
-    deadline = time.perf_counter() + max(time_budget, 0.05)
-    while True:
+    outcome.build_seconds = time.perf_counter() - t0  # the template (when built now), compilation, rows, start
+    deadline = time.perf_counter() + max(time_budget - outcome.build_seconds, 0.05)
+    while not interrupt.requested():
         outcome.rounds += 1
         cutoff = class_cutoff(ctx, incumbent, shared_best)
         applied = apply_cutoff_bounds(ctx, runner, f_cols, e_cols, cutoff, applied)
@@ -539,11 +660,12 @@ def class_record(o: ClassOutcome) -> dict:
 def assemble_result(spec: InstanceSpec, incumbent: Incumbent, outcomes: list[ClassOutcome],
                     abs_tol: float, started: float, *, formulation: FormulationOptions = FormulationOptions(),
                     strategy: SolveStrategy = SolveStrategy(), search_seconds: float = 0.0,
-                    method: str = "milp") -> SolveResult:
+                    method: str = "milp", notes: list[str] = ()) -> SolveResult:
     """Bounds, status, certificate and verification of the whole solve.
 
     Without any class solved the incumbent's risk is zero up to the absolute tolerance, and the
-    lower bound is the trivial 0 (every loss is >= 0).
+    lower bound is the trivial 0 (every loss is >= 0).  An unfinished search has status
+    ``interrupted`` when a stop was requested (Ctrl-C), else ``time_limit``.
     """
     complete = all(o.complete for o in outcomes)
     class_bounds = [o.lower_bound for o in outcomes]
@@ -554,13 +676,13 @@ def assemble_result(spec: InstanceSpec, incumbent: Incumbent, outcomes: list[Cla
     verification = verify_point(spec, params, incumbent.cell.pattern, incumbent.risk, limit_units)
     upper = verification.risk_numpy
     closed = upper - lower <= tolerance(upper, spec, abs_tol)
-    status = "optimal" if complete else "time_limit"
+    status = "optimal" if complete else ("interrupted" if interrupt.requested() else "time_limit")
     # Every loss is >= 0, so a verified risk of zero is a global minimum over all weights: then
     # neither an active box nor an unfinished class can matter.
     zero_risk = upper <= abs_tol
     box_matters = incumbent.box_active and not zero_risk
     certified = bool(closed and (complete or zero_risk) and not box_matters and verification.ok)
-    notes = [note for o in outcomes for note in o.notes] + [str(w.message) for w in caught]
+    notes = list(notes) + [note for o in outcomes for note in o.notes] + [str(w.message) for w in caught]
     if zero_risk and incumbent.box_active:
         notes.insert(0, "the risk is zero (to abs_tol), the smallest any network can reach: a global "
                         "minimum over all weights, although the returned point touches the box")

@@ -37,15 +37,17 @@ import time
 from dataclasses import dataclass
 from math import comb
 
+import numba
 import numpy as np
 from scipy.optimize import lsq_linear
 
-from milpland.cells.bounded_lsq import bvls_active_set
+from milpland.cells.bounded_lsq import active_set
 from milpland.cells.scaled import ScaledParams
 
 UNDECIDED = -1
 ZERO_TOL = 1e-11  # |r . x^_i| below this (relative to the ray's largest) means r lies on x^_i^perp
 MAX_ENTRIES = 20_000_000  # rays x samples kept in memory (features, signs)
+LSQ_TOL = 1e-12  # the active set's slope tolerance (`bvls_active_set`'s default)
 
 
 def vertex_rays(Xh: np.ndarray) -> np.ndarray:
@@ -81,12 +83,17 @@ def hull_applies(X: np.ndarray) -> str | None:
 
 @dataclass(frozen=True, eq=False)
 class HullProblem:
-    """min w ||Phi z - y||^2 over lower <= z <= upper; z = (ray weights of unit 0, unit 1, ..., c)."""
+    """min w ||Phi z - y||^2 over lower <= z <= upper; z = (ray weights of unit 0, unit 1, ..., c).
 
-    Phi: np.ndarray
-    lower: np.ndarray
-    upper: np.ndarray
+    Weight column k of Phi is column_sign[k] * sigma(R[ray_of[k]] . x^_i) (a row of UnitHull.F),
+    the last column is c (ones).  Phi itself is never formed: the kernels read the rows of F."""
+
     rays: tuple  # per unit: indices into UnitHull.R of its columns
+    unit_of: np.ndarray  # (K,) unit of each weight column
+    ray_of: np.ndarray  # (K,) ray of each weight column
+    column_sign: np.ndarray  # (K,) output sign of its unit
+    lower: np.ndarray  # (K + 1,)
+    upper: np.ndarray  # (K + 1,)
     signs: np.ndarray
 
 
@@ -108,8 +115,15 @@ class UnitHull:
         on_plane = np.abs(G) <= ZERO_TOL * np.abs(G).max(axis=1, keepdims=True)
         self.side = np.where(on_plane, 0, np.sign(G)).astype(np.int8)  # sign of r . x^_i
         G = np.where(on_plane, 0.0, G)
-        self.F = activation(G)  # sigma(r . x^_i)
+        self.F = np.ascontiguousarray(activation(G), dtype=float)  # sigma(r . x^_i)
         self.ray_bound = self._ray_bound(G, box_weight)
+        # for the compiled node kernels: the sides as bit sets, the least-squares columns (centred
+        # when c is eliminated), F in extended precision for the certificate
+        self.positive_bits, self.negative_bits = bitsets(self.side > 0), bitsets(self.side < 0)
+        self.F_fit = np.ascontiguousarray(self.F - self.F.mean(axis=1, keepdims=True) if output_bias else self.F)
+        self.F_ld = self.F.astype(np.longdouble)
+        self.y_ld = np.asarray(y, dtype=np.longdouble)
+        self.target = self.y - self.y.mean() if output_bias else self.y  # of the least squares
 
     def _ray_bound(self, G: np.ndarray, box_weight: float) -> np.ndarray:
         """mu_r <= min_i B ||x^_i||_1 / |r . x^_i| (module docstring)."""
@@ -122,98 +136,118 @@ class UnitHull:
 
     def cone(self, column: np.ndarray) -> np.ndarray:
         """Mask of the vertex rays in the cone of one unit's partial pattern column."""
-        top, bottom = column == 1, column == 0
-        return ~((self.side[:, top] < 0).any(axis=1) | (self.side[:, bottom] > 0).any(axis=1))
+        return self.cones(np.asarray(column, dtype=np.int8).reshape(-1, 1))[0]
+
+    def cones(self, P: np.ndarray) -> np.ndarray:
+        """(m, number of rays): the rays in each unit's cone of the partial pattern P."""
+        return cone_masks(np.ascontiguousarray(P, dtype=np.int8), self.positive_bits, self.negative_bits)
 
     def propagate(self, P: np.ndarray) -> np.ndarray:
         """Decide every undecided pair whose sign is the same on all rays of the unit's cone (on
         every ray zero: top).  A cone without rays is {0}: the unit is dead and its pairs bottom."""
-        P = P.copy()
-        for j in range(self.m):
-            free = P[:, j] == UNDECIDED
-            if not free.any():
-                continue
-            sides = self.side[self.cone(P[:, j])]
-            if sides.shape[0] == 0:
-                P[free, j] = 0
-                continue
-            top = free & (sides >= 0).all(axis=0)
-            P[top, j] = 1
-            P[free & ~top & (sides <= 0).all(axis=0), j] = 0
-        return P
+        return propagate_cones(np.ascontiguousarray(P, dtype=np.int8), self.positive_bits, self.negative_bits)
 
     # -- the node problem -------------------------------------------------------------------------
 
     def problem(self, P: np.ndarray, signs: np.ndarray) -> HullProblem:
-        rays = tuple(np.flatnonzero(self.cone(P[:, j])) for j in range(self.m))
-        Phi = np.hstack([signs[j] * self.F[r].T for j, r in enumerate(rays)] + [np.ones((self.n, 1))])
-        c = self.c_bound if self.has_c else 0.0
-        lower = np.concatenate([np.zeros(Phi.shape[1] - 1), [-c]])
-        upper = np.concatenate([self.ray_bound[r] for r in rays] + [[c]])
-        return HullProblem(Phi=Phi, lower=lower, upper=upper, rays=rays, signs=np.asarray(signs, dtype=float))
+        signs = np.asarray(signs, dtype=float)
+        unit_of, ray_of, offsets, lower, upper = node_columns(
+            np.ascontiguousarray(P, dtype=np.int8), self.positive_bits, self.negative_bits, self.ray_bound,
+            self.c_bound if self.has_c else 0.0)  # unit-major, rays ascending
+        return HullProblem(rays=tuple(ray_of[offsets[j]:offsets[j + 1]] for j in range(self.m)), unit_of=unit_of,
+                           ray_of=ray_of, column_sign=signs[unit_of], lower=lower, upper=upper, signs=signs)
 
     def solve(self, prob: HullProblem, warm: np.ndarray | None = None, *,
               gap_tol: float = 0.0, deadline: float = np.inf) -> tuple[np.ndarray, float]:
-        """(z, certified lower bound) of the node problem.  c is eliminated by centring; the ray
-        weights come from an active-set solver (`bvls_active_set`) warm-started at the parent's
-        weights.  When it stops early and its certified gap exceeds gap_tol (risk units) it is run
-        again from zero, then scipy's BVLS solves the node (measured at d = 2, n = 40: warm starts
-        stop early at about 8 % of the nodes, a third of those succeed from zero; scipy's BVLS
-        takes about 30 ms a node, ten times the active set)."""
-        A, upper = prob.Phi[:, :-1], prob.upper[:-1]
-        target = self.y
-        if self.has_c:
-            A, target = A - A.mean(axis=0), self.y - self.y.mean()
+        """(z, certified lower bound) of the node problem; warm: (m, number of rays) weights."""
         start = None if warm is None else self._columns(prob, warm)
-        attempts = (lambda: bvls_active_set(A, target, upper, start, deadline=deadline),
-                    lambda: (bvls_active_set(A, target, upper, deadline=deadline) if start is not None
-                             else (None, False)),
-                    lambda: (lsq_linear(A, target, bounds=(np.zeros_like(upper), upper), method="bvls",
-                                        tol=1e-13).x, True))
-        best = None
-        for attempt in attempts:
+        z, bound, _ = self._solve(prob, start, gap_tol=gap_tol, deadline=deadline)
+        return z, bound
+
+    def solve_pattern(self, P: np.ndarray, signs: np.ndarray, warm: tuple | None = None, *,
+                      gap_tol: float = 0.0, deadline: float = np.inf) -> tuple[np.ndarray, float, float]:
+        """(ray weights (m, number of rays), c, certified lower bound) of the node of partial pattern
+        P; warm: the parent's nonzero weights as (units, rays, values)."""
+        prob = self.problem(P, signs)
+        start = None
+        if warm is not None:
+            start = gather_columns(prob.unit_of, prob.ray_of, warm[0], warm[1], warm[2], self.m, self.R.shape[0])
+        z, bound, weights = self._solve(prob, start, gap_tol=gap_tol, deadline=deadline)
+        return weights, float(z[-1]), bound
+
+    def _solve(self, prob: HullProblem, start: np.ndarray | None, *, gap_tol: float, deadline: float
+               ) -> tuple[np.ndarray, float, np.ndarray]:
+        """(z, certified lower bound, z's ray weights as (m, rays)) of the node problem.  c is
+        eliminated by centring; the ray weights come from the compiled active set
+        (`bounded_lsq.active_set`) warm-started at the parent's weights.  While the certified gap
+        exceeds gap_tol (risk units): when it stopped unconverged it is run again from zero; then
+        from where it stopped with least squares by QR (the normal equations stop early when a column
+        makes them too ill-conditioned, and a converged point can still carry a gap from their
+        rounding); if that does not converge, scipy's BVLS solves the node (measured at d = 2,
+        n = 40: 3 of 7,709 nodes got that far; scipy's BVLS takes 15-80 ms a node, 0.1-1 s when
+        BLAS threads compete for the cores)."""
+        At = signed_rows(self.F_fit, prob.ray_of, prob.column_sign)  # the columns, as rows
+        upper = prob.upper[:-1]
+        reached = [None]  # the last attempt's point: where the QR attempt starts
+
+        def compiled(x0, qr=False):
+            if x0 is None and qr:
+                return None, False
+            return active_set(At, self.target, upper, upper if x0 is None else x0, x0 is not None, LSQ_TOL,
+                              6 * self.n + 40, deadline, qr)
+
+        attempts = (("warm", lambda: compiled(start) if start is not None else (None, False)),
+                    ("cold", lambda: compiled(None)),
+                    ("qr", lambda: compiled(reached[0], qr=True)),
+                    ("scipy", lambda: (lsq_linear(At.T, self.target, bounds=(np.zeros_like(upper), upper),
+                                                  method="bvls", tol=1e-13).x, True)))
+        best, converged = None, False
+        for name, attempt in attempts:
+            if best is not None and (best[3] <= gap_tol or time.perf_counter() > deadline):
+                break
+            if converged and name in ("cold", "scipy"):
+                continue  # converged with a gap above gap_tol: rounding, which QR's accuracy may cure
             mu, converged = attempt()
             if mu is None:
                 continue
-            mu = self._columns(prob, cancel_opposite_rays(self._by_unit(prob, mu), prob.signs))
+            reached[0] = mu
+            mu, weights = cancel_columns(prob.unit_of, prob.ray_of, mu, prob.signs, self.R.shape[0])
             z = self._with_bias(prob, mu)
             value, gap = self.certificate(prob, z)
             if best is None or value - gap > best[1]:
-                best = (z, value - gap)
-            if converged or gap <= gap_tol or time.perf_counter() > deadline:
-                break
-        return best
+                best = (z, value - gap, weights, gap)
+        return best[:3]
 
     def _with_bias(self, prob: HullProblem, mu: np.ndarray) -> np.ndarray:
-        c = float(np.mean(self.y - prob.Phi[:, :-1] @ mu)) if self.has_c else 0.0
-        return np.clip(np.append(mu, c), prob.lower, prob.upper)
+        """z = (mu, c) with c = mean(y - f) (the optimal output bias for these weights), in the box."""
+        return with_bias(mu, prob.ray_of, prob.column_sign, self.F, self.y, prob.lower, prob.upper, self.has_c)
 
     def certificate(self, prob: HullProblem, z: np.ndarray) -> tuple[float, float]:
         """(w ||r||^2, w gap) with r = Phi z - y, gap = g.z - min_box g.z', g = 2 Phi^T r.  By the
         tangent inequality w (||r||^2 - gap) is a certified lower bound of the node problem for any
-        z in the box (computed in extended precision)."""
-        ld = np.longdouble
-        Phi, z = prob.Phi.astype(ld), z.astype(ld)
-        resid = Phi @ z - self.y.astype(ld)
-        grad = Phi.T @ (2 * resid)
-        gap = grad @ z - np.sum(np.minimum(grad * prob.lower.astype(ld), grad * prob.upper.astype(ld)))
-        return float(self.w * (resid @ resid)), float(self.w * max(gap, ld(0)))
+        z in the box, computed in extended precision.
 
-    def _by_unit(self, prob: HullProblem, mu: np.ndarray) -> np.ndarray:
-        """(m, number of rays) weights of the ray columns mu, zero off each unit's cone."""
-        out = np.zeros((self.m, self.R.shape[0]))
-        offsets = np.cumsum([0] + [r.shape[0] for r in prob.rays])
-        for j, r in enumerate(prob.rays):
-            out[j, r] = mu[offsets[j]:offsets[j + 1]]
-        return out
+        Only the terms that can be nonzero are summed: a weight column with z_k = 0 (its lower
+        bound) contributes max(0, -g_k) upper_k, which is 0 when g_k > 0.  g is first computed in
+        double precision with a rigorous rounding margin (`gradient_margins`); columns whose g_k
+        exceeds its margin are skipped (their term is 0 in exact and in extended arithmetic alike),
+        the others, the nonzero weights and c are summed in extended precision as before."""
+        ld = np.longdouble
+        mu, c = z[:-1], z[-1]
+        nz = np.flatnonzero(mu)
+        resid = (prob.column_sign[nz] * mu[nz]).astype(ld) @ self.F_ld[prob.ray_of[nz]] + ld(c) - self.y_ld
+        g, margin = gradient_margins(self.F, prob.ray_of, prob.column_sign, resid.astype(float))
+        keep = np.flatnonzero((mu != 0.0) | (g <= margin))
+        grad = 2 * prob.column_sign[keep].astype(ld) * (self.F_ld[prob.ray_of[keep]] @ resid)
+        lower, upper = prob.lower[keep].astype(ld), prob.upper[keep].astype(ld)
+        gap = grad @ mu[keep].astype(ld) - np.sum(np.minimum(grad * lower, grad * upper))
+        g_c = 2 * np.sum(resid)  # the c column (ones)
+        gap += g_c * ld(c) - min(g_c * ld(prob.lower[-1]), g_c * ld(prob.upper[-1]))
+        return float(self.w * (resid @ resid)), float(self.w * max(gap, ld(0)))
 
     @staticmethod
     def _columns(prob: HullProblem, weights: np.ndarray) -> np.ndarray:
-        return np.concatenate([weights[j, r] for j, r in enumerate(prob.rays)])
-
-    def ray_weights(self, prob: HullProblem, z: np.ndarray) -> np.ndarray:
-        """(m, number of rays) weights held in z (a warm start for the node's children)."""
-        return self._by_unit(prob, z[:-1])
+        return weights[prob.unit_of, prob.ray_of]
 
     def network(self, weights: np.ndarray, c: float, signs: np.ndarray) -> tuple[ScaledParams, np.ndarray]:
         """The relaxation's network u_j = sum_r mu_jr r and its excess |h_ij - sigma(u_j . x^_i)|,
@@ -236,3 +270,200 @@ def cancel_opposite_rays(weights: np.ndarray, signs: np.ndarray) -> np.ndarray:
             weights[a] -= common
             weights[b] -= common
     return weights
+
+
+# ----------------------------------------------------------------------------------------------
+# Compiled kernels (numba): cones, propagation and the node's columns.  A unit's cone is the set of
+# rays r with r . x^_i >= 0 for its top samples and <= 0 for its bottom samples; with the signs of
+# r . x^_i held as bit sets (64 samples a word) a ray is tested in a few word operations.
+# ----------------------------------------------------------------------------------------------
+
+
+def bitsets(mask: np.ndarray) -> np.ndarray:
+    """(rows, words) uint64: bit i % 64 of word i // 64 is mask[row, i]."""
+    rows, n = mask.shape
+    words = max(1, (n + 63) // 64)
+    padded = np.zeros((rows, 64 * words), dtype=bool)
+    padded[:, :n] = mask
+    return np.ascontiguousarray(np.packbits(padded, axis=1, bitorder="little").view("<u8"))
+
+
+@numba.njit(cache=True)
+def _column_bits(P, j, words):
+    """Bit sets of the top and the bottom samples of unit j."""
+    top = np.zeros(words, dtype=np.uint64)
+    bottom = np.zeros(words, dtype=np.uint64)
+    for i in range(P.shape[0]):
+        bit = np.uint64(1) << np.uint64(i & 63)
+        if P[i, j] == 1:
+            top[i >> 6] |= bit
+        elif P[i, j] == 0:
+            bottom[i >> 6] |= bit
+    return top, bottom
+
+
+@numba.njit(cache=True)
+def _in_cone(positive, negative, r, top, bottom):
+    """No top sample with r . x^_i < 0 and no bottom sample with r . x^_i > 0."""
+    for w in range(top.shape[0]):
+        if (negative[r, w] & top[w]) != 0 or (positive[r, w] & bottom[w]) != 0:
+            return False
+    return True
+
+
+@numba.njit(cache=True)
+def cone_masks(P, positive, negative):
+    """(m, rays) mask of each unit's cone."""
+    n_rays, words = positive.shape
+    out = np.zeros((P.shape[1], n_rays), dtype=np.bool_)
+    for j in range(P.shape[1]):
+        top, bottom = _column_bits(P, j, words)
+        for r in range(n_rays):
+            out[j, r] = _in_cone(positive, negative, r, top, bottom)
+    return out
+
+
+@numba.njit(cache=True)
+def propagate_cones(P, positive, negative):
+    """P with every undecided pair decided that has one sign on all rays of its unit's cone: no ray
+    with r . x^_i < 0 -> top; else no ray with r . x^_i > 0 -> bottom; no ray at all -> bottom."""
+    n_rays, words = positive.shape
+    out = P.copy()
+    for j in range(P.shape[1]):
+        undecided = False
+        for i in range(P.shape[0]):
+            undecided |= P[i, j] == -1
+        if not undecided:
+            continue
+        top, bottom = _column_bits(P, j, words)
+        any_positive = np.zeros(words, dtype=np.uint64)
+        any_negative = np.zeros(words, dtype=np.uint64)
+        empty = True
+        for r in range(n_rays):
+            if _in_cone(positive, negative, r, top, bottom):
+                empty = False
+                for w in range(words):
+                    any_positive[w] |= positive[r, w]
+                    any_negative[w] |= negative[r, w]
+        for i in range(P.shape[0]):
+            if P[i, j] != -1:
+                continue
+            bit = np.uint64(1) << np.uint64(i & 63)
+            if empty:
+                out[i, j] = 0
+            elif any_negative[i >> 6] & bit == 0:
+                out[i, j] = 1
+            elif any_positive[i >> 6] & bit == 0:
+                out[i, j] = 0
+    return out
+
+
+@numba.njit(cache=True)
+def signed_rows(F, ray_of, column_sign):
+    """(K, n): row k is column_sign[k] * F[ray_of[k]] (the node's least-squares columns)."""
+    out = np.empty((ray_of.shape[0], F.shape[1]))
+    for k in range(ray_of.shape[0]):
+        for i in range(F.shape[1]):
+            out[k, i] = column_sign[k] * F[ray_of[k], i]
+    return out
+
+
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def gradient_margins(F, ray_of, column_sign, resid):
+    """g_k = 2 column_sign[k] F[ray_of[k]] . resid in double precision, and a bound on its rounding
+    error: |fl(a . b) - a . b| <= gamma_n sum |a_i b_i| for any order of summation (with fused
+    multiply-adds too), gamma_n = n u / (1 - n u), u = 2^-53; resid itself is a rounded
+    extended-precision vector (one more u).  The margin is twice that bound."""
+    n = F.shape[1]
+    unit = 2.0 ** -53
+    factor = 2.0 * 2.0 * ((n + 2) * unit / (1.0 - (n + 2) * unit))
+    g = np.empty(ray_of.shape[0])
+    margin = np.empty(ray_of.shape[0])
+    for k in range(ray_of.shape[0]):
+        r = ray_of[k]
+        dot = 0.0
+        size = 0.0
+        for i in range(n):
+            dot += F[r, i] * resid[i]
+            size += abs(F[r, i] * resid[i])
+        g[k] = 2.0 * column_sign[k] * dot
+        margin[k] = factor * size + 1e-300
+    return g, margin
+
+
+@numba.njit(cache=True)
+def node_columns(P, positive, negative, ray_bound, c_bound):
+    """(unit_of, ray_of, offsets, lower, upper): the weight columns of the node of P, unit by unit
+    (unit j's columns are offsets[j]:offsets[j + 1]), rays ascending; the box of (weights, c)."""
+    inside = cone_masks(P, positive, negative)
+    m = inside.shape[0]
+    offsets = np.zeros(m + 1, dtype=np.int64)
+    for j in range(m):
+        offsets[j + 1] = offsets[j] + np.sum(inside[j])
+    K = offsets[m]
+    unit_of = np.empty(K, dtype=np.int64)
+    ray_of = np.empty(K, dtype=np.int64)
+    lower = np.zeros(K + 1)
+    upper = np.empty(K + 1)
+    k = 0
+    for j in range(m):
+        for r in range(inside.shape[1]):
+            if inside[j, r]:
+                unit_of[k], ray_of[k], upper[k] = j, r, ray_bound[r]
+                k += 1
+    lower[K], upper[K] = -c_bound, c_bound
+    return unit_of, ray_of, offsets, lower, upper
+
+
+@numba.njit(cache=True)
+def with_bias(mu, ray_of, column_sign, F, y, lower, upper, has_c):
+    """(mu, c) clipped into [lower, upper], c = mean_i (y_i - sum_k column_sign[k] mu_k F[ray_of[k], i])."""
+    K, n = mu.shape[0], y.shape[0]
+    z = np.empty(K + 1)
+    c = 0.0
+    if has_c:
+        f = np.zeros(n)
+        for k in range(K):
+            if mu[k] != 0.0:
+                for i in range(n):
+                    f[i] += column_sign[k] * mu[k] * F[ray_of[k], i]
+        for i in range(n):
+            c += y[i] - f[i]
+        c /= n
+    for k in range(K):
+        z[k] = min(max(mu[k], lower[k]), upper[k])
+    z[K] = min(max(c, lower[K]), upper[K])
+    return z
+
+
+@numba.njit(cache=True)
+def gather_columns(unit_of, ray_of, units, rays, values, m, n_rays):
+    """The column values of sparse (unit, ray, value) weights (0 where a column has none)."""
+    dense = np.zeros((m, n_rays))
+    for t in range(units.shape[0]):
+        dense[units[t], rays[t]] = values[t]
+    out = np.empty(unit_of.shape[0])
+    for k in range(unit_of.shape[0]):
+        out[k] = dense[unit_of[k], ray_of[k]]
+    return out
+
+
+@numba.njit(cache=True)
+def cancel_columns(unit_of, ray_of, mu, signs, n_rays):
+    """`cancel_opposite_rays` on column weights: (cancelled columns, the same as (m, rays))."""
+    m = signs.shape[0]
+    weights = np.zeros((m, n_rays))
+    for k in range(unit_of.shape[0]):
+        weights[unit_of[k], ray_of[k]] = mu[k]
+    for a in range(m):
+        if signs[a] > 0:
+            for b in range(m):
+                if signs[b] < 0:
+                    for r in range(n_rays):
+                        common = min(weights[a, r], weights[b, r])
+                        weights[a, r] -= common
+                        weights[b, r] -= common
+    out = np.empty(unit_of.shape[0])
+    for k in range(unit_of.shape[0]):
+        out[k] = weights[unit_of[k], ray_of[k]]
+    return out, weights
