@@ -230,6 +230,33 @@ def test_every_network_has_a_root():
         assert found
 
 
+@pytest.mark.parametrize("scale, closes", [(0.5, True), (3.0, False)])
+def test_a_leaf_closes_only_on_a_network_in_the_box(monkeypatch, scale, closes):
+    """A leaf (pattern decided, no McCormick violation) whose relaxation point has the node's bound
+    as its risk closes only when that network lies in the box: an out-of-box network is never an
+    incumbent, so dropping the node would leave nothing in the box at the claimed bound."""
+    from milpland.search.deep_incumbents import DeepIncumbent, constant_net
+    from milpland.search.deep_model import CanonicalNet
+
+    rng = np.random.default_rng(2)
+    x = np.arange(5.0)
+    spec = make_spec(x, rng.normal(size=5), box=1.0)
+    data = TwoLayerData.of(spec)
+    orient, t, A, b, signs, c = random_net(rng, x, 2, 2, 1.0)
+    node, _ = node_of(rng, data, (orient, t, A, b, signs, c), undecided=0.0)
+    A = scale * A / np.abs(A).max()  # |A| <= 1/2 (inside the box 1) or = 3 somewhere (outside)
+    point = CanonicalNet(orientations=orient, t=t, A=A, b=0.5 * b / max(1.0, np.abs(b).max()), signs=signs, c=c)
+    risk = point.risk(data)  # the relaxation's bound equals its point's risk: the node looks solved
+    monkeypatch.setattr(ds, "evaluate", lambda *a, **k: ds._Evaluated(bound=risk, z=np.zeros(1), qp=None))
+    monkeypatch.setattr(ds, "read_point", lambda *a, **k: (point, np.zeros(node.P.shape), np.zeros(A.shape)))
+    incumbent = DeepIncumbent(risk=risk + 1.0, net=constant_net(data), found_by="test")
+    children = ds.expand(spec, data, node, incumbent, itertools.count(), lambda: risk + 0.5, ds.SearchStats(),
+                         ds.DeepOptions(polish=False, symmetry=False))
+    assert point.in_box(data) == closes
+    assert (children == []) == closes
+    assert incumbent.risk == (risk if closes else risk + 1.0)  # only a network in the box is offered
+
+
 # ------------------------------------------------------------------------------------------------
 # End to end
 # ------------------------------------------------------------------------------------------------
