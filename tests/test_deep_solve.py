@@ -338,6 +338,10 @@ def test_refusals_say_why():
                               "network": {"hidden": [2, 2], "activation": "hardtanh"}})
     with pytest.raises(MilplandError, match="positively homogeneous"):
         solve_global(spec_ht)
+    spec_d2 = spec_from_dict({"name": "d2", "data": {"x": [[0, 0], [1, 0], [0, 1], [1, 1]], "y": [0, 1, 1, 0]},
+                              "network": {"hidden": [2, 2], "activation": "relu"}})
+    with pytest.raises(MilplandError, match="one-dimensional inputs, the data have d = 2"):
+        solve_global(spec_d2)
 
 
 def test_three_layers_certify_reports_only_a_lower_bound_on_the_gap():
