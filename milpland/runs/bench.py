@@ -511,7 +511,8 @@ def write_report(table: pd.DataFrame, *, name: str, out_dir: str | Path, command
                            "spurious_gap_proven", "matches_enumerate", "box_active", "message"] if c in table.columns]
     lines = [f"# Benchmark `{name}`", "", *([f"**{note}**", ""] if note else []), f"Command: `{command}`", "",
              f"Machine: {machine_description()}",
-             f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}", "", f"## Headline ratios (time of baseline / time of {reference_method(table)})", "",
+             f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}", "",
+             f"## Headline ratios (time of baseline / time of {reference_method(table)})", "",
              markdown_table(ratios) if len(ratios) else "(no instance finished by both)",
              "", "## All runs", "", markdown_table(table[columns]), ""]
     md.write_text("\n".join(lines))

@@ -80,12 +80,13 @@ def solve_deep(spec: InstanceSpec, *, one_hidden, progress=None, options: DeepOp
     ``one_hidden``: the one-hidden-layer solver (`solve.solve_global`), used for good points."""
     if spec.network.depth > 2:
         raise MilplandError(
-            f"solve proves global minima for one or two hidden layers; {spec.name} has hidden = "
+            f"network.hidden: solve proves global minima for one or two hidden layers; {spec.name} has hidden = "
             f"{list(spec.network.hidden)}, for which milpland has no lower bound. `milpland certify` "
             "reports a lower bound on a point's gap from the best point found (DESIGN §6)")
     reason = two_layer_reason(spec)
     if reason:
-        raise MilplandError(f"solve for two hidden layers: {reason} (DESIGN §6a); `milpland certify` "
+        field = "network.activation" if "activation" in reason else "data"
+        raise MilplandError(f"{field}: solve for two hidden layers: {reason} (DESIGN §6a); `milpland certify` "
                             "reports a lower bound on a point's gap from the best point found")
     return solve_two_layer(spec, one_hidden=one_hidden, progress=progress, options=options)
 
