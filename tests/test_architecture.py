@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "milpland"
 STAGES = {
     "errors": 0, "records": 0, "interrupt": 0,
     "instance": 1, "cells": 2, "search": 3, "landscape": 4, "points": 4, "runs": 5, "commands": 6,
-    "cli": 7, "__init__": 7,
+    "cli": 7, "__init__": 7, "interop": 7,
 }
 
 

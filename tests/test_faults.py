@@ -224,6 +224,22 @@ def test_item6_auto_falls_back_to_milp_and_says_so():
     assert "more than the memory limit of 1.2 GB" in notes[0] and "used milp (about" in notes[0]
 
 
+def test_item6_a_search_that_outgrows_the_limit_stops_with_its_best_point_and_bound(monkeypatch):
+    """The tree's open nodes grow while it runs: past [solve] memory_limit it stops as at a time limit."""
+    from milpland.search import memory, pattern_bnb
+    from milpland.search.solve import solve_global
+
+    spec = spec_from_dict(teacher(40, method="bnb", memory_limit=1.0))
+    spec = spec.with_options(time_limit=60.0)
+    monkeypatch.setattr(pattern_bnb, "MEMORY_CHECK_EVERY", 5)
+    monkeypatch.setattr(memory, "resident_bytes", lambda: 2e9)  # 2 GB held, limit 1 GB
+    result = solve_global(spec)
+    assert result.status == "memory_limit" and not result.certified
+    assert "memory limit" in result.message and "1 GB" in result.message
+    assert result.verification.ok and result.risk == pytest.approx(risk_of(result.params.to_json(), spec), rel=1e-9)
+    assert 0.0 <= result.lower_bound <= result.risk
+
+
 def test_item6_the_bnb_estimate_matches_the_memory_a_node_takes():
     """The estimate against numpy's own allocations (tracemalloc) while one root node is bounded."""
     import itertools

@@ -169,6 +169,26 @@ def test_an_interrupted_run_lists_every_minimum_below_its_proven_bound(monkeypat
     assert same_fits(listed, expected, spec)
 
 
+@pytest.mark.parametrize("stop_at_check", [1, 3])
+def test_a_run_stopped_by_the_memory_limit_lists_every_minimum_below_its_proven_bound(monkeypatch, stop_at_check):
+    spec = tiny_spec(**CASES[0])
+    enum = landscape(spec, method="enumerate")
+    checks = {"n": 0}
+
+    def resident_bytes():  # the process "grows" past any limit at the given check
+        checks["n"] += 1
+        return 1e30 if checks["n"] >= stop_at_check else 0.0
+
+    monkeypatch.setattr(pattern_bnb, "MEMORY_CHECK_EVERY", 2)
+    monkeypatch.setattr(pattern_bnb.memory, "resident_bytes", resident_bytes)
+    out = landscape(spec, method="bnb", risk_max=10.0)
+    assert checks["n"] >= stop_at_check
+    assert not out.complete and out.proven_below < 10.0
+    assert "memory limit" in out.message
+    expected = [m for m in enum.minima if m.risk < out.proven_below]
+    assert same_fits([m for m in out.minima if m.risk < out.proven_below], expected, spec)
+
+
 def test_tent_spurious_gap_is_one_24th_and_proven(tmp_path, capsys):
     spec_file = tmp_path / "tent.toml"
     spec_file.write_text('name = "tent"\n[data]\nx = [0.0, 1.0, 2.0, 3.0]\ny = [0.0, 1.0, 0.0, 1.0]\n'

@@ -158,3 +158,44 @@ def test_ray_bounds_hold_at_points_of_a_cell():
         weights, residual = nnls(hull.R[mask].T, u)
         assert residual <= 1e-9 * np.linalg.norm(u)
         assert (weights <= hull.ray_bound[mask] * (1 + 1e-9)).all()
+
+
+def _exact_tangent(F, y, ray_of, column_sign, z, lower, upper):
+    """(||r||^2, gap) of `tangent_bound` in exact rational arithmetic."""
+    from fractions import Fraction as Q
+
+    K, n = ray_of.shape[0], F.shape[1]
+    zq = [Q(float(v)) for v in z]
+    r = [zq[K] - Q(float(y[i])) for i in range(n)]
+    for k in range(K):
+        for i in range(n):
+            r[i] += Q(float(column_sign[k])) * zq[k] * Q(float(F[ray_of[k], i]))
+    gap = Q(0)
+    for k in range(K + 1):
+        row = [Q(float(F[ray_of[k], i])) for i in range(n)] if k < K else [Q(1)] * n
+        sign = Q(float(column_sign[k])) if k < K else Q(1)
+        g = 2 * sign * sum(a * b for a, b in zip(row, r))
+        gap += g * zq[k] - min(g * Q(float(lower[k])), g * Q(float(upper[k])))
+    return sum(v * v for v in r), gap
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_compiled_tangent_bound_matches_exact_rational_arithmetic(seed):
+    from milpland.search.unit_hull import tangent_bound
+
+    rng = np.random.default_rng(seed)
+    n, R, K = 12, 9, 10
+    F = rng.normal(size=(R, n)) * 10.0 ** rng.integers(-3, 4)
+    ray_of = rng.integers(0, R, size=K)
+    column_sign = rng.choice([-1.0, 1.0], size=K)
+    upper = np.concatenate([rng.uniform(0.5, 50.0, size=K), [5.0]])
+    lower = np.concatenate([np.zeros(K), [-5.0]])
+    z = np.where(rng.random(K + 1) < 0.5, 0.0, rng.uniform(0.0, 1.0, size=K + 1) * upper)
+    z[K] = rng.uniform(-5.0, 5.0)
+    # targets near the fit, so that r is a small difference of large numbers (cancellation)
+    f = (column_sign * z[:K]) @ F[ray_of] + z[K]
+    y = f + rng.normal(size=n) * 1e-6 * np.abs(f).max()
+    value, gap = tangent_bound(F, y, ray_of, column_sign, z, lower, upper)
+    exact_value, exact_gap = _exact_tangent(F, y, ray_of, column_sign, z, lower, upper)
+    assert value == pytest.approx(float(exact_value), rel=1e-13)
+    assert gap == pytest.approx(float(max(exact_gap, 0)), rel=1e-13, abs=1e-300)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import tomllib
 from datetime import datetime
 
 from milpland.errors import MilplandError
@@ -34,6 +35,10 @@ def register(subparsers) -> None:
                    help="recompute what finished before TIME (ISO 8601; how an interrupted --rerun resumes)")
     p.add_argument("--executor", default="local", choices=EXECUTORS, help="local process pool or dask")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="dask scheduler (default: a local cluster)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a task option, repeatable; VALUE is a TOML scalar (1000, 0.5, true, \"text\") or a bare "
+                        "word (bnb); e.g. --task landscape --option method=bnb --option gap_rel=0.5 --option "
+                        "census=1000")
     p.set_defaults(func=run)
 
 
@@ -41,11 +46,12 @@ def run(args) -> int:
     since = _parse_time(args.rerun_since) if args.rerun_since else None
     if args.rerun and since is not None:
         raise MilplandError("give --rerun or --rerun-since, not both")
+    options = parse_options(args.option)
     try:
         summary = run_batch(
             args.targets, out=args.out, task=args.task, jobs=args.jobs, time_limit=args.time_limit, csv=args.csv,
             rerun=args.rerun, rerun_since=since, executor=args.executor, scheduler=args.scheduler,
-            command=command_line(args),
+            task_options=options, command=command_line(args),
         )
     except BatchWriteError as exc:  # the disk, not the user: exit 1
         print(f"milpland batch: error: {exc}", file=sys.stderr)
@@ -71,6 +77,33 @@ def run(args) -> int:
     return summary.exit_code
 
 
+def parse_options(texts: list[str]) -> dict:
+    """``KEY=VALUE`` strings -> {key: value}: VALUE read as a TOML scalar, else kept as the bare word."""
+    options = {}
+    for text in texts:
+        key, sep, raw = text.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key.isidentifier():
+            raise MilplandError(f"--option {text!r}: expected KEY=VALUE, e.g. --option census=1000")
+        if key in options:
+            raise MilplandError(f"--option {key}: given twice")
+        options[key] = _scalar(key, raw)
+    return options
+
+
+def _scalar(key: str, raw: str):
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        if not raw or any(c.isspace() or c in "[]{}=\"'" for c in raw):
+            raise MilplandError(f"--option {key}={raw}: not a TOML scalar (a number, true/false, \"text\") "
+                                "or a bare word") from None
+        return raw  # a bare word: method=bnb
+    if isinstance(value, (list, dict)) or not isinstance(value, (int, float, str, bool)):
+        raise MilplandError(f"--option {key}={raw}: must be a single value (a number, true/false or text)")
+    return value
+
+
 def command_line(args, *, resume_since: datetime | None = None) -> str:
     """The command as typed (for the runs table), or the command that resumes it."""
     parts = ["milpland", "batch", *args.targets, "--out", args.out]
@@ -86,6 +119,8 @@ def command_line(args, *, resume_since: datetime | None = None) -> str:
         parts += ["--executor", args.executor]
     if args.scheduler:
         parts += ["--scheduler", args.scheduler]
+    for option in getattr(args, "option", None) or []:  # a Namespace built without --option
+        parts += ["--option", option]
     if resume_since is not None:
         parts += ["--rerun-since", resume_since.isoformat()]
     elif args.rerun:

@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     p.add_argument("spec", metavar="SPEC", help="instance spec (TOML file)")
     p.add_argument("--params", required=True, metavar="FILE",
                    help="the point: JSON {W: [...], b: [...]} per layer, or {W1, b1, v, c} (one hidden layer), "
-                        "or a solve/construct JSON result with a 'params' member, or .npz")
+                        "or a solve/construct JSON result with a 'params' member, or .npz, .onnx, .safetensors, .pt")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     p.add_argument("--time-limit", type=float, metavar="S", help="time limit of the global solve (default: the spec's)")
     p.add_argument("--no-global", action="store_true", help="skip the global solve (no gap, no better point from it)")

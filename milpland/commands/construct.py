@@ -46,14 +46,16 @@ def register(subparsers) -> None:
     )
     p.add_argument("kind", choices=KINDS, metavar="KIND", help=f"one of: {', '.join(KINDS)}")
     p.add_argument("spec", metavar="SPEC", help="instance spec (TOML file)")
-    p.add_argument("--out", metavar="FILE", help="write the params JSON here")
+    p.add_argument("--out", metavar="FILE", help="write the params here: JSON, or .onnx / .safetensors / .pt / .npz "
+                                                 "by the extension")
     p.add_argument("--format", choices=("text", "json"), default="text", help="summary format (default: text)")
     p.add_argument("--groups", metavar="G", help="liu-groups: labels '0,0,1,1,2' (one per sample) or a file")
     p.add_argument("--how", choices=("zero", "dead", "split"), help="embed: how the unit is added")
     p.add_argument("--unit", type=int, metavar="J", help="embed: the unit to split (split) or to copy (zero)")
     p.add_argument("--lam", type=float, metavar="L", help="embed split: output weights lam*v and (1-lam)*v")
     p.add_argument("--layer", type=int, default=0, metavar="L", help="embed / --valley: hidden layer index (default 0)")
-    p.add_argument("--params", metavar="FILE", help="embed: the narrower network's point")
+    p.add_argument("--params", metavar="FILE",
+                   help="embed: the narrower network's point (.json, .npz, .onnx, .safetensors or .pt)")
     p.add_argument("--valley", type=float, metavar="T", help="he-deep: the valley point with rescaling factor T > 0")
     p.add_argument("--alpha", type=float, default=1.0, metavar="A", help="yun-*: scale of the first layer (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed (yun-step2 random directions, embed random weights)")
@@ -72,7 +74,7 @@ def run(args) -> int:
     params_json = params.to_json() | {"activation": spec.network.activation.describe()}
     if args.out is not None:
         out = writable_file("--out", args.out)
-        out.write_text(json.dumps(params_json, indent=1) + "\n")
+        _write_out(out, params_json, spec)
         obj["out"] = str(out)
         print(json.dumps(obj | {"params": params.to_json()}, allow_nan=False) if args.format == "json"
               else format_text(obj))
@@ -82,6 +84,18 @@ def run(args) -> int:
         print(format_text(obj), file=sys.stderr)
         print(json.dumps(params_json, indent=1))
     return 0
+
+
+def _write_out(out: Path, params_json: dict, spec) -> None:
+    """JSON with the activation, or .onnx / .safetensors / .pt / .npz by the extension."""
+    from milpland.instance.params_io import check_params_file, params_from_json, write_params
+
+    if out.suffix not in (".npz", ".onnx", ".safetensors", ".pt"):
+        out.write_text(json.dumps(params_json, indent=1) + "\n")
+        return
+    check_params_file("--out", out, spec.network.activation)
+    write_params(params_from_json(params_json), out, activation=spec.network.activation,
+                 output_bias=spec.network.output_bias)
 
 
 def build(args, spec):
@@ -128,7 +142,7 @@ def _embed(args, spec):
                             "embedding needs width >= 2 (the narrower point has one unit less)")
     narrow = list(hidden)
     narrow[args.layer] -= 1
-    base = load_params(args.params, d=spec.d, hidden=narrow, outputs=1)
+    base = load_params(args.params, d=spec.d, hidden=narrow, outputs=1, activation=spec.network.activation)
     width = narrow[args.layer]
     kw: dict = {"layer": args.layer, "seed": args.seed, "X": spec.X, "y": spec.y, "act": spec.network.activation,
                 "loss": spec.loss}

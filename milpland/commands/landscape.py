@@ -43,6 +43,9 @@ def register(subparsers) -> None:
                         "cells, else bnb --levels 10")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     p.add_argument("--out", metavar="DIR", help="write the minima to DIR/minima.parquet (one row per minimum)")
+    p.add_argument("--params-out", metavar="FILE",
+                   help="write each minimum's weights to FILE with its rank added (min-1.onnx, min-2.onnx, ... "
+                        "for FILE = min.onnx; rank 1 lowest): .onnx, .safetensors, .pt, .npz, else JSON")
     p.add_argument("--max-cells", type=int, metavar="N",
                    help="enumerate: refuse instances with more cells than this (default: 1000000 where the "
                         "compiled kernels apply, else 20000)")
@@ -53,7 +56,11 @@ def register(subparsers) -> None:
                    help="bnb: every minimum with risk <= (1 + F) x global minimum")
     p.add_argument("--risk-max", type=float, metavar="R", help="bnb: every minimum with risk <= R")
     p.add_argument("--starts", type=int, metavar="N", help="sample: number of random starts (default: 100)")
-    p.add_argument("--seed", type=int, metavar="S", help="sample: seed of the starts (default: [solve] seed)")
+    p.add_argument("--seed", type=int, metavar="S",
+                   help="sample and --census: seed of the starts (default: [solve] seed)")
+    p.add_argument("--census", type=int, metavar="N",
+                   help="enumerate, bnb, auto: after the listing, a census of N starts next to it (basin "
+                        "fractions of the listed minima, the sampled minima above the threshold)")
     p.add_argument("--epsilon", type=float, metavar="E",
                    help="milp: margin of the minima searched (|g_ij| >= E; default 1e-6); completeness is "
                         "relative to it")
@@ -72,6 +79,7 @@ def run(args) -> int:
 
     spec = prepare_spec(args)
     out_dir = _check_out(args.out)
+    params_out = _check_params_out(args.params_out, spec)
     say = (lambda msg: print(f"milpland landscape: {msg}", file=sys.stderr, flush=True)) \
         if (args.verbose or args.format == "json") else None
     started = time.perf_counter()
@@ -85,6 +93,7 @@ def run(args) -> int:
                 starts=DEFAULT_STARTS if args.starts is None else args.starts,
                 seed=args.seed, milp_options=_milp_options(args), progress=say,
                 risk_max=args.risk_max, gap_max=args.gap_max, gap_rel=args.gap_rel, levels=args.levels,
+                census=args.census,
             )
     except MilplandError:
         raise
@@ -103,10 +112,19 @@ def run(args) -> int:
     if out_dir is not None:
         path = write_minima(out_dir, result.to_rows())
         print(f"milpland landscape: wrote {len(result.minima)} minima to {path}", file=sys.stderr)
+    if params_out is not None:
+        written = write_minima_params(params_out, result.minima, spec)
+        where = f": {written[0]} ... {written[-1]}" if written else ""
+        print(f"milpland landscape: wrote the weights of {len(written)} minima{where}", file=sys.stderr)
     if interrupt.requested():  # a search polled the stop flag and returned what it had
         return finish_interrupted("landscape", obj, args.format, format_text,
                                   "the minima certified so far and the global bound proven so far are printed")
     print_result(obj, args.format, format_text)
+    conflicts = ((obj.get("census") or {}).get("band") or {}).get("conflicts") or []
+    if conflicts:  # a census minimum below the proven threshold that the listing lacks contradicts a proof
+        print(f"milpland landscape: CONFLICT: {len(conflicts)} census minimum(s) below the proven threshold are not "
+              "in the listing (a bug; please report it with the spec)", file=sys.stderr)
+        return 1
     ver = obj["global"].get("verification")
     if not ver or not ver.get("ok", False):
         print("milpland landscape: the global reference point failed the numpy re-check", file=sys.stderr)
@@ -129,7 +147,7 @@ def prepare_spec(args) -> InstanceSpec:
             raise MilplandError(f"--time-limit: must be a positive finite number, got {args.time_limit!r}")
         spec = spec.with_options(time_limit=float(args.time_limit))
     limits = (("--max-cells", args.max_cells, 1), ("--starts", args.starts, 1), ("--seed", args.seed, 0),
-              ("--levels", args.levels, 1))
+              ("--levels", args.levels, 1), ("--census", args.census, 1))
     for flag, value, least in limits:
         if value is not None and value < least:
             raise MilplandError(f"{flag}: must be an integer >= {least}, got {value}")
@@ -143,6 +161,9 @@ def prepare_spec(args) -> InstanceSpec:
     for flag, value in (("--gap-max", args.gap_max), ("--gap-rel", args.gap_rel), ("--risk-max", args.risk_max)):
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise MilplandError(f"{flag}: must be a finite number >= 0, got {value!r}")
+    if args.census is not None and args.method not in ("bnb", "enumerate", "auto"):
+        raise MilplandError(f"--census: only with --method bnb, enumerate or auto, not {args.method}"
+                            + (" (--starts N sets the census of sample)" if args.method == "sample" else ""))
     if args.verbose:
         spec = spec.with_options(verbose=False)  # HiGHS logs would drown the progress lines
     return spec
@@ -229,10 +250,17 @@ def format_text(obj: dict) -> str:
         lines.append("(no certified local minimum)")
     else:
         widths = [max(len(row[k]) for row in table) for k in range(len(header))]
-        for row in table:
+        cut = _band_cut(obj)
+        for k, row in enumerate(table):
+            if k == cut + 1 and cut < len(obj["minima"]):
+                lines.append(f"-- proven threshold {number_text((census or {})['band']['proven_below'])}: the rows "
+                             "above are every local minimum up to it; the rows below come from the census "
+                             "(not complete)")
             lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     lines.append("")
-    if census:
+    if census and census.get("band"):
+        lines += band_census_lines(census) + [""]
+    elif census:
         lines += census_lines(census) + [""]
     shown = ", ".join(f"{k} {v}" for k, v in counts.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
     if shown:
@@ -303,11 +331,62 @@ def census_lines(census: dict) -> list[str]:
     return lines
 
 
+def _band_cut(obj: dict) -> int:
+    """With a census next to a listing with a finite proven threshold: the number of leading rows the
+    listing proves complete (rows are ranked by risk); else the number of rows (no separator)."""
+    band = (obj.get("census") or {}).get("band")
+    below = band.get("proven_below") if band else None
+    if not isinstance(below, (int, float)):
+        return len(obj["minima"])
+    return sum(1 for m in obj["minima"] if m["found_by"] != "sample" or m["risk"] <= below)
+
+
+def band_census_lines(census: dict) -> list[str]:
+    """The census next to a listing: first what the listing proves, then what the census estimates."""
+    band = census["band"]
+    lines = [f"proof         {text}" for text in band["proofs"]]
+    lines += census_lines(census)[:4]  # census, descent, ends, jumps
+    lines += [f"estimate      {band['estimates'][0]}",
+              f"estimate      {census['estimates'][1]}"]
+    last = band["estimates"][-1]
+    lines.append(f"not proven    {last.removeprefix('not proven: ')}" if last.startswith("not proven")
+                 else f"              {last}")
+    for c in band["conflicts"]:
+        lines.append(f"CONFLICT      census minimum at risk {number_text(c['risk'])} (cell {c['cell']}, "
+                     f"{c['starts']} starts) lies below the proven threshold {number_text(c['proven_below'])} "
+                     "but the listing does not hold it: one of the two is wrong (a bug)")
+    return lines
+
+
 def _gap(gap, tol) -> str:
     """The gap, shown as 0 when it is within the tolerance (rounding of equal risks)."""
     if gap is None:
         return "n/a"
     return "0" if abs(gap) <= tol else f"{gap:.4g}"
+
+
+def minima_params_paths(params_out: Path, count: int) -> list[Path]:
+    """FILE = min.onnx -> min-1.onnx, ..., min-<count>.onnx (rank 1 = lowest risk)."""
+    return [params_out.with_name(f"{params_out.stem}-{rank}{params_out.suffix}") for rank in range(1, count + 1)]
+
+
+def write_minima_params(params_out: Path, minima: list, spec: InstanceSpec) -> list[Path]:
+    """Each ranked minimum's weights in the format of params_out's extension (milpland.instance.params_io)."""
+    from milpland.instance.params_io import write_params
+
+    paths = minima_params_paths(params_out, len(minima))
+    for path, minimum in zip(paths, minima):
+        write_params(minimum.params, path, activation=spec.network.activation, output_bias=spec.network.output_bias)
+    return paths
+
+
+def _check_params_out(name: str | None, spec: InstanceSpec) -> Path | None:
+    from milpland.commands import writable_file
+    from milpland.instance.params_io import check_params_file
+
+    path = writable_file("--params-out", name)
+    check_params_file("--params-out", path, spec.network.activation)
+    return path
 
 
 def _check_out(name: str | None) -> Path | None:

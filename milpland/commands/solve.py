@@ -11,7 +11,6 @@ itself is redirected during the solve, not only ``sys.stdout``).
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -20,10 +19,11 @@ import traceback
 from milpland.commands import finish_interrupted, number_text, print_result, stdout_to_stderr, writable_file
 from milpland.errors import MilplandError
 from milpland.instance.data import MAX_MAGNITUDE
+from milpland.instance.params_io import check_params_file, write_params
 from milpland.instance.spec import InstanceSpec, SolveOptions, load_spec
 
 # A point is reported (exit 0) with these statuses; anything else is a solver failure.
-REPORTED_STATUSES = ("optimal", "time_limit")
+REPORTED_STATUSES = ("optimal", "time_limit", "memory_limit")
 
 
 def register(subparsers) -> None:
@@ -42,7 +42,9 @@ def register(subparsers) -> None:
                         "activation), auto (bnb for inputs of dimension 1-2 where it applies; overrides [solve])")
     p.add_argument("--memory-limit", type=float, metavar="GB",
                    help="refuse a search estimated to need more memory (overrides [solve]; default: half the machine's)")
-    p.add_argument("--params-out", metavar="FILE", help="write the minimiser's weights as JSON (same shape as 'params')")
+    p.add_argument("--params-out", metavar="FILE",
+                   help="write the minimiser's weights: .onnx, .safetensors, .pt or .npz by the extension, "
+                        "else JSON (same shape as 'params')")
     p.add_argument("--verbose", action="store_true", help="solver log on stderr; traceback on solver errors")
     p.set_defaults(func=run)
 
@@ -50,6 +52,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     spec = prepare_spec(args)
     params_out = writable_file("--params-out", args.params_out)
+    check_params_file("--params-out", params_out, spec.network.activation)
     # imported late: building the parser must stay cheap
     from milpland.search.solve import solve_global
 
@@ -69,7 +72,8 @@ def run(args) -> int:
 
     obj = result.to_json()
     if params_out is not None and obj.get("params") is not None:
-        params_out.write_text(json.dumps(obj["params"], indent=2, allow_nan=False) + "\n")
+        write_params(obj["params"], params_out, activation=spec.network.activation,
+                     output_bias=spec.network.output_bias)
     text = lambda o: format_text(o, rel_gap=spec.solve.rel_gap,  # noqa: E731
                                  output_box_used=not spec.network.activation.homogeneous)
     if result.status == "interrupted":

@@ -8,7 +8,13 @@ Accepted inputs:
   scalar output (milpland.instance.network.OneHiddenParams, the ``params`` of a solve result);
 - a JSON object with a ``"params"`` member holding either of the above (a whole
   ``milpland solve --format json`` result);
-- ``.npz`` with arrays ``W0, b0, W1, b1, ...`` (or ``W1, b1, v, c`` for one hidden layer).
+- ``.npz`` with arrays ``W0, b0, W1, b1, ...`` (or ``W1, b1, v, c`` for one hidden layer);
+- ``.onnx`` (the graph ``torch.onnx.export`` writes), ``.safetensors`` and ``.pt`` (the state dict
+  of an ``nn.Sequential(Linear, act, ..., Linear)``): milpland.instance.weights_formats; these
+  files record the architecture, which is compared with the spec's (layers, widths, input
+  dimension, activation where the file names it, output bias present or absent).
+
+`write_params` writes any of these formats, chosen by the file's extension.
 
 `check_shapes` compares the parameters with the data dimension, the hidden widths and
 the number of outputs of a spec and names the first field that does not fit.
@@ -22,14 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
-from milpland.errors import SpecError
+from milpland.errors import MilplandError, SpecError
+from milpland.instance import weights_formats
+from milpland.instance.activations import Activation
 from milpland.instance.data import check_magnitude, npz_problem
-from milpland.instance.deep import DeepParams
+from milpland.instance.deep import DeepParams, as_deep
 
 DEEP_KEYS = {"W", "b"}
 ONE_HIDDEN_KEYS = {"W1", "b1", "v", "c"}
 META_KEYS = {"activation", "format", "name", "description", "note"}
 NPZ_ARRAYS = "expected numeric arrays W1, b1, v, c or W0, b0, W1, b1, ..."
+SUFFIX_TEXT = ".json, .npz, .onnx, .safetensors or .pt"
 
 
 def params_from_json(obj, *, d: int | None = None, hidden=None, outputs: int | None = None,
@@ -56,8 +65,9 @@ def params_from_json(obj, *, d: int | None = None, hidden=None, outputs: int | N
 
 
 def load_params(path, *, d: int | None = None, hidden=None, outputs: int | None = None,
-                output_bias: bool | None = None) -> DeepParams:
-    """Read params from .json or .npz (see the module docstring)."""
+                output_bias: bool | None = None, activation: Activation | None = None) -> DeepParams:
+    """Read params from .json, .npz, .onnx, .safetensors or .pt (see the module docstring); `activation`
+    is compared with the one an .onnx file (or a safetensors file milpland wrote) records."""
     path = Path(path)
     if not path.exists():
         raise SpecError("params", f"file not found: {path}")
@@ -68,8 +78,13 @@ def load_params(path, *, d: int | None = None, hidden=None, outputs: int | None 
             params = params_from_json(_read_json(path), d=d, hidden=hidden, outputs=outputs, output_bias=output_bias)
         elif path.suffix == ".npz":
             params = params_from_arrays(_read_npz(path), d=d, hidden=hidden, outputs=outputs, output_bias=output_bias)
+        elif path.suffix in weights_formats.FORMATS:
+            net = weights_formats.read_network(path)
+            weights_formats.check_network(net, d=d, hidden=hidden, activation=activation, output_bias=output_bias)
+            params = net.params
+            check_shapes(params, d=d, hidden=hidden, outputs=outputs)
         else:
-            raise SpecError("params", f"unsupported file type {path.suffix!r}: use .json or .npz")
+            raise SpecError("params", f"unsupported file type {path.suffix!r}: use {SUFFIX_TEXT}")
         if output_bias is False and float(params.b[-1][0]) != 0.0:
             raise SpecError(f"params.b[{len(params.b) - 1}]", "the spec has network.output_bias = false, so the "
                                                             f"output bias must be 0, got {float(params.b[-1][0])!r}")
@@ -107,7 +122,8 @@ def _read_npz(path: Path) -> dict:
 
 def load_params_for_spec(path, spec) -> DeepParams:
     """Read params and check them against an InstanceSpec (data dimension, hidden widths, scalar output)."""
-    return load_params(path, d=spec.d, hidden=spec.network.hidden, outputs=1, output_bias=spec.network.output_bias)
+    return load_params(path, d=spec.d, hidden=spec.network.hidden, outputs=1, output_bias=spec.network.output_bias,
+                       activation=spec.network.activation)
 
 
 def params_from_arrays(table: dict, *, d: int | None = None, hidden=None, outputs: int | None = None,
@@ -173,6 +189,34 @@ def write_params_json(params: DeepParams, path, *, activation=None) -> Path:
         obj["activation"] = activation.describe()
     path.write_text(json.dumps(obj, indent=1) + "\n")
     return path
+
+
+def check_params_file(option: str, path: Path | None, activation: Activation) -> None:
+    """Before the work: MilplandError naming `option` when the package of `path`'s format is missing
+    or the format cannot hold the activation (e.g. two_slope in .onnx)."""
+    if path is None:
+        return
+    try:
+        weights_formats.check_writable(path, activation)
+    except SpecError as exc:
+        raise MilplandError(f"{option}: {exc.problem}") from None
+
+
+def write_params(params, path, *, activation: Activation, output_bias: bool = True) -> Path:
+    """Write params (DeepParams, OneHiddenParams or their JSON) in the format of path's extension:
+    .npz (W0, b0, ...), .onnx, .safetensors, .pt; JSON for any other name ({"W1", "b1", "v", "c"}
+    as given, or {"W", "b"}), as --params-out always wrote."""
+    path = Path(path)
+    if path.suffix not in (".npz",) + weights_formats.FORMATS:
+        obj = params if isinstance(params, dict) else as_deep(params).to_json()
+        path.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+        return path
+    deep = params_from_json(params) if isinstance(params, dict) else as_deep(params)
+    if path.suffix == ".npz":
+        arrays = {f"{k}{l}": a for l, (W, b) in enumerate(zip(deep.W, deep.b)) for k, a in (("W", W), ("b", b))}
+        np.savez(path, **arrays)
+        return path
+    return weights_formats.write_network(deep, path, activation=activation, output_bias=output_bias)
 
 
 def _reject_unknown(keys: set, allowed: set) -> None:

@@ -36,6 +36,7 @@ from milpland.cells.problem import Cell, CellResult
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
 from milpland.landscape.collect import MinimaCollector, spurious_tolerance
+from milpland.search import memory
 from milpland.search.result import SolveResult
 from milpland.search.solve import solve_global
 
@@ -151,9 +152,18 @@ def bnb_minima(spec: InstanceSpec, query: Query, *, progress: Progress | None = 
         messages.append(f"{collector.counts['box_limited']} cell optima touch the box (lowest "
                         f"{collector.box_limited_best:.10g}): minima over the box only, not listed")
     if not complete:
-        messages.append(f"stopped before the tree was exhausted ({glob.status}): every local minimum with risk "
+        messages.append(f"stopped before the tree was exhausted ({stop_reason(glob)}): every local minimum with risk "
                         f"below {min(open_bound, threshold):.10g} is listed, above it some may be missing")
     seconds = {"total": time.perf_counter() - started, "search": float(glob.seconds.total)}
     return BnbListing(minima=minima, global_result=glob, query=query, threshold=float(threshold),
                       complete=complete, open_bound=float(open_bound) if not complete else float("inf"),
                       counts=counts, seconds=seconds, messages=messages)
+
+
+def stop_reason(glob) -> str:
+    """Why the listing's search stopped early, in words (the global result may be certified all the same)."""
+    if glob.status == "interrupted" or "interrupted" in glob.message:
+        return "Ctrl-C"
+    if memory.MEMORY_NOTE in glob.message:
+        return "memory limit, [solve] memory_limit"
+    return "time limit"

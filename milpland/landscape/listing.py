@@ -15,6 +15,11 @@ Methods:
 - ``auto``: ``enumerate`` when the instance has at most ``max_cells`` cells, else ``bnb`` with
   ``levels`` (default 10) where the branch-and-bound applies.
 
+``census=N`` (with enumerate, bnb or auto) runs the census after the listing and puts it next to
+the band (`milpland.landscape.census_band`): listed minima get basin counts, the census's minima
+above the proven threshold are added (found_by "sample"), and a census minimum below it that the
+listing lacks is reported as a conflict (``census_band.conflicts``).
+
 The global minimum comes from the enumeration when it is complete (``global_source =
 "enumerate"``), from the listing's own search (``"bnb"``), otherwise from `solve_global`
 (``"solve_global"``).  Each minimum gets
@@ -32,6 +37,7 @@ from typing import TYPE_CHECKING, Callable
 import highspy
 import numpy as np
 
+import milpland.interrupt as interrupt
 from milpland.cells.arrangement import unit_patterns
 from milpland.cells.minima import LocalMinimum
 from milpland.cells.verify import verify_point
@@ -43,6 +49,7 @@ from milpland.search.result import Seconds, SolveResult
 
 if TYPE_CHECKING:  # the census imports numba: loaded only when sampling runs
     from milpland.landscape.census import Census
+    from milpland.landscape.census_band import CensusBand
 
 METHODS = ("auto", "enumerate", "bnb", "sample", "milp")
 DEFAULT_MAX_CELLS = 1_000_000  # about a minute with the compiled kernels (results/enumeration-speed.md)
@@ -70,7 +77,8 @@ class LandscapeResult:
     query: str = ""  # bnb: which minima were asked for
     threshold: float = float("inf")  # bnb: the listing is complete up to this risk (inf: no limit)
     open_bound: float = float("inf")  # bnb stopped early: every minimum below min(open_bound, threshold) is listed
-    census: Census | None = None  # sample: basin statistics (estimates), by minimum's cell
+    census: Census | None = None  # sample, or census=N: basin statistics (estimates), by minimum's cell
+    census_band: CensusBand | None = None  # census=N next to a listing: matches, tail, conflicts
 
     @property
     def proven_below(self) -> float:
@@ -107,6 +115,10 @@ class LandscapeResult:
             out["proven"] = certified
             limit = "in the box" if np.isinf(below) else f"with risk <= {below:.10g}"
             out["statement"] = f"no spurious local minimum {limit}"
+        elif lowest is not None and below > glob + self.tolerance:
+            # the band holds no spurious minimum; the lowest one known lies above it (census tail)
+            out["statement"] = (f"no spurious local minimum with risk <= {below:.10g}; the lowest one found "
+                                "above it is not proven to be the lowest")
         elif lowest is not None:
             out["statement"] = f"lowest spurious minimum found by {self.method}; lower ones may exist"
         else:
@@ -145,11 +157,12 @@ class LandscapeResult:
         """sample: the census statistics (the per-minimum basin columns are in `basin_columns`)."""
         if self.census is None:
             return {}
-        return {"census": self.census.to_json()}
+        band = {} if self.census_band is None else {"band": self.census_band.to_json()}
+        return {"census": self.census.to_json() | band}
 
     def basin_columns(self, m: LocalMinimum) -> dict:
         """sample: basin_count, basin_ci_low, basin_ci_high of one minimum (nothing without a census)."""
-        if self.census is None:
+        if self.census is None or m.cell not in self.census.basins:
             return {}
         basin = self.census.basins[m.cell]
         return {"basin_count": basin.count, "basin_ci_low": basin.ci_low, "basin_ci_high": basin.ci_high}
@@ -178,11 +191,13 @@ def headline_columns(headline: dict) -> dict:
 def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int | None = None,
               starts: int = DEFAULT_STARTS, seed: int | None = None, milp_options: dict | None = None,
               risk_max: float | None = None, gap_max: float | None = None, levels: int | None = None,
-              gap_rel: float | None = None, progress: Progress | None = None) -> LandscapeResult:
+              gap_rel: float | None = None, census: int | None = None,
+              progress: Progress | None = None) -> LandscapeResult:
     """The local minima of ``spec`` by ``method``, ranked by risk, with gaps to the global minimum.
 
     ``milp_options`` go to `milpland.landscape.localmin_milp.find_local_minima` (epsilon, max_levels, ...);
-    ``risk_max``, ``gap_max``, ``gap_rel``, ``levels`` (one of them; default levels = 10) are the bnb query.
+    ``risk_max``, ``gap_max``, ``gap_rel``, ``levels`` (one of them; default levels = 10) are the bnb query;
+    ``census`` (enumerate, bnb, auto): that many census starts (seeded by ``seed``) next to the listing.
     """
     if method not in METHODS:
         raise MilplandError(f"--method: unknown method {method!r}; use one of {', '.join(METHODS)}")
@@ -193,6 +208,11 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int |
     for flag, value in (("--max-cells", max_cells), ("--starts", starts)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise MilplandError(f"{flag}: must be a positive integer, got {value!r}")
+    if census is not None and (isinstance(census, bool) or not isinstance(census, int) or census < 1):
+        raise MilplandError(f"--census: must be a positive integer (number of starts), got {census!r}")
+    if census is not None and method not in ("auto", "enumerate", "bnb"):
+        raise MilplandError(f"--census: goes with --method bnb, enumerate or auto, not {method}"
+                            + (" (use --starts N for the census alone)" if method == "sample" else ""))
     seed = spec.solve.seed if seed is None else seed
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise MilplandError(f"--seed: must be a non-negative integer, got {seed!r}")
@@ -205,7 +225,7 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int |
         messages.append(f"auto: {why}")
         say(f"auto: {why}")
     extra: dict = {}
-    census = None
+    census_starts, census = census, None  # `census` holds the Census from here on
     if method == "bnb":
         from milpland.landscape.bnb import DEFAULT_LEVELS, Query, bnb_minima
 
@@ -248,14 +268,47 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int |
         timings = {"search": float(out.seconds)}
         glob, source = _solve_global(spec, say), "solve_global"
     tol = spurious_tolerance(spec, glob.risk)
+    band = None
+    if census_starts is not None and method in ("enumerate", "bnb") and not interrupt.requested():
+        minima, census, band, seconds = _census_next_to_listing(
+            spec, minima, census_starts, seed, say, tol, method=method, complete=complete, extra=extra)
+        counts, timings = dict(counts) | census_counts(band), dict(timings) | {"census": seconds}
+        messages += [f"CONFLICT: census minimum at risk {c['risk']:.10g} (cell {c['cell']}) lies below the proven "
+                     f"threshold {c['proven_below']:.10g} and is not listed" for c in band.conflicts]
     ranked = rank_minima(minima, glob.risk, tol)
     messages += consistency_notes(ranked, glob, tol, complete=complete and method in ("enumerate", "bnb"))
     return LandscapeResult(
         instance=spec.name, instance_hash=spec.instance_hash(), method=method, global_result=glob,
         global_source=source, minima=ranked, complete=complete, tolerance=tol,
         seconds=time.perf_counter() - started, counts=counts, timings=timings, message="; ".join(messages),
-        requested=requested, census=census, **extra,
+        requested=requested, census=census, census_band=band, **extra,
     )
+
+
+def _census_next_to_listing(spec, minima, starts: int, seed: int, say: Progress, tol: float, *, method: str,
+                            complete: bool, extra: dict):
+    """Run the census and merge it into the listing's minima (`milpland.landscape.census_band`)."""
+    from milpland.landscape.census import run_census
+    from milpland.landscape.census_band import merge_census
+
+    if method == "enumerate":
+        threshold, open_bound = float("inf"), float("inf")
+        proven_below = float("inf") if complete else float("-inf")
+    else:
+        threshold, open_bound = extra["threshold"], extra["open_bound"]
+        proven_below = threshold if complete else min(open_bound, threshold)
+    say(f"census: {starts} starts next to the {method} listing ...")
+    out = run_census(spec, starts=starts, seed=seed, progress=say)
+    merged, census, band = merge_census(
+        spec, minima, out.census, out.minima, listing=method, proven_below=proven_below, threshold=threshold,
+        open_bound=open_bound, tol=tol)
+    return merged, census, band, float(out.seconds["total"])
+
+
+def census_counts(band) -> dict:
+    """The census's numbers among the listing's counts."""
+    return {"census_starts": band.starts, "census_minima": band.census_minima, "census_matched": band.matched,
+            "census_above": band.above, "census_conflicts": len(band.conflicts)}
 
 
 def default_max_cells(spec: InstanceSpec) -> int:

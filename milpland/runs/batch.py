@@ -7,6 +7,12 @@ string ``"module:function"`` can also be given directly as ``--task``.  Register
 
 - ``solve``: `milpland.search.solve.solve_global` -> one ``solves`` row (params as JSON, plus
   the batch's own numpy re-evaluation of the returned point's risk).
+- ``landscape``: `milpland.landscape.listing.landscape` -> ``minima`` rows and one ``solves`` row
+  (the global reference, the spurious gap, the listing's threshold and the census's numbers).
+
+**Task options** (``--option KEY=VALUE``): each registered task names the keys it takes and their
+types (`Task.options`); `check_task_options` refuses others in the main process, before any job
+starts.  Ad-hoc ``module:function`` tasks take any keys.
 
 A **job** is (instance, task, options).  Its ``job_key`` hashes the instance name, the
 instance hash (data, network, loss, box), the task and the effective options (solve
@@ -66,6 +72,7 @@ class Task:
     tables: tuple[str, ...] = ()
     error_table: str | None = None  # where a failing job also gets a row (status "error")
     description: str = ""
+    options: dict | None = None  # option key -> int, float, str or a tuple of allowed words; None: any key
 
 
 TASKS: dict[str, Task] = {}
@@ -73,13 +80,14 @@ TASKS: dict[str, Task] = {}
 
 def register_task(
     name: str, fn: Callable | str, *, tables: tuple[str, ...] = (), error_table: str | None = None,
-    description: str = "",
+    description: str = "", options: dict | None = None,
 ) -> Task:
-    """Register a task under a name.  ``fn`` is a module-level function or its "module:function"."""
+    """Register a task under a name.  ``fn`` is a module-level function or its "module:function";
+    ``options``: the option keys it takes with their types (None: any key, unchecked)."""
     target = fn if isinstance(fn, str) else f"{fn.__module__}:{fn.__qualname__}"
     if ":" not in target or "<" in target:
         raise ValueError(f"task {name}: {target!r} is not an importable module-level function")
-    task = Task(name, target, tuple(tables), error_table, description)
+    task = Task(name, target, tuple(tables), error_table, description, None if options is None else dict(options))
     TASKS[name] = task
     return task
 
@@ -92,6 +100,33 @@ def get_task(name: str) -> Task:
         _import_target(name)  # fail here, in the main process, with a clear message
         return Task(name, name)
     raise MilplandError(f"--task {name}: unknown task; use one of {', '.join(sorted(TASKS))} or module:function")
+
+
+TYPE_NAMES = {int: "an integer", float: "a number", str: "a string"}
+
+
+def check_task_options(task: Task, options: dict) -> dict:
+    """The options with their declared types (an integer where a number is asked becomes a float), or
+    a one-line MilplandError naming the key and what the task takes."""
+    if task.options is None:
+        return dict(options)
+    out = {}
+    for key, value in options.items():
+        if key not in task.options:
+            known = ", ".join(sorted(task.options)) or "none"
+            raise MilplandError(f"--option {key}: task {task.name} has no option {key!r}; its options: {known}")
+        kind = task.options[key]
+        if isinstance(kind, tuple):  # a word out of a fixed list
+            if value not in kind:
+                raise MilplandError(f"--option {key}={value!r}: must be one of {', '.join(kind)} for task {task.name}")
+            out[key] = value
+            continue
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise MilplandError(f"--option {key}={value!r}: must be {TYPE_NAMES[kind]} for task {task.name}")
+        out[key] = value
+    return out
 
 
 def _import_target(target: str) -> Callable:
@@ -132,27 +167,53 @@ def solve_row(spec, result) -> dict:
     return row
 
 
+# the keyword arguments of `milpland.landscape.listing.landscape` a batch may set (--option KEY=VALUE)
+LANDSCAPE_OPTIONS = {"method": ("auto", "enumerate", "bnb", "sample", "milp"), "levels": int, "gap_max": float, "gap_rel": float, "risk_max": float,
+                     "census": int, "starts": int, "seed": int, "max_cells": int}
+
+
 def landscape_task(spec, options: dict) -> dict[str, list[dict]]:
-    """The local minima (`landscape`, method from the option ``method``, default auto): their
-    ``minima`` rows, and the global minimum they are compared with as a ``solves`` row; both carry
-    the spurious gap (the headline of `LandscapeResult.spurious_gap`)."""
+    """The local minima (`landscape` with the task options; method default auto): their ``minima``
+    rows, and the global minimum they are compared with as a ``solves`` row; both carry the spurious
+    gap (the headline of `LandscapeResult.spurious_gap`), the solves row also the listing's threshold
+    and the census's numbers (`landscape_columns`)."""
     from milpland.landscape.listing import headline_columns, landscape
 
-    result = landscape(spec, method=options.get("method", "auto"))
+    kwargs = {"method": "auto", **options}
+    result = landscape(spec, **kwargs)
     row = solve_row(spec, result.global_result)
-    row.update(headline_columns(result.spurious_gap()), landscape_method=result.method,
-               landscape_complete=bool(result.complete), n_minima=len(result.minima),
-               n_spurious=len(result.spurious))
+    row.update(headline_columns(result.spurious_gap()), **landscape_columns(result))
     return {"solves": [row], "minima": result.to_rows()}
+
+
+def landscape_columns(result) -> dict:
+    """The listing's columns of a landscape task's solves row (tables.py documents them): which method
+    ran, what it proves (threshold, open_bound, proven_below; null where the method proves nothing),
+    and the census's starts, distinct minima and unseen-mass estimate (null without a census)."""
+    nan = float("nan")
+    listing = result.method in ("enumerate", "bnb")
+    below = result.proven_below
+    census = result.census
+    return {
+        "landscape_method": result.method, "landscape_complete": bool(result.complete),
+        "n_minima": len(result.minima), "n_spurious": len(result.spurious),
+        "landscape_query": result.query or None,
+        "threshold": float(result.threshold) if listing else nan,
+        "open_bound": float(result.open_bound) if result.method == "bnb" else nan,
+        "proven_below": float(below) if listing and below > float("-inf") else nan,
+        "census_starts": census.starts if census is not None else None,
+        "census_minima": int(sum(1 for b in census.basins.values() if b.count > 0)) if census is not None else None,
+        "unseen_mass": float(census.unseen_mass) if census is not None else nan,
+    }
 
 
 register_task(
     "solve", "milpland.runs.batch:solve_task", tables=("solves",), error_table="solves",
-    description="certified global minimum over the box",
+    description="certified global minimum over the box", options={},
 )
 register_task(
     "landscape", "milpland.runs.batch:landscape_task", tables=("solves", "minima"), error_table="solves",
-    description="certified local minima, spurious minima and their gaps (method auto)",
+    description="certified local minima, spurious minima and their gaps (method auto)", options=LANDSCAPE_OPTIONS,
 )
 
 
@@ -436,6 +497,7 @@ def run_batch(
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise MilplandError(f"--time-limit: must be a positive finite number of seconds, got {time_limit!r}")
     the_task = get_task(task)
+    task_options = check_task_options(the_task, dict(task_options or {}))
     check_executor(executor, scheduler)
     out = tables.prepare(out)
     run_id = uuid.uuid4().hex[:12]

@@ -15,6 +15,10 @@ Figures (PNG, matplotlib's Agg backend, no display needed):
 - ``minima_risk.png`` (with minima): the risk of every local minimum above the global minimum,
   per instance (symlog axis; the global minimum sits at 0); minima of equal risk share a mark
   labelled with their number, and each instance's label gives its number of minima;
+- ``landscape_levels.png`` (landscape task rows): per landscape job, the risk levels above the
+  global minimum (symlog): the listing's certified minima filled, the census's minima above it
+  hollow with area ~ basin fraction, the proven band (every local minimum below its top is listed)
+  shaded, the query's threshold and, for a stopped listing, the open bound as ticks;
 - ``fits_1d.png`` (one-dimensional data): the data, the fitted function of the global minimum
   (named "not certified" with the reason when the solve is not certified; from the minima table
   when there is no solve) and of the spurious local minima with the smallest gaps.
@@ -123,6 +127,9 @@ def write_figures(frames: dict[str, pd.DataFrame], folder: str | Path) -> list[P
         written.append(_solve_time(solves, folder / "solve_time.png"))
     if minima is not None and len(minima):
         written.append(_minima_risk(minima, folder / "minima_risk.png"))
+    levels = _landscape_levels(frames.get("solves"), frames.get("minima"), folder / "landscape_levels.png")
+    if levels is not None:
+        written.append(levels)
     fits = _fits_1d(solves, minima, frames.get("jobs"), folder / "fits_1d.png")
     if fits is not None:
         written.append(fits)
@@ -234,6 +241,173 @@ def _minima_risk(minima: pd.DataFrame, path: Path) -> Path:
                        Line2D([], [], ls="", marker="o", color="tab:red", label="spurious local minimum")],
               fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return _save(fig, path)
+
+
+BAND_MEANS = ("certified: every local minimum below the band's top\nline is listed (no top line: complete "
+              "enumeration)")
+LEVEL_LABELS = {
+    "global": "global minimum (certified)",
+    "reference": "best known point, NOT certified\n(the reference of the gaps)",
+    "listed_global": "listed minimum at the reference level (not spurious)",
+    "listed": "listed spurious minimum (certified; in the band)",
+    "tail": "census-only minimum (certified; above the\nband), area ~ basin fraction:",
+    "threshold": "threshold asked (bnb query)",
+    "open": "open bound: the listing stopped early,\ncomplete only below it",
+}
+
+
+def landscape_jobs(solves, minima) -> list[dict]:
+    """One entry per landscape job (a solves row with landscape_method): its reference risk, whether it
+    is certified, the proven band (gap units: risk - reference), the threshold asked, and its minima."""
+    if solves is None or minima is None or not len(minima) or "landscape_method" not in solves:
+        return []
+    rows = solves[solves["landscape_method"].notna()]
+    key = "attempt" if "attempt" in rows and "attempt" in minima else "instance"
+    jobs = []
+    for _, row in rows.iterrows():
+        sub = minima[minima[key] == row[key]]
+        if not len(sub):
+            continue
+        ref = float(row["risk"])
+        jobs.append({
+            "instance": row["instance"], "method": row["landscape_method"], "reference": ref,
+            "certified": bool(row.get("certified")) if pd.notna(row.get("certified")) else False,
+            "band_top": _gap_of(row.get("proven_below"), ref), "threshold": _gap_of(row.get("threshold"), ref),
+            "open_bound": _gap_of(row.get("open_bound"), ref),
+            "unseen_mass": row.get("unseen_mass"), "minima": sub,
+        })
+    return sorted(jobs, key=lambda j: (natural_key(j["instance"]), j["method"]))[:MAX_RISK_INSTANCES]
+
+
+def _gap_of(value, ref: float) -> float:
+    """A risk as a gap above the reference (nan for missing; +inf stays +inf)."""
+    if value is None or pd.isna(value):
+        return float("nan")
+    return float(value) - ref
+
+
+def _landscape_levels(solves, minima, path: Path) -> Path | None:
+    """Per landscape job: the certified band (shaded up to the proven threshold), the listing's minima
+    (filled), the census's minima above the band (hollow, area ~ basin fraction), the threshold asked
+    and the open bound of a stopped listing.  The zero line is called global only where certified."""
+    import matplotlib.pyplot as plt
+
+    jobs = landscape_jobs(solves, minima)
+    if not jobs:
+        return None
+    linthresh, bottom, ceiling = _level_axis(jobs)
+    fig, ax = plt.subplots(figsize=(max(7.5, 0.55 * len(jobs) + 6.5), 6.4))
+    used = set()
+    for x, job in enumerate(jobs):
+        used |= _draw_job(ax, x, job, bottom, ceiling)
+    multiple = {j["instance"] for j in jobs if sum(k["instance"] == j["instance"] for k in jobs) > 1}
+    ax.set_xticks(range(len(jobs)))
+    ax.set_xticklabels([_job_label(j, j["instance"] in multiple) for j in jobs], rotation=90, fontsize=7)
+    ax.set_xlim(-0.7, len(jobs) - 0.3)
+    ax.set_yscale("symlog", linthresh=linthresh)
+    ax.set_ylim(bottom, ceiling)
+    ax.set_xlabel("instance (listed + census-only minima; census unseen mass)", fontsize=9)
+    ax.set_ylabel(f"risk above the global minimum\n(the spec's risk units; symlog, linear below {linthresh:.0e})",
+                  fontsize=9)
+    ax.set_title("Local minima: the certified band (filled) and the census tail above it (hollow)", fontsize=10)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(handles=_level_legend(used), fontsize=7.5, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    return _save(fig, path)
+
+
+def _level_axis(jobs: list[dict]) -> tuple[float, float, float]:
+    """(linthresh, bottom, top) of the symlog axis.  The linear part ends at the decade of the smallest
+    spurious gap (smaller gaps are one level with the global minimum), at most 6 decades below the
+    largest gap; the axis goes below 0 only to show a band or open bound below the reference."""
+    gaps, marks = [], []
+    for job in jobs:
+        sub = job["minima"]
+        spurious = sub["spurious"].fillna(False).to_numpy(bool)
+        gaps.append(sub["risk"].to_numpy(float)[spurious] - job["reference"])
+        marks += [v for v in (job["band_top"], job["threshold"], job["open_bound"]) if np.isfinite(v)]
+    gaps = np.concatenate(gaps)
+    gaps = gaps[np.isfinite(gaps) & (gaps > 0)]
+    top = max([float(gaps.max()) if len(gaps) else 1e-3, *[v for v in marks if v > 0]])
+    decade = 10.0 ** np.floor(np.log10(top))
+    linthresh = max(float(10.0 ** np.floor(np.log10(gaps.min()))) if len(gaps) else 1e-3 * decade, 1e-6 * decade)
+    bottom = min([-0.3 * linthresh, *[1.5 * v for v in marks if v < 0]])
+    return linthresh, bottom, 3.0 * top
+
+
+def _draw_job(ax, x: float, job: dict, bottom: float, ceiling: float) -> set:
+    """One column; returns the legend keys it used."""
+    used = set()
+    band = job["band_top"]
+    if band > bottom:  # nan compares False: no band
+        ax.fill_between([x - 0.38, x + 0.38], bottom, min(band, ceiling), color="tab:blue", alpha=0.13, lw=0, zorder=1)
+        used.add("band")
+        if np.isfinite(band) and band != job["open_bound"]:  # a stopped listing's top is its open bound
+            ax.hlines(band, x - 0.38, x + 0.38, color="tab:blue", lw=2, zorder=2)
+    if np.isfinite(job["threshold"]) and np.isfinite(band) and job["threshold"] > band + 1e-12 * max(1.0, abs(band)):
+        ax.hlines(job["threshold"], x - 0.38, x + 0.38, color="0.35", lw=1.2, ls=":", zorder=2)
+        used.add("threshold")
+    if np.isfinite(job["open_bound"]):
+        ax.hlines(job["open_bound"], x - 0.38, x + 0.38, color="tab:orange", lw=1.6, ls="--", zorder=2)
+        used.add("open")
+    ax.hlines(0.0, x - 0.38, x + 0.38, color="black" if job["certified"] else "tab:orange", lw=1.0,
+              ls="-" if job["certified"] else "-.", zorder=2)
+    used.add("global" if job["certified"] else "reference")
+    sub = job["minima"]
+    gap = sub["risk"].to_numpy(float) - job["reference"]
+    tail = (sub["found_by"] == "sample").to_numpy(bool) if "found_by" in sub else np.zeros(len(sub), bool)
+    spurious = sub["spurious"].fillna(False).to_numpy(bool)
+    for mask, colour, marker, key in ((~tail & ~spurious, "tab:green", "D", "listed_global"),
+                                      (~tail & spurious, "tab:red", "o", "listed")):
+        for level, count in risk_levels(np.where(spurious, gap, 0.0)[mask]):
+            ax.scatter([x], [level], color=colour, marker=marker, s=24, zorder=4, edgecolors="none")
+            if count > 1:
+                ax.annotate(f"×{count}", (x, level), xytext=(5, -3), textcoords="offset points", fontsize=6)
+            used.add(key)
+    if tail.any():
+        fraction = sub["basin_fraction"].to_numpy(float)[tail] if "basin_fraction" in sub else np.full(tail.sum(), 0.0)
+        level = np.where(spurious, gap, 0.0)[tail]  # not spurious: one level with the reference
+        ax.scatter(np.full(tail.sum(), x + 0.12), level, s=tail_area(fraction), facecolors="none",
+                   edgecolors="tab:purple", linewidths=0.9, zorder=3)
+        used.add("tail")
+    return used
+
+
+def _job_label(job: dict, with_method: bool) -> str:
+    sub = job["minima"]
+    tail = int((sub["found_by"] == "sample").sum()) if "found_by" in sub else 0
+    unseen = job["unseen_mass"]
+    census = f"; unseen {float(unseen):.2g}" if unseen is not None and pd.notna(unseen) else ""
+    name = f"{job['instance']} [{job['method']}]" if with_method else job["instance"]
+    return f"{name} ({len(sub) - tail} + {tail}{census})"
+
+
+def _level_legend(used: set) -> list:
+    """One entry per marker the figure drew, in a fixed order."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    entries = {
+        "band": Patch(facecolor="tab:blue", alpha=0.25, edgecolor="tab:blue", label=BAND_MEANS),
+        "threshold": Line2D([], [], color="0.35", ls=":", label=LEVEL_LABELS["threshold"]),
+        "open": Line2D([], [], color="tab:orange", ls="--", label=LEVEL_LABELS["open"]),
+        "global": Line2D([], [], color="black", label=LEVEL_LABELS["global"]),
+        "reference": Line2D([], [], color="tab:orange", ls="-.", label=LEVEL_LABELS["reference"]),
+        "listed_global": Line2D([], [], ls="", marker="D", color="tab:green", label=LEVEL_LABELS["listed_global"]),
+        "listed": Line2D([], [], ls="", marker="o", color="tab:red", label=LEVEL_LABELS["listed"]),
+        "tail": Line2D([], [], ls="", marker="o", markerfacecolor="none", markeredgecolor="tab:purple",
+                       markersize=9, label=LEVEL_LABELS["tail"]),
+    }
+    handles = [entries[k] for k in entries if k in used]
+    if "tail" in used:  # the marker area's scale
+        handles += [Line2D([], [], ls="", marker="o", markerfacecolor="none", markeredgecolor="tab:purple",
+                           markersize=float(np.sqrt(tail_area(f))), label=f"    basin fraction {f:g}")
+                    for f in (0.01, 0.1, 0.5)]
+    return handles
+
+
+def tail_area(fraction):
+    """Marker area (points^2) of a census-only minimum with this basin fraction: area ~ fraction."""
+    return 8.0 + 600.0 * np.nan_to_num(fraction)
 
 
 MAX_SPURIOUS_DRAWN = 5

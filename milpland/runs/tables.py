@@ -43,15 +43,23 @@ solves -- one row per global solve; the columns of ``SolveResult.to_row()`` plus
   or bnb for auto), landscape_complete (bool), n_minima, n_spurious (int64), and the spurious
   gap: spurious_gap (float64, lowest spurious risk - global risk; null when none was found),
   lowest_spurious_risk (float64), spurious_gap_proven (bool: no local minimum lies between the
-  global minimum and the lowest spurious one, proven by a complete listing; DESIGN §5b).
+  global minimum and the lowest spurious one, proven by a complete listing; DESIGN §5b), and what
+  the listing proves: landscape_query (str, bnb: the query, e.g. "the 10 lowest risk levels"),
+  threshold (float64: bnb's final T; inf for enumerate; null for sample and milp), open_bound
+  (float64, bnb: least bound of the unexplored nodes, inf when the tree was exhausted), proven_below
+  (float64: every local minimum in the box with risk <= it is listed; inf for a complete
+  enumeration; null when nothing is proven); with a census (task option census, or method sample):
+  census_starts (int64), census_minima (int64, distinct minima the starts reached), unseen_mass
+  (float64, Good-Turing estimate N1/N, an estimate, not a bound).
 
 minima -- one row per distinct local minimum: the columns of ``LocalMinimum.to_row()`` plus batch columns:
   instance (str), instance_hash (str), cell (str, stable id of pattern and signs), risk (float64),
   gap (float64, risk - global minimum), spurious (bool, gap > tolerance), certificate (str:
   interior or boundary), margin (float64, interior margin), valley_dim (int64), params (str,
   JSON of OneHiddenParams), fitted (str, JSON of f(x_1..x_n)), found_by (str: enumerate, milp,
-  sample), basin_fraction (float64, sample: the share of all starts that ended in this minimum,
-  an estimate), schema_version (int64); sample only (null for the other methods): basin_count
+  sample; a census next to a listing adds its tail minima as sample), basin_fraction (float64,
+  sample or a census: the share of all starts that ended in this minimum, an estimate),
+  schema_version (int64); with a census only (null otherwise): basin_count
   (int64, the starts that ended in this minimum), basin_ci_low, basin_ci_high (float64, the 95 %
   Wilson score interval of basin_fraction, binomial over the starts); and the instance's spurious
   gap (spurious_gap, lowest_spurious_risk, spurious_gap_proven, as in solves).
@@ -113,7 +121,8 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "pattern_mismatches": "int64", "message": "str", "schema_version": "int64",
         "params": "str", "signs": "str", "risk_numpy": "float64", "risk_numpy_difference": "float64",
         "landscape_method": "str", "landscape_complete": "bool", "n_minima": "int64", "n_spurious": "int64",
-        **HEADLINE_COLUMNS,
+        **HEADLINE_COLUMNS, "landscape_query": "str", "threshold": "float64", "open_bound": "float64",
+        "proven_below": "float64", "census_starts": "int64", "census_minima": "int64", "unseen_mass": "float64",
     },
     "minima": {
         **BATCH_COLUMNS,

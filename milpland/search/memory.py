@@ -40,6 +40,7 @@ from math import comb
 
 from milpland.instance.spec import InstanceSpec
 
+MEMORY_NOTE = "memory limit"  # how a search stopped by [solve] memory_limit begins its note
 BASE_BYTES = 250e6  # python with numpy, scipy, pyomo and highspy loaded
 FLOAT = 8.0
 PYOMO_PER_COMPONENT = 1200.0  # bytes per row and per column of a Pyomo model (measured)
@@ -55,6 +56,17 @@ def machine_bytes() -> float:
         return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (AttributeError, ValueError, OSError):
         return 8e9
+
+
+def resident_bytes() -> float:
+    """This process's resident memory now (Linux /proc; elsewhere its peak so far, from getrusage)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return float(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        import resource
+
+        return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024.0
 
 
 def default_limit_gb() -> float:

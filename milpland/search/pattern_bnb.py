@@ -59,6 +59,7 @@ from milpland.cells.problem import Cell
 from milpland.cells.scaled import ScaledParams, sign_class
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
+from milpland.search import memory
 from milpland.search.formulation import containing_simplices
 from milpland.search.hull_lp import HullLp, lp_applies
 from milpland.search.outcome import ClassOutcome, Exploration, consider, tolerance
@@ -69,6 +70,7 @@ RELAXATIONS = ("auto", "hull", "convexity")
 HULL_MAX_N_1D = 100  # "auto" relaxation: in 1-D the hull up to this many samples (BnbOptions)
 VIOLATION_TOL = 1e-9  # h - relu(g) below this (relative to the weights) is no violation
 SOLVER_TOL = 1e-10
+MEMORY_CHECK_EVERY = 500  # nodes between two looks at the process's memory (a /proc read, ~20 us)
 
 
 @dataclass(frozen=True)
@@ -593,7 +595,13 @@ def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline
         push_all(heap, children(node, i, j, relaxation, order, result, counter, symmetry=options.symmetry))
 
     interrupted = False  # a KeyboardInterrupt (outside interrupt.polling(), or a second Ctrl-C)
+    memory_cap = memory.limit_bytes(spec)
+    held = 0.0  # resident bytes at the last check
+    popped = 0
     while heap and heap[0].bound < cutoff() and time.perf_counter() < deadline and not interrupt.requested():
+        popped += 1
+        if popped % MEMORY_CHECK_EVERY == 0 and (held := memory.resident_bytes()) > memory_cap:
+            break  # open nodes and cached cells grow with the tree: stop as at a time limit
         node = heapq.heappop(heap)
         try:
             expand(node)
@@ -620,6 +628,9 @@ def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline
         outcome.solve_seconds = seconds / len(classes)
         if interrupted:
             outcome.notes.append("interrupted")
+        if held > memory_cap and not outcome.complete:
+            outcome.notes.append(f"{memory.MEMORY_NOTE}: the search held {memory.gigabytes(held)}, more than [solve] "
+                                 f"memory_limit = {memory.gigabytes(memory_cap)}; the open nodes' bound stays proven")
     return [outcomes[k] for k in classes]
 
 

@@ -19,7 +19,7 @@ from milpland.cells.verify import Verification
 from milpland.instance.network import OneHiddenParams
 from milpland.records import SCHEMA_VERSION
 
-STATUSES = ("optimal", "time_limit", "interrupted", "infeasible", "error")
+STATUSES = ("optimal", "time_limit", "memory_limit", "interrupted", "infeasible", "error")
 
 
 @dataclass(frozen=True)

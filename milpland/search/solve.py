@@ -677,6 +677,8 @@ def assemble_result(spec: InstanceSpec, incumbent: Incumbent, outcomes: list[Cla
     upper = verification.risk_numpy
     closed = upper - lower <= tolerance(upper, spec, abs_tol)
     status = "optimal" if complete else ("interrupted" if interrupt.requested() else "time_limit")
+    if not complete and any(note.startswith(memory.MEMORY_NOTE) for o in outcomes for note in o.notes):
+        status = "memory_limit"
     # Every loss is >= 0, so a verified risk of zero is a global minimum over all weights: then
     # neither an active box nor an unfinished class can matter.
     zero_risk = upper <= abs_tol
