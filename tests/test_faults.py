@@ -608,7 +608,21 @@ def test_item11_minima_of_equal_risk_are_counted_not_hidden(tmp_path, monkeypatc
     marks = [tuple(o) for c in ax.collections for o in c.get_offsets()]
     assert sorted(y for _, y in marks) == [0.0, 0.25, 0.5]  # three distinct levels ...
     assert [t.get_text() for t in ax.texts] == ["\u00d73"]  # ... one of them holding three minima
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["i0 (5)"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["i0 (5 in 3 levels)"]
+
+
+@pytest.mark.parametrize("with_solves", [True, False])
+def test_item11_the_zero_level_is_called_global_only_where_the_solve_is_certified(tmp_path, monkeypatch, with_solves):
+    from milpland.runs import report, tables
+
+    figures = captured_figures(monkeypatch)
+    report.write_figures(tables.load(figure_tables(tmp_path, solves=with_solves)), tmp_path / "fig")
+    ax = figures["minima_risk.png"].axes[0]
+    diamond = [c for c in ax.collections if c.get_offsets()[0][1] == 0.0][0]
+    filled = diamond.get_facecolor().shape[0] > 0 and diamond.get_facecolor()[0][3] > 0
+    assert filled == with_solves  # i0's solve is certified in the solves table; without it nothing is
+    legend = " ".join(t.get_text() for t in ax.get_legend().get_texts())
+    assert ("NOT certified" in legend) == (not with_solves)
 
 
 def test_item11_the_bench_figure_does_not_credit_gd_with_the_global_minimum():

@@ -126,7 +126,7 @@ def write_figures(frames: dict[str, pd.DataFrame], folder: str | Path) -> list[P
     if solves is not None and len(solves):
         written.append(_solve_time(solves, folder / "solve_time.png"))
     if minima is not None and len(minima):
-        written.append(_minima_risk(minima, folder / "minima_risk.png"))
+        written.append(_minima_risk(minima, folder / "minima_risk.png", certified=_certified_instances(solves)))
     levels = _landscape_levels(frames.get("solves"), frames.get("minima"), folder / "landscape_levels.png")
     if levels is not None:
         written.append(levels)
@@ -209,37 +209,58 @@ def risk_levels(gaps: np.ndarray, tol: float = 1e-9) -> list[tuple[float, int]]:
     return [(g, k) for g, k in levels]
 
 
-def _minima_risk(minima: pd.DataFrame, path: Path) -> Path:
+MAX_ANNOTATED_LEVELS = 25  # above this many distinct levels in a column, "x k" labels would overlap
+
+
+def _certified_instances(solves: pd.DataFrame | None) -> set[str]:
+    """Instances whose global reference is certified (a solves row with certified = True)."""
+    if solves is None or not len(solves) or "certified" not in solves:
+        return set()
+    return set(solves.loc[solves["certified"].fillna(False).astype(bool), "instance"].astype(str))
+
+
+def _minima_risk(minima: pd.DataFrame, path: Path, *, certified: set[str]) -> Path:
     """Every local minimum's risk above the global minimum, one column per instance.  Minima of equal
-    risk share a mark, labelled with their number (x 3), so that no minimum hides behind another."""
+    risk share a mark, labelled with their number (x 3) while the column has few levels, so that no
+    minimum hides behind another.  The zero level is called the global minimum only where the
+    instance's solve is certified; elsewhere it is drawn hollow as the best known point."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
     names = sorted(minima["instance"].unique(), key=natural_key)[:MAX_RISK_INSTANCES]
-    fig, ax = plt.subplots(figsize=(max(6.5, 0.45 * len(names) + 3), 4.8))
+    fig, ax = plt.subplots(figsize=(max(8.5, 0.45 * len(names) + 5), 5.2))
     labels = []
+    uncertified = False
     for k, name in enumerate(names):
         sub = minima[minima["instance"] == name]
         spur = sub["spurious"].fillna(False).to_numpy(bool)
         gap = sub["gap"].to_numpy(float)
-        for mask, colour, marker in ((~spur, "tab:green", "D"), (spur, "tab:red", "o")):
-            for level, count in risk_levels(np.where(mask & ~spur, 0.0, gap)[mask]):
-                ax.scatter([k], [level], color=colour, marker=marker, s=26 + 6 * min(count, 10), zorder=3)
-                if count > 1:
-                    ax.annotate(f"\u00d7{count}", (k, level), xytext=(6, -3), textcoords="offset points", fontsize=7)
-        labels.append(f"{name} ({len(sub)})")
+        proven = str(name) in certified
+        uncertified |= not proven
+        marks = [(lvl, cnt, "tab:green", "D", proven) for lvl, cnt in risk_levels(np.zeros(int((~spur).sum())))]
+        marks += [(lvl, cnt, "tab:red", "o", True) for lvl, cnt in risk_levels(gap[spur])]
+        for level, count, colour, marker, filled in marks:
+            ax.scatter([k], [level], marker=marker, s=26 + 6 * min(count, 10), zorder=4 if marker == "D" else 3,
+                       linewidths=1.4, color=colour if filled else "none", edgecolors=colour)
+            if count > 1 and len(marks) <= MAX_ANNOTATED_LEVELS:
+                ax.annotate(f"\u00d7{count}", (k, level), xytext=(6, -3), textcoords="offset points", fontsize=7)
+        labels.append(f"{name} ({len(sub)} in {len(marks)} levels)")
     ax.set_yscale("symlog", linthresh=1e-3)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(labels, rotation=90, fontsize=7)
     ax.set_xlim(-0.6, len(names) - 0.4)
-    ax.set_xlabel("instance (number of local minima)")
-    ax.set_ylabel("risk - global minimum (symlog)")
-    ax.set_title("Local minima above the global minimum\n(\u00d7k: k minima of equal risk; linear scale below 1e-3)",
-                 fontsize=10)
+    ax.set_xlabel("instance (local minima in distinct risk levels)")
+    ax.set_ylabel("risk - global minimum\n(risk units; symlog, linear below 1e-3)")
+    ax.set_title("Local minima above the global minimum\n(\u00d7k: k minima of equal risk, on columns of at most "
+                 f"{MAX_ANNOTATED_LEVELS} levels)", fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(handles=[Line2D([], [], ls="", marker="D", color="tab:green", label="global minimum (not spurious)"),
-                       Line2D([], [], ls="", marker="o", color="tab:red", label="spurious local minimum")],
-              fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    handles = [Line2D([], [], ls="", marker="D", color="tab:green", label="global minimum (certified; not spurious)"),
+               Line2D([], [], ls="", marker="o", color="tab:red", label="spurious local minimum")]
+    if uncertified:
+        handles.insert(1, Line2D([], [], ls="", marker="D", markerfacecolor="none", markeredgecolor="tab:green",
+                                 label="lowest listed minimum: the global minimum\n"
+                                       "is NOT certified (the gaps' reference)"))
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return _save(fig, path)
 
 
