@@ -415,3 +415,20 @@ def test_random_tiny_instances_agree_with_multistart_and_references(case):
         assert result.risk >= scip.lower_bound - tol
         if scip.status == "optimal":
             assert result.risk <= scip.risk + tol
+
+
+def test_a_stop_request_ends_the_two_layer_search_with_a_valid_bound():
+    """Ctrl-C inside interrupt.polling() only sets a flag (certify runs so): the search and the
+    descents poll it; the result is `interrupted` with the open nodes' bound, below the minimum 1/10
+    of the zigzag (x = 0..7, DESIGN §6a; certified in the bench, results/bench-deep.md)."""
+    import milpland.interrupt as interrupt
+
+    spec = make_spec(np.arange(8.0), [0, 1, 0, 1, 0, 1, 0, 1], time_limit=60)
+    interrupt.request()
+    try:
+        result = solve_global(spec)
+    finally:
+        interrupt.clear()
+    assert result.status == "interrupted" and not result.certified and result.verification.ok
+    assert result.lower_bound <= 0.1 <= result.risk + 1e-12
+    assert result.risk == pytest.approx(mse(result.params, np.arange(8.0), [0, 1, 0, 1, 0, 1, 0, 1]), rel=1e-9)
