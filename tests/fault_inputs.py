@@ -236,7 +236,7 @@ SPEC_FAULTS = [
     solve_spec("net-output-bias-string", spec(network='[network]\nhidden = [2]\noutput_bias = "yes"\n'),
                "network.output_bias: must be true or false"),
     solve_spec("net-unknown-key", spec(network='[network]\nhidden = [2]\ndropout = 0.5\n'), "network.dropout"),
-    solve_spec("net-deep-solve", spec(network='[network]\nhidden = [2, 2]\n'), "one hidden layer"),
+    solve_spec("net-deep-solve", spec(network='[network]\nhidden = [2, 2, 2]\n'), "network.hidden"),
     # [loss], [box], [solve]
     solve_spec("loss-kind", spec(rest='[loss]\nkind = "huber"\n'), "unknown loss"),
     solve_spec("loss-reduction", spec(rest='[loss]\nreduction = "max"\n'), "unknown reduction"),

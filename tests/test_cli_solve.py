@@ -376,10 +376,17 @@ def test_bad_options_exit_2_before_solving(tmp_path, capfd, monkeypatch, flags, 
     assert code == 2 and words in capfd.readouterr().err
 
 
-def test_deep_network_is_a_user_error(tmp_path, capfd):
-    code = main(["solve", str(write(tmp_path, GOOD.replace("hidden = [2]", "hidden = [2, 2]")))])
+def test_three_hidden_layers_are_a_user_error(tmp_path, capfd):
+    code = main(["solve", str(write(tmp_path, GOOD.replace("hidden = [2]", "hidden = [2, 2, 2]")))])
     err = capfd.readouterr().err
     assert code == 2 and "hidden" in err and "Traceback" not in err
+
+
+def test_two_hidden_layers_on_two_inputs_are_a_user_error(tmp_path, capfd):
+    text = GOOD.replace("hidden = [2]", "hidden = [2, 2]").replace("[[0.0], [1.0], [2.0]]", "[[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]]")
+    code = main(["solve", str(write(tmp_path, text))])
+    err = capfd.readouterr().err
+    assert code == 2 and "d = 2" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 # --- solver failures: exit 1 ---------------------------------------------------------------------

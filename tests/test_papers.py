@@ -43,7 +43,7 @@ def slopes(spec):
 
 def test_every_instance_loads_and_is_documented():
     readme = (PAPERS / "README.md").read_text()
-    assert len(SPECS) == 7
+    assert len(SPECS) == 8
     for path in SPECS:
         spec = load_spec(path)
         assert spec.n <= 10 and max(spec.network.hidden) <= 3
@@ -137,4 +137,14 @@ def test_readme_deep_gap_bound():
     c = he_deep(spec.X, spec.y, spec.network.activation, list(spec.network.hidden))
     cert = certify_point(spec, c.params)
     assert cert.gap_lower_bound > 0.2
+    # the README's figure: the two-layer solve certifies a fit (risk 0 to tolerance), so the gap is exact
+    assert cert.global_certified and cert.gap == pytest.approx(0.2719680822, abs=1e-6)
     assert json.dumps(cert.to_json(), allow_nan=False)
+
+
+@pytest.mark.slow
+def test_readme_deep_tent_gap():
+    spec = load_spec(PAPERS / "deep-tent-relu-2x2.toml")
+    c = he_deep(spec.X, spec.y, spec.network.activation, list(spec.network.hidden))
+    cert = certify_point(spec, c.params)
+    assert cert.global_certified and cert.gap == pytest.approx(0.4, abs=1e-9)

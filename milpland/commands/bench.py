@@ -15,8 +15,8 @@ from pathlib import Path
 import milpland.interrupt as interrupt
 from milpland.errors import MilplandError
 
-METHOD_NAMES = ("milp", "bnb", "enumerate", "gd", "scip", "landscape-enumerate", "landscape-milp", "landscape-sample",
-                "landscape-bnb", "landscape-gap")  # milpland.runs.bench.METHODS, without importing pandas here
+METHOD_NAMES = ("milp", "bnb", "enumerate", "gd", "scip", "deep", "scip-deep", "landscape-enumerate", "landscape-milp",
+                "landscape-sample", "landscape-bnb", "landscape-gap")  # milpland.runs.bench.METHODS, without importing pandas here
 
 
 def register(subparsers) -> None:

@@ -124,13 +124,7 @@ def format_text(obj: dict) -> str:
         else:
             lines.append("global min    not computed (--no-global)")
     else:
-        best = obj.get("best_point")
-        if best is not None:
-            lines.append(f"best found    {number_text(best['risk'])}  by {best['method']}")
-            lines.append(f"gap >=        {number_text(obj['gap_lower_bound'])}  (a LOWER BOUND on the gap to the global "
-                         "minimum: risk - best point found; no global minimum is known for deeper nets)")
-        else:
-            lines.append("best found    none searched")
+        lines += _deep_gap_lines(obj)
     gb = obj.get("group_bound")
     if gb is not None:
         lines.append(f"group bound   {number_text(gb['bound'])}  ({gb['groups']} group(s), {gb['verdict']})")
@@ -150,6 +144,32 @@ def format_text(obj: dict) -> str:
         lines.append("status        interrupted (Ctrl-C)")
     lines.append(f"seconds       {number_text(obj['seconds'], 3)}")
     return "\n".join(lines)
+
+
+def _deep_gap_lines(obj: dict) -> list[str]:
+    """Deeper nets: the global solve where there is one (two layers, DESIGN §6a) and the best point."""
+    lines = []
+    if obj.get("global_risk") is not None:
+        cert = "certified" if obj["global_certified"] else f"NOT certified, status {obj['global_status']}"
+        act = ", a box bound is active" if obj["global_box_active"] else ""
+        lines.append(f"global min    {number_text(obj['global_risk'])}  (two-layer solve over the spec's box; {cert}{act}; "
+                     f"lower bound {number_text(obj['global_lower_bound'])})")
+    best = obj.get("best_point")
+    if best is not None:
+        lines.append(f"best found    {number_text(best['risk'])}  by {best['method']}")
+    if obj.get("gap") is not None:
+        lines.append(f"gap           {number_text(obj['gap'])}  (risk - global minimum: exact, the minimum is certified)")
+    elif best is not None:
+        upper = obj.get("gap_upper_bound")
+        tail = (f"; gap <= {number_text(upper)} (risk - the solve's lower bound)" if upper is not None
+                else "; no global minimum is known for this net")
+        lines.append(f"gap >=        {number_text(obj['gap_lower_bound'])}  (a LOWER BOUND on the gap to the global "
+                     f"minimum: risk - best point found{tail})")
+    else:
+        lines.append("best found    none searched")
+    if obj.get("point_in_box") is False:
+        lines.append("              the point lies OUTSIDE the spec's box: the global value is over the box only")
+    return lines
 
 
 def _tri(value) -> str:

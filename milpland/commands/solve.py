@@ -151,12 +151,16 @@ def format_text(obj: dict, *, rel_gap: float | None = None, output_box_used: boo
         f"risk          {number_text(obj['risk'])}   (upper bound: risk of the returned point)",
         f"lower bound   {number_text(obj['lower_bound'])}",
         f"gap           {number_text(obj['gap'])}   (relative; rel_gap = {number_text(rel_gap)})",
-        f"box           |scaled weights| <= {number_text(box.get('weight'))}, {output}",
+        f"box           |scaled weights| <= {number_text(box.get('weight'))}, {output}"
+        if obj.get("knots") is None else
+        f"box           |canonical layer-2 weights and biases| <= {number_text(box.get('weight'))} (DESIGN §6a)",
         f"box active    {'YES' if obj['box_active'] else 'no'}" + _box_note(obj["box_active"]),
         f"certified     {_certificate_line(obj, rel_gap)}",
     ]
     params = obj.get("params")
-    if params is not None:
+    if params is not None and "W" in params:  # deeper nets (two layers: milpland.search.deep_solve)
+        lines += _deep_minimiser(obj)
+    elif params is not None:
         lines.append("minimiser     f(x) = sum_j v_j sigma(W1[j] . x + b1[j]) + c")
         for j, (w, b, v) in enumerate(zip(params["W1"], params["b1"], params["v"])):
             ws = ", ".join(number_text(t) for t in w)
@@ -173,6 +177,19 @@ def format_text(obj: dict, *, rel_gap: float | None = None, output_box_used: boo
     if obj.get("message"):
         lines.append(f"message       {obj['message']}")
     return "\n".join(lines)
+
+
+def _deep_minimiser(obj: dict) -> list[str]:
+    """The layers of a deep minimiser, and the knots t_j of layer 1 (two layers, 1-D)."""
+    params = obj["params"]
+    lines = ["minimiser     f(x) = W[L] a^{L-1} + b[L],  a^l = sigma(W[l] a^{l-1} + b[l]),  a^0 = x"]
+    for layer, (W, b) in enumerate(zip(params["W"], params["b"])):
+        rows = "; ".join(", ".join(number_text(v) for v in row) for row in W)
+        lines.append(f"  layer {layer}: W = [{rows}]  b = [{', '.join(number_text(v) for v in b)}]")
+    if obj.get("knots") is not None:
+        knots = ", ".join(f"({'+' if s > 0 else '-'}, {number_text(t)})" for t, s in zip(obj["knots"], obj["orientations"]))
+        lines.append(f"  layer-1 units (orientation s, knot t), sigma(s (x - t)): {knots}")
+    return lines
 
 
 def _certificate_line(obj: dict, rel_gap: float | None) -> str:

@@ -58,12 +58,16 @@ not attained).  On a cell boundary a deep point is ``inconclusive``.
 
 **Gaps.**  One hidden layer: ``global_risk`` from `solve_global` (the certified minimum over
 the spec's box; its ``certified`` and ``box_active`` flags are reported, and whether θ̃₀ lies
-in the box) and ``gap`` = R(θ₀) − global_risk.  Deeper nets: no global minimum is known;
-``gap_lower_bound`` = R(θ₀) − R(best point found) is a lower bound on the true gap, the best
-point being the better of (a) the one-hidden-layer global solve of the first layer's width,
-embedded into the deep net by layers that carry the scalar output inside one linear piece of
-the activation, and (b) multistart L-BFGS on the deep net (seeded).  Its risk is re-evaluated
-with numpy and its parameters are part of the result.
+in the box) and ``gap`` = R(θ₀) − global_risk.  Two hidden layers on 1-D data with a
+homogeneous two-piece activation and the squared loss: the two-layer global solve (DESIGN §6a);
+when it is certified ``gap`` is exact (for a point in the box, or whatever the point when the
+minimum is 0), otherwise ``gap_upper_bound`` = R(θ₀) − its lower bound.  Always (any depth)
+``gap_lower_bound`` = R(θ₀) − R(best point found) is a lower bound on the true gap; the best point
+is the best of the global solve's point, the one-hidden-layer global solves of widths 1 and m1
+carried through the other layers (by units that stay inside one linear piece), multistart L-BFGS
+from random starts and from those carried solutions, and SCIP's MINLP on tiny two-layer data;
+``best_method`` names it.  Every risk is re-evaluated with numpy and the parameters are part of
+the result.
 """
 
 from __future__ import annotations
@@ -72,11 +76,9 @@ import dataclasses
 import math
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
 
 import milpland.interrupt as interrupt
 from milpland.cells.arrangement import Realizer, unit_patterns
@@ -90,10 +92,15 @@ from milpland.instance.losses import Loss
 from milpland.instance.network import OneHiddenParams
 from milpland.instance.params_io import check_shapes
 from milpland.instance.spec import InstanceSpec, NetworkSpec
-from milpland.points.constructions import choose_piece, frame
+from milpland.points.constructions import choose_piece, frame, he_deep
 from milpland.points.escape import EscapeReport, escape_test
 from milpland.points.grouplsq import GroupBound, group_bound
 from milpland.records import jsonable
+from milpland.search.deep_incumbents import loss_gradient, multistart
+from milpland.search.deep_model import TwoLayerData, canonical_from_params, two_layer_reason
+
+MINLP_MAX_N = 5  # certify: SCIP's MINLP as a source of better points only for this few samples
+MINLP_SECONDS = 30.0
 
 VERDICTS = ("local_min", "saddle", "not_stationary", "inconclusive")
 CERTIFICATES = ("interior", "boundary", "group_lsq", "escape_neuron", "first_order", "cell_descent", "gradient", "")
@@ -177,8 +184,9 @@ class Certification:
     global_status: str | None = None
     global_params: DeepParams | None = None
     point_in_box: bool | None = None  # θ̃₀ inside the spec's box (else the global value is not comparable)
-    gap: float | None = None  # one hidden layer: risk - global_risk
+    gap: float | None = None  # risk - global_risk, when the global minimum is certified (or one hidden layer)
     gap_lower_bound: float | None = None  # risk - (best risk found); a lower bound on the true gap
+    gap_upper_bound: float | None = None  # two layers, uncertified solve: risk - its lower bound
     best_risk: float | None = None  # deeper nets: the best point milpland found
     best_method: str | None = None
     best_params: DeepParams | None = None
@@ -221,6 +229,7 @@ class Certification:
             "point_in_box": self.point_in_box,
             "gap": _num(self.gap),
             "gap_lower_bound": _num(self.gap_lower_bound),
+            "gap_upper_bound": _num(self.gap_upper_bound),
             "best_point": None if self.best_params is None else {
                 "risk": _num(self.best_risk), "method": self.best_method, "params": self.best_params.to_json(),
             },
@@ -246,6 +255,7 @@ class Certification:
             "cell_min": _nan(self.cell_min), "global_risk": _nan(self.global_risk),
             "global_certified": self.global_certified, "point_in_box": self.point_in_box,
             "gap": _nan(self.gap), "gap_lower_bound": _nan(self.gap_lower_bound),
+            "gap_upper_bound": _nan(self.gap_upper_bound),
             "best_method": self.best_method or "", "path_min_risk": (
                 self.descent_path.min_risk if self.descent_path is not None else float("nan")),
             "seconds": self.seconds, "reason": self.reason,
@@ -709,45 +719,6 @@ def _deep(spec, params: DeepParams, risk, group: GroupBound | None, notes) -> _D
                      f"differentiable here with gradient norm {gnorm:.3g}; a gradient step lowers the risk", path)
 
 
-def loss_gradient(params: DeepParams, spec: InstanceSpec) -> np.ndarray | None:
-    """∇R by back-propagation (plain numpy), flat in DeepParams.flat order; None where R is not differentiable.
-
-    With δ_L = ∂R/∂f (w·2(f − y), w·sign(f − y), −w·y·[1 − y f > 0]), ∂R/∂W[l] = δ_lᵀ a^{l−1},
-    ∂R/∂b[l] = Σ_i δ_l, δ_{l−1} = (δ_l W[l]) ⊙ σ′(z^{l−1}).  Valid off the breakpoints (the
-    caller checks the margin) and off the loss's own kink.  The output bias of a spec without
-    one is held at 0 (its gradient entry is zeroed).
-    """
-    X, y, act, loss = spec.X, spec.y, spec.network.activation, spec.loss
-    n = X.shape[0]
-    w = loss.weight(n)
-    Z = params.pre_activations(X, act)
-    A = [X] + [act(z) for z in Z]
-    f = params.forward(X, act)
-    r = f - y
-    scale = max(1.0, float(np.max(np.abs(y))))
-    if loss.kind == "squared":
-        delta = 2.0 * w * r
-    elif loss.kind == "absolute":
-        if np.any(np.abs(r) <= 1e-12 * scale):
-            return None
-        delta = w * np.sign(r)
-    else:
-        s = 1.0 - y * f
-        if np.any(np.abs(s) <= 1e-12):
-            return None
-        delta = -w * y * (s > 0)
-    delta = delta[:, None]
-    gW, gb = [None] * len(params.W), [None] * len(params.W)
-    for l in range(len(params.W) - 1, -1, -1):
-        gW[l] = delta.T @ A[l]
-        gb[l] = delta.sum(axis=0)
-        if l > 0:
-            delta = (delta @ params.W[l]) * act.derivative(Z[l - 1])
-    if not spec.network.output_bias:
-        gb[-1] = np.zeros_like(gb[-1])
-    return np.concatenate([np.concatenate([a.ravel(), b]) for a, b in zip(gW, gb)])
-
-
 def _gradient_path(spec, params: DeepParams, grad, risk, margin) -> DescentPath | None:
     """θ(t) = θ₀ − t g/|g| for a few t up to a step that lowers the risk (found by halving)."""
     theta = params.flat()
@@ -770,42 +741,147 @@ def _gradient_path(spec, params: DeepParams, grad, risk, margin) -> DescentPath 
 
 
 def _best_deep(spec, params: DeepParams, risk, run_global, limit, gd_starts, seed, notes) -> dict:
-    """The best point found for the deep net: embedded one-hidden-layer global solve, multistart L-BFGS."""
-    candidates = []
-    if run_global and not interrupt.requested():
-        try:
-            emb = embedded_global(spec, time_limit=limit)
-        except MilplandError as exc:
-            notes.append(f"embedded global solve not used: {exc}")
-            emb = None
-        if emb is not None:
-            candidates.append((_risk(emb[0], spec), f"one-hidden-layer global solve (width {spec.network.hidden[0]}, "
-                               f"{'certified' if emb[1].certified else 'not certified'}) embedded by carrying layers",
-                               emb[0]))
-    if gd_starts > 0:
-        gd = multistart_descent(spec, params, starts=gd_starts, seed=seed)
-        if gd is not None:
-            candidates.append((_risk(gd, spec), f"multistart L-BFGS ({gd_starts} starts, seed {seed})", gd))
+    """The gap of a deeper net's point (DESIGN §6): the global solve where milpland has one, and the
+    best point found by every search, each re-evaluated with numpy; the best says which found it.
+
+    Two hidden layers on 1-D data (`milpland.search.deep_solve`): the certified global minimum
+    over the box gives the exact gap (when the point lies in the box, or the minimum is 0), an
+    uncertified solve its incumbent and an upper bound risk - lower bound on the gap.  Otherwise, and
+    besides: the one-hidden-layer global solves of widths 1 and m1 carried through the other layers,
+    ``gd_starts`` L-BFGS runs (from random starts and from those carried solutions), and for tiny
+    data (n <= MINLP_MAX_N, two layers, 1-D) SCIP's MINLP with a short limit."""
+    fields: dict = {}
+    candidates: list[tuple[float, str, DeepParams]] = []
+    global_result = _deep_global(spec, params, risk, run_global, limit, fields, notes)
+    if global_result is not None:
+        candidates.append((_risk(global_result.params, spec), _solve_name(global_result), global_result.params))
+    if fields.get("gap") is None:  # the global minimum is not known: search for better points
+        seeds = _carried_solutions(spec, run_global, limit, notes)
+        candidates += [(_risk(p, spec), how, p) for how, p in seeds]
+        if gd_starts > 0:
+            seeds += _construction_seeds(spec)
+            runs = multistart(spec, params, starts=gd_starts, seed=seed,
+                              seeds=[(f"L-BFGS from the {how}", p) for how, p in seeds])
+            candidates += [(r, f"{how} (best of {len(runs)} descents)", p) for r, p, how in runs[:1]]
+        if run_global:
+            candidates += _minlp_point(spec, limit, notes)
     if not candidates:
-        return {}
+        return fields
     best_risk, method, best = min(candidates, key=lambda c: c[0])
-    return {"best_risk": best_risk, "best_method": method, "best_params": best, "gap_lower_bound": risk - best_risk}
+    fields.update(best_risk=best_risk, best_method=method, best_params=best, gap_lower_bound=risk - best_risk)
+    return fields
 
 
-def embedded_global(spec: InstanceSpec, *, time_limit: float):
-    """(deep params, SolveResult): the global minimum of the one-hidden-layer net of the first width,
-    carried through the remaining hidden layers (`carry_layers`).  Its risk equals the solve's."""
+def _solve_name(result) -> str:
+    state = "certified" if result.certified else f"not certified, status {result.status}"
+    return f"two-layer global solve ({state})"
+
+
+def _deep_global(spec, params: DeepParams, risk, run_global, limit, fields, notes):
+    """The two-layer global solve where it applies; fills the global_* fields and the exact gap."""
+    reason = two_layer_reason(spec)
+    if not run_global:
+        return None
+    if reason is not None:
+        notes.append(f"no global minimum for this architecture ({reason}): gap >= risk - best point found")
+        return None
+    from milpland.search.solve import solve_global  # late: the search stack is heavy
+
+    result = solve_global(spec.with_options(time_limit=limit))
+    in_box = _deep_point_in_box(spec, params)
+    fields.update(global_risk=float(result.risk), global_lower_bound=float(result.lower_bound),
+                  global_certified=bool(result.certified), global_box_active=bool(result.box_active),
+                  global_status=result.status, global_params=result.params, point_in_box=in_box)
+    zero = result.certified and result.risk <= result.options.get("abs_tol", 0.0)
+    if result.certified and (in_box or zero):
+        fields["gap"] = risk - float(result.risk)
+    elif in_box:
+        fields["gap_upper_bound"] = risk - float(result.lower_bound)
+        notes.append("the two-layer global solve is not certified: gap between gap_lower_bound and gap_upper_bound")
+    if not in_box and not zero:
+        notes.append("the point lies outside the spec's box (canonical layer-2 weights, DESIGN §6a): the global "
+                     "minimum over the box is not comparable; gap_lower_bound still holds")
+    return result
+
+
+def _deep_point_in_box(spec, params: DeepParams) -> bool | None:
+    try:
+        data = TwoLayerData.of(spec)
+        return canonical_from_params(params, data).in_box(data)
+    except MilplandError:
+        return None
+
+
+def _carried_solutions(spec, run_global, limit, notes) -> list[tuple[str, DeepParams]]:
+    """One-hidden-layer global minima of widths 1 and m1, carried through the other layers."""
+    if not run_global:
+        return []
+    out = []
+    for width in sorted({1, spec.network.hidden[0]}):
+        try:
+            deep, result = embedded_global(spec, time_limit=limit / 4, width=width)
+        except MilplandError as exc:
+            notes.append(f"embedded global solve (width {width}) not used: {exc}")
+            continue
+        state = "certified" if result.certified else "not certified"
+        out.append((f"one-hidden-layer global solve (width {width}, {state}) embedded by carrying layers", deep))
+    return out
+
+
+def _construction_seeds(spec) -> list[tuple[str, DeepParams]]:
+    """He et al.'s point (the least-squares fit carried through every layer): a descent seed."""
+    try:
+        c = he_deep(spec.X, spec.y, spec.network.activation, list(spec.network.hidden), loss=spec.loss)
+    except MilplandError:
+        return []
+    if not spec.network.output_bias and float(c.params.b[-1][0]) != 0.0:
+        return []
+    return [("construction of He et al. (least-squares fit carried through the layers)", c.params)]
+
+
+def _minlp_point(spec, limit, notes) -> list:
+    """SCIP's MINLP (two layers, 1-D, n <= MINLP_MAX_N): its best point, re-evaluated."""
+    if two_layer_reason(spec) is not None or spec.n > MINLP_MAX_N:
+        return []
+    try:
+        from milpland.search.deep_minlp import solve_minlp
+
+        out = solve_minlp(spec, time_limit=min(MINLP_SECONDS, limit / 4))
+    except MilplandError as exc:
+        notes.append(f"MINLP not used: {exc}")
+        return []
+    if out.net is None:
+        return []
+    p = out.net.to_params(TwoLayerData.of(spec))
+    return [(_risk(p, spec), f"SCIP MINLP ({out.status}, {out.seconds:.1f} s)", p)]
+
+
+def embedded_global(spec: InstanceSpec, *, time_limit: float, width: int | None = None):
+    """(deep params, SolveResult): the global minimum of the one-hidden-layer net of the first width
+    (or ``width`` <= it, the other units of layer 1 left at zero), carried through the remaining
+    hidden layers (`carry_layers`).  Its risk equals the solve's."""
     from milpland.search.solve import solve_global
 
     net = spec.network
-    shallow = dataclasses.replace(spec, network=NetworkSpec(hidden=(net.hidden[0],), activation=net.activation,
+    width = net.hidden[0] if width is None else width
+    shallow = dataclasses.replace(spec, network=NetworkSpec(hidden=(width,), activation=net.activation,
                                                             output_bias=net.output_bias))
     result = solve_global(shallow.with_options(time_limit=time_limit))
     if result.params is None:
         raise MilplandError(f"the one-hidden-layer solve returned no point (status {result.status})")
-    deep = carry_layers(DeepParams.from_one_hidden(result.params), spec.X, net.activation, net.hidden[1:],
-                        output_bias=net.output_bias)
+    deep = carry_layers(_padded(DeepParams.from_one_hidden(result.params), net.hidden[0]), spec.X, net.activation,
+                        net.hidden[1:], output_bias=net.output_bias)
     return deep, result
+
+
+def _padded(params: DeepParams, width: int) -> DeepParams:
+    """A one-hidden-layer net widened to ``width`` units by zero units (same outputs)."""
+    W1, b1, v = params.W[0], params.b[0], params.W[1]
+    extra = width - W1.shape[0]
+    if extra <= 0:
+        return params
+    return DeepParams((np.vstack([W1, np.zeros((extra, W1.shape[1]))]), np.hstack([v, np.zeros((1, extra))])),
+                      (np.concatenate([b1, np.zeros(extra)]), params.b[1]))
 
 
 def carry_layers(params: DeepParams, X, act: Activation, widths, *, output_bias: bool = True) -> DeepParams:
@@ -851,37 +927,8 @@ def carry_layers(params: DeepParams, X, act: Activation, widths, *, output_bias:
 def multistart_descent(spec: InstanceSpec, params: DeepParams, *, starts: int = 4, seed: int = 0,
                        max_iter: int = 2000) -> DeepParams | None:
     """The best of ``starts`` L-BFGS runs on the deep net from seeded He-normal initialisations."""
-    rng = np.random.default_rng(seed)
-    best, best_risk = None, math.inf
-
-    def fun(theta):
-        p = params.from_flat(theta)
-        g = loss_gradient(p, spec)
-        if g is None:  # on the loss's own kink: any subgradient-like value keeps L-BFGS going
-            g = np.zeros_like(theta)
-        return _risk(p, spec), g
-
-    def stop_when_asked(_intermediate) -> None:  # Ctrl-C ends the L-BFGS run where it is
-        if interrupt.requested():
-            raise StopIteration
-
-    for _ in range(starts):
-        if interrupt.requested():
-            break
-        Ws = [rng.normal(size=w.shape) * np.sqrt(2.0 / w.shape[1]) for w in params.W]
-        bs = [0.1 * rng.normal(size=b.shape) for b in params.b]
-        if not spec.network.output_bias:
-            bs[-1] = np.zeros_like(bs[-1])
-        x0 = DeepParams(tuple(Ws), tuple(bs)).flat()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = minimize(fun, x0, jac=True, method="L-BFGS-B", options={"maxiter": max_iter},
-                           callback=stop_when_asked)
-        p = params.from_flat(res.x)
-        r = _risk(p, spec)
-        if np.isfinite(r) and r < best_risk:
-            best, best_risk = p, r
-    return best
+    runs = multistart(spec, params, starts=starts, seed=seed)
+    return runs[0][1] if runs else None
 
 
 # ------------------------------------------------------------------------------------------

@@ -44,12 +44,15 @@ GLOBAL_TOL = 1e-6
 
 def run_solve(method: str) -> Callable[[InstanceSpec, dict], dict]:
     """`solve_global` with the given search; the first certified risk becomes the reference of the
-    baselines (`gd`'s fraction of starts that reach it)."""
+    baselines (`gd`'s fraction of starts that reach it).  ``deep``: the two-layer search (DESIGN §6a)."""
 
     def run(spec: InstanceSpec, ctx: dict) -> dict:
         from milpland.search.solve import solve_global
 
-        result = solve_global(spec.with_options(method=method))
+        if (spec.network.depth == 2) != (method == "deep"):
+            raise MilplandError("two hidden layers: use --methods deep" if method != "deep"
+                                else "deep: needs two hidden layers")
+        result = solve_global(spec if method == "deep" else spec.with_options(method=method))
         if result.status == "optimal" and not np.isfinite(ctx.get("global_risk", np.nan)):
             ctx["global_risk"] = result.risk
         return {
@@ -272,6 +275,21 @@ def scip_model(pyscipopt, spec: InstanceSpec, model, compiled):
     return scip
 
 
+def run_scip_deep(spec: InstanceSpec, ctx: dict) -> dict:
+    """SCIP on the two-layer MINLP (`milpland.search.deep_minlp`), in a child process."""
+    return run_in_child(scip_deep_in_process, (spec, ctx), limit=spec.solve.time_limit + 600)
+
+
+def scip_deep_in_process(spec: InstanceSpec, ctx: dict) -> dict:
+    from milpland.search.deep_minlp import solve_minlp
+
+    out = solve_minlp(spec)
+    risk, bound = out.risk, out.lower_bound
+    return {"status": out.status, "certified": False, "risk": risk, "lower_bound": bound,
+            "gap": (risk - bound) / max(abs(risk), 1e-12) if np.isfinite(risk) else np.nan,
+            "seconds": out.seconds, "nodes": out.nodes, "solver_version": out.version}
+
+
 def run_landscape(method: str, **query) -> Callable[[InstanceSpec, dict], dict]:
     """A landscape method, timed, with its list checked against the enumeration's in the same run:
     milp must find the enumeration's interior risk levels, sample only minima enumeration has, bnb
@@ -343,7 +361,7 @@ def distinct_levels(risks: list[float], tol: float) -> np.ndarray:
 
 METHODS: dict[str, Callable[[InstanceSpec, dict], dict]] = {
     "milp": run_solve("milp"), "bnb": run_solve("bnb"), "enumerate": run_enumerate, "gd": run_gd,
-    "scip": run_scip,
+    "scip": run_scip, "deep": run_solve("deep"), "scip-deep": run_scip_deep,
     "landscape-enumerate": run_landscape("enumerate"), "landscape-milp": run_landscape("milp"),
     "landscape-sample": run_landscape("sample"), "landscape-bnb": run_landscape("bnb"),
     "landscape-gap": run_landscape("bnb", levels=2),
@@ -423,22 +441,32 @@ def check_bench_options(*, time_limit: float | None, max_cells: int | None, star
 
 
 def milp_first(methods: list[str]) -> list[str]:
-    """milp and bnb run first (the baselines are measured against their certified global risk), and the
-    landscape enumeration before the other landscape methods (they are checked against it)."""
-    return sorted(methods, key=lambda m: (m not in ("milp", "bnb"), m != "milp", m != "landscape-enumerate"))
+    """milp, bnb and deep run first (the baselines are measured against their certified global risk),
+    and the landscape enumeration before the other landscape methods (they are checked against it)."""
+    return sorted(methods, key=lambda m: (m not in ("milp", "bnb", "deep"), m != "milp",
+                                          m != "landscape-enumerate"))
 
 
 def describe(spec: InstanceSpec) -> dict:
-    return {"n": spec.n, "d": spec.d, "width": spec.width, "activation": spec.network.activation.name,
+    return {"n": spec.n, "d": spec.d, "width": spec.width,
+            "hidden": "-".join(str(w) for w in spec.network.hidden), "activation": spec.network.activation.name,
             "loss": spec.loss.kind, "time_limit": spec.solve.time_limit, "seed": spec.solve.seed}
 
 
+def reference_method(table: pd.DataFrame) -> str:
+    """The search the ratios compare with: milp, else the two-layer search (deep)."""
+    methods = set(table["method"])
+    return "deep" if "milp" not in methods and "deep" in methods else "milp"
+
+
 def headline_ratios(table: pd.DataFrame) -> pd.DataFrame:
-    """Per baseline: on instances where both it and milp finished, time(baseline) / time(milp)."""
+    """Per baseline: on instances where both it and the reference (`reference_method`) finished,
+    time(baseline) / time(reference)."""
     finished = table[table["status"] == "optimal"]
-    milp = finished[finished["method"] == "milp"].set_index("instance")["seconds"]
+    reference = reference_method(table)
+    milp = finished[finished["method"] == reference].set_index("instance")["seconds"]
     rows = []
-    for method in sorted(set(table["method"]) - {"milp", "-"}):
+    for method in sorted(set(table["method"]) - {reference, "-"}):
         subset = table[table["method"] == method].set_index("instance")
         done = subset[subset["status"].isin(["optimal", "heuristic"])]["seconds"]
         common = milp.index.intersection(done.index)
@@ -476,14 +504,15 @@ def write_report(table: pd.DataFrame, *, name: str, out_dir: str | Path, command
             table[column] = empty
     table.to_csv(csv, index=False)
     ratios = headline_ratios(table)
-    columns = [c for c in ["instance", "method", "n", "d", "width", "loss", "status", "certified", "risk",
+    columns = [c for c in ["instance", "method", "n", "d", "width", "hidden", "loss", "status", "certified", "risk",
                            "lower_bound", "gap", "seconds_build", "seconds_solve", "seconds", "nodes", "rounds",
                            "cells", "cells_per_second", "fraction_global", "local_minima", "spurious",
                            "interior_levels", "query", "threshold", "proven_below", "leaves", "spurious_gap",
                            "spurious_gap_proven", "matches_enumerate", "box_active", "message"] if c in table.columns]
     lines = [f"# Benchmark `{name}`", "", *([f"**{note}**", ""] if note else []), f"Command: `{command}`", "",
              f"Machine: {machine_description()}",
-             f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}", "", "## Headline ratios (time of baseline / time of milp)", "",
+             f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}", "",
+             f"## Headline ratios (time of baseline / time of {reference_method(table)})", "",
              markdown_table(ratios) if len(ratios) else "(no instance finished by both)",
              "", "## All runs", "", markdown_table(table[columns]), ""]
     md.write_text("\n".join(lines))

@@ -126,10 +126,11 @@ def solve_global(
     the exploration's threshold and hands it over (the landscape's listing, DESIGN §5b).
     """
     if spec.network.depth != 1:
-        raise MilplandError(
-            f"network.hidden: solve handles one hidden layer; {spec.name} has hidden = "
-            f"{list(spec.network.hidden)}. Use `milpland certify` for deeper networks."
-        )
+        if explore is not None:
+            raise MilplandError("the branch-and-bound listing handles one hidden layer only")
+        from milpland.search.deep_solve import solve_deep  # the two-layer search (DESIGN §6a)
+
+        return solve_deep(spec, progress=progress, one_hidden=solve_global)
     started = time.perf_counter()
     # the searches end a little early: verifying the point and assembling the result take the rest
     deadline = started + spec.solve.time_limit - min(FINISH_RESERVE, 0.02 * spec.solve.time_limit)

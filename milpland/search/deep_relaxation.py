@@ -1,0 +1,359 @@
+"""The node relaxation of the two-layer search (DESIGN §6a): a convex QP and its certified bound.
+
+A node fixes, for every layer-1 unit j, its orientation s_j, the gap of its knot and a sub-interval
+[L_j, U_j] of that gap, the sign sigma_kj of every layer-2 weight A_kj, a box
+mu_kj in [mlo_kj, mhi_kj] for the share mu_kj = |A_kj| / sum_k |A_kj|, the sign s_k of every
+output weight and a partial layer-2 pattern P (top / bottom / undecided per position and unit).
+
+With a_j = sum_k |A_kj| and v_j = t_j - L_j in [0, D_j] (D_j = U_j - L_j) the layer-2
+pre-activation at position p is
+
+    z_pk = b~_k + sum_j sigma_kj (M_kj phi_pj(L_j) + W_kj dphi_pj),
+    M_kj = |A_kj| = a_j mu_kj,     W_kj = |A_kj| v_j = a_j (mu_kj v_j),
+
+linear in the variables (c, b~, M, W, h).  The only non-convex relation is W_kj = M_kj v_j with
+v_j shared by all k.  Since every (M_.j, W_.j) is a_j >= 0 times (mu_.j, mu_.j v_j), the exact
+set is a cone over the bilinear surface {(mu, mu v)}; the relaxation replaces mu_kj v_j by its
+McCormick envelope over [mlo, mhi] x [0, D] and multiplies the four inequalities by a_j:
+
+    W_kj >= mlo E_j,   W_kj >= mhi E_j + D M_kj - mhi D a_j,
+    W_kj <= mhi E_j,   W_kj <= mlo E_j + D M_kj - mlo D a_j,     E_j = sum_k W_kj = a_j v_j,
+
+plus mlo a_j <= M_kj <= mhi a_j and 0 <= E_j <= D a_j.  These are valid for every network of the
+node, and their error, a_j (mhi - mlo) D / 4 at most, does not depend on the box B: it falls with
+the product of the two interval widths (second order), which is what lets the search close the
+gap without a cluster of tiny boxes around the minimum.
+
+Undecided layer-2 pairs get h_pk >= 0, h_pk >= z_pk, h_pk <= M_pk (M_pk from the box).  Because
+phi_j is convex in x with slope change alpha_1 - alpha_0 at t_j, z_k is convex across gap g when
+every kink there has sigma_kj (alpha_1 - alpha_0) >= 0 and concave when all are <= 0; on such
+runs relu(z_k) is convex (rows h_b <= lambda h_a + (1 - lambda) h_c over consecutive positions)
+or relu(z_k) - z_k = relu(-z_k) is convex (the same rows on h - z).  With
+f_i = c + sum_k s_k (alpha_0 z_k + (alpha_1 - alpha_0) h_k) at the sample's position, the QP
+
+    min  w sum_i (f_i - y_i)^2   over these rows and the variable bounds
+
+bounds every network of the node (for the absolute and hinge losses the same rows with the loss as
+an LP).  The bound is not the solver's objective: it is a Lagrangian
+bound recomputed in numpy (extended precision) from any point and any multipliers (`bound`).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from milpland.search.deep_model import TwoLayerData
+
+UNDECIDED = -1
+SOLVER_TOL = 1e-10
+ACCEPTED = ("Solved", "AlmostSolved", "InsufficientProgress", "AlmostInsufficientProgress", "MaxIterations",
+            "AlmostMaxIterations")
+
+
+@dataclass(eq=False)
+class DeepNode:
+    """A node of the two-layer search (see the module docstring); ordered by bound, then tiebreak."""
+
+    bound: float
+    tiebreak: int
+    orientations: tuple  # s_j
+    gaps: tuple  # knot gap of every layer-1 unit
+    sig: np.ndarray  # (m2, m1) sign of every layer-2 weight
+    L: np.ndarray  # (m1,) knot interval
+    U: np.ndarray
+    mlo: np.ndarray  # (m2, m1) share interval
+    mhi: np.ndarray
+    P: np.ndarray  # (G, m2) int8 layer-2 pattern per position
+    signs: np.ndarray  # (m2,) output signs
+
+    def __lt__(self, other: "DeepNode") -> bool:
+        return (self.bound, self.tiebreak) < (other.bound, other.tiebreak)
+
+    def n_positive(self) -> int:
+        return int(np.sum(self.signs > 0))
+
+
+@dataclass(frozen=True, eq=False)
+class NodeQP:
+    """min w ||Phi z - y||^2 s.t. A z >= 0, lower <= z <= upper.  Z: z_pk as rows over the variables."""
+
+    Phi: np.ndarray
+    A: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    Z: np.ndarray  # (G, m2, N)
+    free: tuple  # (positions, units) of the undecided pairs; their h columns are p0 + 0..F-1
+    p0: int
+
+
+class Columns:
+    """Column indices: c, b~_k, then per layer-1 unit j the blocks M_.j and W_.j, then h.
+    (`Columns.of` caches one per shape.)"""
+
+    @staticmethod
+    @functools.lru_cache(maxsize=16)
+    def of(m1: int, m2: int) -> "Columns":
+        return Columns(m1, m2)
+
+    def __init__(self, m1: int, m2: int):
+        self.m1, self.m2 = m1, m2
+        self.b = 1 + np.arange(m2)
+        j, k = np.meshgrid(np.arange(m1), np.arange(m2))  # (m2, m1)
+        self.M = 1 + m2 + 2 * m2 * j + k
+        self.W = self.M + m2
+        self.p0 = 1 + m2 + 2 * m1 * m2
+
+
+def kink_runs(data: TwoLayerData, node: DeepNode) -> tuple[np.ndarray, np.ndarray]:
+    """(convex_ok, concave_ok), each (m2, G - 1): whether z_k is convex / concave across gap g."""
+    G, m2 = data.n_positions, data.widths[1]
+    direction = np.sign(data.slopes[1] - data.slopes[0])
+    convex = np.ones((m2, G - 1), dtype=bool)
+    concave = np.ones((m2, G - 1), dtype=bool)
+    for j, g in enumerate(node.gaps):
+        kink = node.sig[:, j] * direction
+        convex[kink < 0, g] = False
+        concave[kink > 0, g] = False
+    return convex, concave
+
+
+def node_qp(data: TwoLayerData, node: DeepNode, *, conic: bool = True) -> NodeQP:
+    """The node's QP; ``conic`` False gives the first-order relaxation (each layer-2 unit its own
+    knot in the interval: 0 <= W_kj <= D_j M_kj only), kept for the ablation."""
+    G = data.n_positions
+    m1, m2 = data.widths
+    a0, a1 = data.slopes
+    cols = Columns.of(m1, m2)
+    P = node.P
+    fi, fk = np.nonzero(P == UNDECIDED)
+    N = cols.p0 + fi.shape[0]
+    hcol = np.full((G, m2), -1)
+    hcol[fi, fk] = cols.p0 + np.arange(fi.shape[0])
+    phiL = data.features(node.orientations, node.L)
+    dphi = data.feature_slopes(node.orientations, node.gaps)
+    D = node.U - node.L
+    Z = np.zeros((G, m2, N))
+    Z[:, np.arange(m2), cols.b] = 1.0
+    kk = np.arange(m2)[:, None]
+    Z[:, kk, cols.M] = node.sig[None] * phiL[:, None, :]
+    Z[:, kk, cols.W] = node.sig[None] * dphi[:, None, :]
+    H = np.zeros_like(Z)
+    top = P == 1
+    H[top] = Z[top]
+    H[fi, fk, hcol[fi, fk]] = 1.0
+    fitted = np.einsum("k,pkN->pN", node.signs, a0 * Z + (a1 - a0) * H)
+    fitted[:, 0] = 1.0
+    Phi = fitted[data.where]
+    decided = P != UNDECIDED
+    side = np.where(P == 1, 1.0, -1.0)
+    rows = [(side[..., None] * Z)[decided], (H - Z)[fi, fk]]
+    rows.append(_convexity_rows(data, node, Z, H))
+    rows.append(_mccormick_rows(node, cols, D, N) if conic else _per_unit_rows(cols, D, N))
+    A = np.vstack([r.reshape(-1, N) for r in rows])
+    lower, upper = _variable_bounds(data, node, cols, D, fi, N)
+    return NodeQP(Phi=Phi, A=A, lower=lower, upper=upper, Z=Z, free=(fi, fk), p0=cols.p0)
+
+
+def _convexity_rows(data: TwoLayerData, node: DeepNode, Z: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """h (or h - z) convex over consecutive positions a < b < c where z_k is convex (or concave)."""
+    G = data.n_positions
+    if G < 3:
+        return np.zeros((0, Z.shape[2]))
+    x = data.positions
+    convex, concave = kink_runs(data, node)
+    a = np.arange(G - 2)
+    lam = (x[a + 2] - x[a + 1]) / (x[a + 2] - x[a])  # (G - 2,)
+    undecided = node.P == UNDECIDED
+    touched = undecided[a] | undecided[a + 1] | undecided[a + 2]  # (G - 2, m2)
+    cvx = touched & (convex[:, a] & convex[:, a + 1]).T
+    ccv = touched & ~cvx & (concave[:, a] & concave[:, a + 1]).T
+    Gz = H - Z
+    rows = []
+    for kind, V in ((cvx, H), (ccv, Gz)):
+        ta, tk = np.nonzero(kind)
+        if ta.size:
+            rows.append(lam[ta, None] * V[ta, tk] + (1 - lam[ta, None]) * V[ta + 2, tk] - V[ta + 1, tk])
+    return np.vstack(rows) if rows else np.zeros((0, Z.shape[2]))
+
+
+def _mccormick_rows(node: DeepNode, cols: Columns, D: np.ndarray, N: int) -> np.ndarray:
+    """The share and knot rows of every layer-1 unit (module docstring), all homogeneous.
+
+    Per unit j (a = sum_k M_kj, E = sum_k W_kj): E <= D a; and per k (when m2 > 1)
+    M_kj >= mlo a, M_kj <= mhi a, the four McCormick rows of W_kj (the two share rows only when
+    the share interval is narrower than [0, 1])."""
+    m2, m1 = cols.m2, cols.m1
+    out = []
+    for j in range(m1):
+        Mj, Wj, d = cols.M[:, j], cols.W[:, j], D[j]
+        r = np.zeros(N)
+        r[Wj], r[Mj] = -1.0, d
+        out.append(r)
+        if m2 == 1:
+            continue  # a single unit: mu = 1 and W = E exactly
+        lo, hi = node.mlo[:, j], node.mhi[:, j]
+        block = np.zeros((6 * m2, N))
+        k = np.arange(m2)
+        kk = k[:, None]
+        # M_kj - lo a >= 0 ; hi a - M_kj >= 0
+        block[kk, Mj[None, :]] = -lo[:, None]
+        block[k, Mj] += 1.0
+        block[m2 + kk, Mj[None, :]] = hi[:, None]
+        block[m2 + k, Mj] -= 1.0
+        # W - lo E >= 0
+        block[2 * m2 + kk, Wj[None, :]] = -lo[:, None]
+        block[2 * m2 + k, Wj] += 1.0
+        # W - hi E - d M + hi d a >= 0
+        block[3 * m2 + kk, Wj[None, :]] = -hi[:, None]
+        block[3 * m2 + k, Wj] += 1.0
+        block[3 * m2 + kk, Mj[None, :]] = hi[:, None] * d
+        block[3 * m2 + k, Mj] -= d
+        # -W + hi E >= 0
+        block[4 * m2 + kk, Wj[None, :]] = hi[:, None]
+        block[4 * m2 + k, Wj] -= 1.0
+        # -W + lo E + d M - lo d a >= 0
+        block[5 * m2 + kk, Wj[None, :]] = lo[:, None]
+        block[5 * m2 + k, Wj] -= 1.0
+        block[5 * m2 + kk, Mj[None, :]] = -lo[:, None] * d
+        block[5 * m2 + k, Mj] += d
+        keep = np.concatenate([lo > 0, hi < 1, lo > 0, np.ones(3 * m2, dtype=bool)])
+        out.append(block[keep])
+    return np.vstack(out)
+
+
+def _per_unit_rows(cols: Columns, D: np.ndarray, N: int) -> np.ndarray:
+    """W_kj <= D_j M_kj for every (k, j): the relaxation that lets every unit pick its own knot."""
+    out = np.zeros((cols.m1 * cols.m2, N))
+    for r, (k, j) in enumerate(np.ndindex(cols.m2, cols.m1)):
+        out[r, cols.W[k, j]] = -1.0
+        out[r, cols.M[k, j]] = D[j]
+    return out
+
+
+def _variable_bounds(data: TwoLayerData, node: DeepNode, cols: Columns, D: np.ndarray, fi: np.ndarray, N: int):
+    """Bounds every network of the node obeys (the output bias: where its optimum lies)."""
+    B = data.box
+    m1, m2 = data.widths
+    a0, a1 = data.slopes
+    lower, upper = np.zeros(N), np.zeros(N)
+    span = np.maximum(np.abs(data.features(node.orientations, node.L)),
+                      np.abs(data.features(node.orientations, node.U)))
+    zmax = B * (1.0 + span.sum(axis=1))  # |z_pk| <= |b~| + sum_j |A_kj| max_t |phi_pj(t)|
+    reach = m2 * (abs(a0) + abs(a1 - a0)) * float(zmax.max())
+    c_bound = float(np.max(np.abs(data.y)) + reach + 1.0) if data.output_bias else 0.0
+    lower[0], upper[0] = -c_bound, c_bound
+    lower[cols.b], upper[cols.b] = -B, B
+    upper[cols.M] = B
+    upper[cols.W] = B * D[None, :]
+    upper[cols.p0:] = zmax[fi]
+    return lower, upper
+
+
+def solve_qp(data: TwoLayerData, qp: NodeQP):
+    """(point, multipliers of A z >= 0 in risk units, loss slopes or None) from Clarabel; None when
+    it gives no usable answer.
+
+    Squared loss: variables (z, r), r = Phi z - y in the zero cone, objective (w / scale) ||r||^2
+    scaled to O(1).  Absolute and hinge losses (an LP): variables (z, e) with e_i >= |f_i - y_i|
+    (two rows) or e_i >= 1 - y_i f_i, e >= 0, objective (w / scale) sum e; the loss slopes
+    s_i = (duals of e_i >= f_i - y_i minus those of e_i >= y_i - f_i) / (w / scale) in [-1, 1],
+    or pi_i = dual of e_i >= 1 - y_i f_i / (w / scale) in [0, 1], feed `bound`.  The rows and the
+    finite variable bounds go to the non-negative cone (W <= B D is implied by the rows)."""
+    import clarabel  # imported here: only the two-layer search needs it
+
+    n, N = qp.Phi.shape
+    R = qp.A.shape[0]
+    upper = np.flatnonzero(np.isfinite(qp.upper) & ~_implied_upper(data, N))
+    lower = np.flatnonzero(np.isfinite(qp.lower))
+    floor = 1e-6 * max(1.0, float(np.max(np.abs(data.y))))  # a zero baseline must not blow the objective up
+    scale = max(data.baseline() / data.weight / max(n, 1), floor) if data.loss != "squared" else \
+        max(float(np.mean((data.y - data.y.mean()) ** 2)), 1e-12)
+    weight = data.weight / scale
+    loss_rows = {"squared": 0, "absolute": 2 * n, "hinge": n}[data.loss]
+    head = n if data.loss == "squared" else loss_rows
+    dense = np.zeros((head + R + upper.size + lower.size, N + n))
+    b = np.zeros(dense.shape[0])
+    if data.loss == "squared":
+        dense[:n, :N], dense[:n, N:], b[:n] = qp.Phi, -np.eye(n), data.y
+    elif data.loss == "absolute":  # -(e - (Phi z - y)) <= 0 and -(e + Phi z - y) <= 0
+        dense[:n, :N], dense[:n, N:], b[:n] = qp.Phi, -np.eye(n), data.y
+        dense[n:2 * n, :N], dense[n:2 * n, N:], b[n:2 * n] = -qp.Phi, -np.eye(n), -data.y
+    else:  # -(e - 1 + y * Phi z) <= 0
+        dense[:n, :N], dense[:n, N:], b[:n] = -data.y[:, None] * qp.Phi, -np.eye(n), -1.0
+    dense[head:head + R, :N] = -qp.A
+    dense[head + R + np.arange(upper.size), upper] = 1.0
+    dense[head + R + upper.size + np.arange(lower.size), lower] = -1.0
+    b[head + R:] = np.concatenate([qp.upper[upper], -qp.lower[lower]])
+    if data.loss == "squared":
+        diag = np.arange(N, N + n)
+        indptr = np.concatenate([np.zeros(N + 1, dtype=np.int64), np.arange(1, n + 1, dtype=np.int64)])
+        Pm = sp.csc_matrix((np.full(n, 2.0 * weight), diag, indptr), shape=(N + n, N + n))
+        q = np.zeros(N + n)
+        cones = [clarabel.ZeroConeT(n), clarabel.NonnegativeConeT(R + upper.size + lower.size)]
+    else:
+        Pm = sp.csc_matrix((N + n, N + n))
+        q = np.concatenate([np.zeros(N), np.full(n, weight)])
+        extra = n if data.loss == "hinge" else 0  # e >= 0
+        dense = np.vstack([dense, np.hstack([np.zeros((extra, N)), -np.eye(n)[:extra]])])
+        b = np.concatenate([b, np.zeros(extra)])
+        cones = [clarabel.NonnegativeConeT(dense.shape[0])]
+    settings = clarabel.DefaultSettings()
+    settings.verbose = False
+    settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = SOLVER_TOL
+    sol = clarabel.DefaultSolver(Pm, q, sp.csc_matrix(dense), b, cones, settings).solve()
+    if str(sol.status) not in ACCEPTED:
+        return None
+    z = np.asarray(sol.x)[:N]
+    duals = np.asarray(sol.z)
+    lam = duals[head:head + R] * data.weight / weight  # in risk units
+    slopes = None
+    if data.loss == "absolute":
+        slopes = np.clip((duals[:n] - duals[n:2 * n]) / weight, -1.0, 1.0)
+    elif data.loss == "hinge":
+        slopes = np.clip(duals[:n] / weight, 0.0, 1.0)
+    if not (np.all(np.isfinite(z)) and np.all(np.isfinite(lam))):
+        return None
+    return z, lam, slopes
+
+
+def _implied_upper(data: TwoLayerData, N: int) -> np.ndarray:
+    """Columns whose upper bound the rows imply (W_kj <= D_j M_kj <= D_j B)."""
+    m1, m2 = data.widths
+    mask = np.zeros(N, dtype=bool)
+    mask[Columns.of(m1, m2).W] = True
+    return mask
+
+
+def bound(data: TwoLayerData, qp: NodeQP, z: np.ndarray, lam: np.ndarray, slopes: np.ndarray | None = None) -> float:
+    """A certified lower bound on the node problem from any point z, multipliers lam >= 0 and (absolute,
+    hinge) loss slopes; extended precision.
+
+    Squared: with the tangent slopes mu = 2 w (Phi z - y), every feasible z' obeys
+        w ||Phi z' - y||^2 >= w ||Phi z - y||^2 + mu . Phi (z' - z)
+                           >= w ||Phi z - y||^2 - mu . Phi z + (Phi^T mu - A^T lam) . z'   (lam . A z' >= 0).
+    Absolute: |r| >= s r for s in [-1, 1], so the risk >= -w s . y + (w Phi^T s - A^T lam) . z'.
+    Hinge: max(0, 1 - y f) >= pi (1 - y f) for pi in [0, 1], so the risk >= w sum pi
+    + (-w Phi^T (pi y) - A^T lam) . z'.  In each the last term is at least its minimum over the
+    variable bounds."""
+    ld = np.longdouble
+    lo, hi = qp.lower.astype(ld), qp.upper.astype(ld)
+    lam = np.maximum(lam, 0.0).astype(ld)
+    Phi = qp.Phi.astype(ld)
+    w, y = ld(data.weight), data.y.astype(ld)
+    if data.loss == "squared":
+        zc = np.clip(z, qp.lower, qp.upper).astype(ld)
+        resid = Phi @ zc - y
+        mu = 2 * w * resid
+        r = Phi.T @ mu - qp.A.T.astype(ld) @ lam
+        return float(w * (resid @ resid) - mu @ (Phi @ zc) + np.sum(np.minimum(r * lo, r * hi)))
+    if data.loss == "absolute":
+        s_ = np.clip(np.asarray(slopes, dtype=float), -1.0, 1.0).astype(ld)
+        r = w * (Phi.T @ s_) - qp.A.T.astype(ld) @ lam
+        return float(-w * (s_ @ y) + np.sum(np.minimum(r * lo, r * hi)))
+    pi = np.clip(np.asarray(slopes, dtype=float), 0.0, 1.0).astype(ld)
+    r = -w * (Phi.T @ (pi * y)) - qp.A.T.astype(ld) @ lam
+    return float(w * np.sum(pi) + np.sum(np.minimum(r * lo, r * hi)))

@@ -1,0 +1,457 @@
+"""Certified global minimum of a two-hidden-layer network on 1-D data (DESIGN §6a).
+
+`solve_two_layer(spec)` runs a spatial branch-and-bound over the canonical networks of
+`milpland.search.deep_model`.  The roots enumerate, for every layer-1 unit, the orientation and
+the gap of its knot and the signs of its layer-2 weights, and the output signs (the sign class);
+nodes then split a layer-2 pattern pair (top / bottom), a knot interval or a share interval
+(`milpland.search.deep_relaxation`).  Every node bound is recomputed in numpy from the QP
+solver's point and multipliers; a node whose bound reaches the incumbent minus half the tolerance
+is pruned.  The incumbent is the best network found: the relaxation's own point as a network,
+polished by the exact cell problem at its knots (`deep_incumbents.best_at_knots`), and the
+multistart start points (`deep_incumbents.first_incumbents`).
+
+Symmetries removed (each keeps at least one network of every orbit): layer-1 units are a sorted
+multiset of (orientation, gap, sign column); a root is kept only when no permutation of equal-sign
+layer-2 units gives a smaller multiset; layer-2 units of equal output sign and equal sign rows keep
+their pattern columns in lexicographic order; layer-1 units with equal descriptors keep their
+knots in order (a node whose knot intervals contradict it is dropped).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import milpland.interrupt as interrupt
+from milpland.errors import MilplandError
+from milpland.instance.spec import InstanceSpec
+from milpland.search import deep_relaxation as rx
+from milpland.search.deep_incumbents import (
+    KNOTS_SECONDS,
+    DeepIncumbent,
+    best_at_knots,
+    first_incumbents,
+    knots_global,
+)
+from milpland.search.deep_model import CanonicalNet, TwoLayerData, two_layer_reason
+from milpland.search.deep_relaxation import UNDECIDED, DeepNode
+from milpland.search.deep_result import DeepSolveResult, assemble
+from milpland.search.outcome import tolerance
+from milpland.search.pattern_bnb import lex_ordered as pattern_lex_ordered
+
+ABS_TOL_FACTOR = 1e-9  # absolute certification tolerance, relative to the best constant's risk
+EXCESS_TOL = 1e-9  # h - relu(z) below this (relative to the weights) is no excess
+POLISH_FACTOR = 1.5  # relaxation networks within this factor of the incumbent are polished
+REPORT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class DeepOptions:
+    """The search's switches (for the ablation and the tests)."""
+
+    incumbent_share: float = 0.05  # at most this fraction of the time limit goes to the first incumbents
+    starts: int = 4  # multistart descents for the first incumbent (the search's own points do better)
+    polish: bool = True  # relaxation points polished by the exact cell problem at their knots
+    symmetry: bool = True
+    conic: bool = True  # the conic McCormick relaxation; False: each unit its own knot (first order)
+
+
+@dataclass
+class SearchStats:
+    nodes: int = 0
+    pattern_splits: int = 0
+    knot_splits: int = 0
+    share_splits: int = 0
+    solver_failures: int = 0
+    polished: int = 0
+    leaves: int = 0
+    interrupted: bool = False
+    roots: int = 0
+    notes: list = field(default_factory=list)
+
+
+def solve_deep(spec: InstanceSpec, *, one_hidden, progress=None, options: DeepOptions = DeepOptions()) -> DeepSolveResult:
+    """`solve_global` for more than one hidden layer: the two-layer search where it applies,
+    otherwise a one-line refusal saying why (no lower bound can be proven there, DESIGN §6).
+    ``one_hidden``: the one-hidden-layer solver (`solve.solve_global`), used for good points."""
+    if spec.network.depth > 2:
+        raise MilplandError(
+            f"network.hidden: solve proves global minima for one or two hidden layers; {spec.name} has hidden = "
+            f"{list(spec.network.hidden)}, for which milpland has no lower bound. `milpland certify` "
+            "reports a lower bound on a point's gap from the best point found (DESIGN §6)")
+    reason = two_layer_reason(spec)
+    if reason:
+        field = "network.activation" if "activation" in reason else "data"
+        raise MilplandError(f"{field}: solve for two hidden layers: {reason} (DESIGN §6a); `milpland certify` "
+                            "reports a lower bound on a point's gap from the best point found")
+    return solve_two_layer(spec, one_hidden=one_hidden, progress=progress, options=options)
+
+
+def solve_two_layer(spec: InstanceSpec, *, one_hidden, progress=None,
+                    options: DeepOptions = DeepOptions()) -> DeepSolveResult:
+    """Certified global minimum over the box of a 1-m1-m2-1 network (1-D inputs, homogeneous
+    two-piece activation; squared, absolute or hinge loss): see the module docstring and DESIGN §6a."""
+    reason = two_layer_reason(spec)
+    if reason:
+        raise MilplandError(f"solve for two hidden layers: {reason}")
+    started = time.perf_counter()
+    say = progress or (lambda _msg: None)
+    data = TwoLayerData.of(spec)
+    deadline = started + spec.solve.time_limit
+    abs_tol = ABS_TOL_FACTOR * data.baseline()
+    incumbent = first_incumbents(spec, data, starts=options.starts, seed=spec.solve.seed,
+                                 time_limit=options.incumbent_share * spec.solve.time_limit, one_hidden=one_hidden)
+    incumbent_seconds = time.perf_counter() - started
+    say(f"first incumbent {incumbent.risk:.6g} ({incumbent.found_by}, {incumbent_seconds:.1f} s)")
+    stats = SearchStats()
+    lower, complete = 0.0, True  # a zero risk (to abs_tol) needs no search: every loss is >= 0
+    if incumbent.risk > abs_tol:
+        lower, complete = search(spec, data, incumbent, deadline=deadline, abs_tol=abs_tol, say=say,
+                                 stats=stats, options=options, one_hidden=one_hidden)
+    return assemble(spec, data, incumbent, lower=lower, complete=complete, abs_tol=abs_tol, started=started,
+                    stats=stats, incumbent_seconds=incumbent_seconds, options=options)
+
+
+# ----------------------------------------------------------------------------------------------
+# Roots and symmetry
+# ----------------------------------------------------------------------------------------------
+
+
+def unit_descriptors(data: TwoLayerData) -> list[tuple]:
+    """(orientation, gap, sign column) of a layer-1 unit, in a fixed order."""
+    m2 = data.widths[1]
+    columns = list(itertools.product((1.0, -1.0), repeat=m2))
+    return [(s, g, col) for g in range(data.n_positions - 1) for s in (1, -1) for col in columns]
+
+
+def canonical_root(desc: tuple, descriptors: list, index: dict, signs: np.ndarray) -> bool:
+    """Whether the sorted multiset ``desc`` is the smallest of its orbit under permutations of
+    layer-2 units of equal output sign (which permute every sign column)."""
+    own = tuple(sorted(desc))
+    groups = [np.flatnonzero(signs == s) for s in (1.0, -1.0)]
+    m2 = len(signs)
+    for perm in itertools.product(*[itertools.permutations(g) for g in groups]):
+        order = np.empty(m2, dtype=int)
+        for g, p in zip(groups, perm):
+            order[g] = p
+        key = tuple(sorted(index[(descriptors[d][0], descriptors[d][1], tuple(np.array(descriptors[d][2])[order]))]
+                           for d in desc))
+        if key < own:
+            return False
+    return True
+
+
+def root_nodes(data: TwoLayerData, counter, *, symmetry: bool = True) -> list[DeepNode]:
+    m1, m2 = data.widths
+    descriptors = unit_descriptors(data)
+    index = {d: i for i, d in enumerate(descriptors)}
+    combos = (itertools.combinations_with_replacement(range(len(descriptors)), m1) if symmetry
+              else itertools.product(range(len(descriptors)), repeat=m1))
+    combos = list(combos)
+    out = []
+    for n_positive in range(m2, -1, -1):
+        signs = np.where(np.arange(m2) < n_positive, 1.0, -1.0)
+        for desc in combos:
+            if symmetry and not canonical_root(desc, descriptors, index, signs):
+                continue
+            units = [descriptors[d] for d in desc]
+            node = DeepNode(
+                bound=0.0, tiebreak=next(counter),
+                orientations=tuple(u[0] for u in units), gaps=tuple(u[1] for u in units),
+                sig=np.array([u[2] for u in units], dtype=float).T.reshape(m2, m1),
+                L=np.array([data.positions[u[1]] for u in units]),
+                U=np.array([data.positions[u[1] + 1] for u in units]),
+                mlo=np.zeros((m2, m1)), mhi=np.ones((m2, m1)),
+                P=np.full((data.n_positions, m2), UNDECIDED, dtype=np.int8), signs=signs,
+            )
+            P = propagate(data, node, node.P)
+            if P is not None:
+                node.P = P
+                out.append(node)
+    return out
+
+
+def lex_ordered(node: DeepNode, P: np.ndarray) -> bool:
+    """Layer-2 units of equal output sign and equal sign rows: pattern columns non-increasing
+    at the first decided difference (swapping such units maps the node's space onto itself).
+    `pattern_bnb.lex_ordered` compares neighbours with equal keys; the key here is the pair."""
+    rows = [(float(s), tuple(r)) for s, r in zip(node.signs, node.sig)]
+    keys = np.array([rows.index(r) for r in rows], dtype=float)
+    return pattern_lex_ordered(P, keys)
+
+
+def knots_ordered(node: DeepNode) -> bool:
+    """Layer-1 units with equal descriptors keep t_j <= t_{j+1}: false when the intervals forbid it."""
+    for j in range(len(node.gaps) - 1):
+        same = (node.orientations[j], node.gaps[j]) == (node.orientations[j + 1], node.gaps[j + 1]) \
+            and np.all(node.sig[:, j] == node.sig[:, j + 1])
+        if same and node.L[j] > node.U[j + 1]:
+            return False
+    return True
+
+
+# ----------------------------------------------------------------------------------------------
+# Propagation: what convexity forces on a layer-2 pattern
+# ----------------------------------------------------------------------------------------------
+
+
+def propagate(data: TwoLayerData, node: DeepNode, P: np.ndarray) -> np.ndarray | None:
+    """Complete what the kink signs force; None when no network realises the pattern.
+
+    On a run of positions where z_k is convex, {z_k <= 0} is an interval: bottom positions fill
+    the span between them, and a top position left (right) of a bottom one makes every position
+    further left (right) top.  Where z_k is concave the same holds with top and bottom swapped.
+    Between two knots z_k is affine, both rules apply: the 1-D threshold rule."""
+    convex, concave = rx.kink_runs(data, node)
+    P = P.copy()
+    G = data.n_positions
+    for _ in range(2 * G + 2):
+        changed = False
+        for k in range(P.shape[1]):
+            for inner, ok in ((0, convex[k]), (1, concave[k])):
+                for run in _runs(ok, G):
+                    new = _interval_rule(P[run, k], inner)
+                    if new is None:
+                        return None
+                    if np.any(new != P[run, k]):
+                        P[run, k] = new
+                        changed = True
+        if not changed:
+            return P
+    return P
+
+
+def _runs(ok: np.ndarray, G: int) -> list[np.ndarray]:
+    """Maximal runs of positions joined by gaps where ``ok`` holds."""
+    runs, start = [], 0
+    for g in range(G):
+        if g == G - 1 or not ok[g]:
+            runs.append(np.arange(start, g + 1))
+            start = g + 1
+    return runs
+
+
+def _interval_rule(col: np.ndarray, inner: int) -> np.ndarray | None:
+    """``inner`` positions form an interval, the others a prefix and a suffix."""
+    outer = 1 - inner
+    col = col.copy()
+    at = np.flatnonzero(col == inner)
+    if at.size == 0:
+        return col
+    lo, hi = at.min(), at.max()
+    if np.any(col[lo:hi + 1] == outer):
+        return None
+    col[lo:hi + 1] = inner
+    outside = np.flatnonzero(col == outer)
+    left, right = outside[outside < lo], outside[outside > hi]
+    if left.size:
+        col[:left.max()] = outer
+    if right.size:
+        col[right.min() + 1:] = outer
+    return col
+
+
+# ----------------------------------------------------------------------------------------------
+# The search
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Evaluated:
+    bound: float
+    z: np.ndarray | None
+    qp: rx.NodeQP
+
+
+def search(spec: InstanceSpec, data: TwoLayerData, incumbent: DeepIncumbent, *, deadline: float, abs_tol: float,
+           say, stats: SearchStats, options: DeepOptions, one_hidden=None) -> tuple[float, bool]:
+    """Best-first search; improves ``incumbent`` in place.  Returns (lower bound, complete).
+
+    The lower bound is the least bound of the open nodes (capped by the final cutoff: every
+    pruned node's bound reached the cutoff in force then).  Ctrl-C ends the search with the node
+    in hand put back, so the bound stays valid."""
+    started = time.perf_counter()
+    counter = itertools.count()
+    heap = root_nodes(data, counter, symmetry=options.symmetry)
+    stats.roots = len(heap)
+    heapq.heapify(heap)
+    say(f"two-layer search: {len(heap)} root nodes")
+    last = started
+
+    def cutoff() -> float:
+        return incumbent.risk - tolerance(incumbent.risk, spec, abs_tol) / 2
+
+    while heap and heap[0].bound < cutoff() and time.perf_counter() < deadline:
+        if interrupt.requested():  # Ctrl-C inside interrupt.polling() (certify, solve): stop, bound intact
+            stats.interrupted = True
+            break
+        node = heapq.heappop(heap)
+        try:
+            for child in expand(spec, data, node, incumbent, counter, cutoff, stats, options, one_hidden):
+                heapq.heappush(heap, child)
+        except KeyboardInterrupt:
+            heapq.heappush(heap, node)
+            stats.interrupted = True
+            break
+        if time.perf_counter() - last > REPORT_SECONDS:
+            last = time.perf_counter()
+            say(f"{stats.nodes} nodes, bound {heap[0].bound if heap else cutoff():.8g}, best {incumbent.risk:.8g}, "
+                f"{len(heap)} open, {last - started:.1f} s")
+    final = cutoff()
+    open_bound = min((n.bound for n in heap if n.bound < final), default=np.inf)
+    lower = max(0.0, min(open_bound, final))
+    return lower, not np.isfinite(open_bound)
+
+
+def expand(spec, data: TwoLayerData, node: DeepNode, incumbent: DeepIncumbent, counter, cutoff, stats: SearchStats,
+           options: DeepOptions, one_hidden=None) -> list[DeepNode]:
+    """Evaluate one node and return its children (none when it is pruned or solved)."""
+    if options.symmetry and not knots_ordered(node):
+        return []
+    stats.nodes += 1
+    ev = evaluate(data, node, stats, conic=options.conic)
+    if ev.bound >= cutoff():
+        return []
+    net, excess, violation = read_point(data, node, ev)
+    offer(spec, data, net, node, incumbent, stats, options, one_hidden)
+    if ev.bound >= cutoff():
+        return []
+    undecided = node.P == UNDECIDED
+    if ev.z is None and undecided.any():  # no usable QP answer: keep splitting, the bound stays valid
+        return split_pattern(data, node, undecided.astype(float), ev.bound, counter, stats)
+    if excess.max(initial=0.0) > 0.0:
+        return split_pattern(data, node, excess, ev.bound, counter, stats)
+    if violation.max(initial=0.0) > 0.0 or ev.z is None:
+        return split_interval(data, node, violation, ev.bound, counter, stats, shares=options.conic)
+    if undecided.any():  # numerically no excess, but the pattern is still open
+        return split_pattern(data, node, undecided.astype(float), ev.bound, counter, stats)
+    # the relaxation's point is a network of the node (offered above when in the box): when it is,
+    # its risk closes the node up to the solver's accuracy; otherwise keep splitting
+    stats.leaves += 1
+    if net.in_box(data) and net.risk(data) <= ev.bound + tolerance(incumbent.risk, spec, 0.0) / 2:
+        return []
+    return split_interval(data, node, np.ones_like(node.mlo), ev.bound, counter, stats, shares=options.conic)
+
+
+def evaluate(data: TwoLayerData, node: DeepNode, stats: SearchStats, *, conic: bool = True) -> _Evaluated:
+    qp = rx.node_qp(data, node, conic=conic)
+    solved = rx.solve_qp(data, qp)
+    if solved is None:
+        stats.solver_failures += 1
+        return _Evaluated(bound=node.bound, z=None, qp=qp)
+    z, lam, slopes = solved
+    return _Evaluated(bound=max(node.bound, rx.bound(data, qp, z, lam, slopes)), z=z, qp=qp)
+
+
+def read_point(data: TwoLayerData, node: DeepNode, ev: _Evaluated):
+    """The relaxation's point as a network (knots t_j = L_j + E_j / a_j), the excess h - relu(z) of
+    every undecided pair and the McCormick violation |W_kj - M_kj v_j| of every weight."""
+    m1, m2 = data.widths
+    G = data.n_positions
+    excess = np.zeros((G, m2))
+    violation = np.zeros((m2, m1))
+    if ev.z is None:
+        return None, excess, np.ones((m2, m1))
+    z = ev.z
+    cols = rx.Columns.of(m1, m2)
+    M = np.maximum(z[cols.M], 0.0)
+    W = np.maximum(z[cols.W], 0.0)
+    a = M.sum(axis=0)
+    D = node.U - node.L
+    v = np.where(a > 1e-300, np.clip(W.sum(axis=0) / np.maximum(a, 1e-300), 0.0, D), 0.5 * D)
+    scale = max(1.0, float(np.abs(z[1:cols.p0]).max(initial=0.0)))
+    violation = np.abs(W - M * v[None, :])
+    violation[violation <= EXCESS_TOL * scale * np.maximum(D, 1e-300)[None, :]] = 0.0
+    fi, fk = ev.qp.free
+    if fi.size:
+        zval = np.einsum("pkN,N->pk", ev.qp.Z, z)
+        gap = z[ev.qp.p0 + np.arange(fi.size)] - np.maximum(zval[fi, fk], 0.0)
+        excess[fi, fk] = np.where(gap > EXCESS_TOL * scale, gap, 0.0)
+    c = float(z[0]) if data.output_bias else 0.0
+    net = CanonicalNet(orientations=np.array(node.orientations, dtype=float), t=node.L + v,
+                       A=node.sig * M, b=z[cols.b].copy(), signs=node.signs.copy(), c=c)
+    return net, excess, violation
+
+
+def offer(spec, data: TwoLayerData, net: CanonicalNet | None, node: DeepNode, incumbent: DeepIncumbent,
+          stats: SearchStats, options: DeepOptions, one_hidden=None) -> None:
+    """The relaxation's network as an incumbent; promising ones polished in their layer-2 cell at
+    their knots, and a new best point once more by the exact layer 2 for its knots."""
+    if net is None or not net.in_box(data):
+        return
+    risk = net.risk(data)
+    if risk < incumbent.risk:
+        incumbent.update(net, risk, "relaxation")
+    if not options.polish or risk > POLISH_FACTOR * incumbent.risk:
+        return
+    stats.polished += 1
+    better = best_at_knots(spec, data, net)
+    if better is None or better[1] >= incumbent.risk:
+        return
+    incumbent.update(better[0], better[1], "relaxation, polished in its cell at its knots")
+    if one_hidden is not None:
+        best = knots_global(spec, data, better[0].orientations, better[0].t, one_hidden=one_hidden,
+                            time_limit=KNOTS_SECONDS)
+        if best is not None and best[1] < incumbent.risk:
+            incumbent.update(best[0], best[1], "relaxation, exact layer 2 at its knots")
+
+
+def split_pattern(data: TwoLayerData, node: DeepNode, excess: np.ndarray, bound: float, counter,
+                  stats: SearchStats) -> list[DeepNode]:
+    """Branch on the undecided pair of largest excess, in the unit of largest total excess."""
+    stats.pattern_splits += 1
+    undecided = node.P == UNDECIDED
+    weight = np.where(undecided, excess, -1.0)
+    k = int(np.argmax(np.where(undecided, excess, 0.0).sum(axis=0)))
+    if not undecided[:, k].any():
+        k = int(np.argmax(undecided.sum(axis=0)))
+    p = int(np.argmax(weight[:, k]))
+    out = []
+    for piece in (0, 1):
+        P = node.P.copy()
+        P[p, k] = piece
+        P = propagate(data, node, P)
+        if P is None or not lex_ordered(node, P):
+            continue
+        out.append(_child(node, bound, counter, P=P))
+    return out
+
+
+def split_interval(data: TwoLayerData, node: DeepNode, violation: np.ndarray, bound: float, counter,
+                   stats: SearchStats, *, shares: bool = True) -> list[DeepNode]:
+    """Halve the knot interval or the share interval behind the largest McCormick violation,
+    whichever is wider relative to its full range (the envelope's error is their product)."""
+    k, j = np.unravel_index(int(np.argmax(violation)), violation.shape)
+    g = node.gaps[j]
+    knot_width = (node.U[j] - node.L[j]) / (data.positions[g + 1] - data.positions[g])
+    share_width = node.mhi[k, j] - node.mlo[k, j] if shares and data.widths[1] > 1 else 0.0
+    if knot_width >= share_width:
+        stats.knot_splits += 1
+        mid = 0.5 * (node.L[j] + node.U[j])
+        out = []
+        for lo, hi in ((node.L[j], mid), (mid, node.U[j])):
+            L, U = node.L.copy(), node.U.copy()
+            L[j], U[j] = lo, hi
+            out.append(_child(node, bound, counter, L=L, U=U))
+        return out
+    stats.share_splits += 1
+    mid = 0.5 * (node.mlo[k, j] + node.mhi[k, j])
+    out = []
+    for lo, hi in ((node.mlo[k, j], mid), (mid, node.mhi[k, j])):
+        mlo, mhi = node.mlo.copy(), node.mhi.copy()
+        mlo[k, j], mhi[k, j] = lo, hi
+        if data.widths[1] == 2:  # the other share is the complement
+            mlo[1 - k, j], mhi[1 - k, j] = 1.0 - hi, 1.0 - lo
+        out.append(_child(node, bound, counter, mlo=mlo, mhi=mhi))
+    return out
+
+
+def _child(node: DeepNode, bound: float, counter, **changes) -> DeepNode:
+    fields = dict(bound=bound, tiebreak=-next(counter), orientations=node.orientations, gaps=node.gaps,
+                  sig=node.sig, L=node.L, U=node.U, mlo=node.mlo, mhi=node.mhi, P=node.P, signs=node.signs)
+    fields.update(changes)
+    return DeepNode(**fields)
