@@ -120,8 +120,8 @@ def verify_deep(spec: InstanceSpec, data: TwoLayerData, net: CanonicalNet, param
 def assemble(spec: InstanceSpec, data: TwoLayerData, incumbent, *, lower: float, complete: bool, abs_tol: float,
              started: float, stats, incumbent_seconds: float, options) -> DeepSolveResult:
     """Bounds, status, certificate and verification of a two-layer solve."""
-    import highspy
     import clarabel
+    import highspy
 
     net = incumbent.net
     params = net.to_params(data)
