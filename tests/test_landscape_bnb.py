@@ -245,3 +245,40 @@ def test_gap_rel_is_a_band_relative_to_the_global_minimum(reference):
     out = landscape(spec, method="bnb", gap_rel=0.5)
     assert out.complete and out.threshold == pytest.approx(1.5 * enum.global_risk, rel=1e-6)
     assert same_fits(out.minima, [m for m in enum.minima if m.risk <= 1.5 * enum.global_risk], spec)
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[5], CASES[7]], ids=case_id)
+def test_listings_of_the_sign_classes_together_are_the_enumeration(case):
+    """The split of --jobs: each sign class listed on its own (in this process), merged."""
+    from milpland.landscape.bnb import Query, leaf_run, merge_minima
+    from milpland.search.solve import sign_class_order
+
+    spec = tiny_spec(**case)
+    enum = landscape(spec, method="enumerate")
+    band = Query(risk_max=max(m.risk for m in enum.minima) + 0.1)
+    runs = [leaf_run(spec, band, classes=(k,)) for k in sign_class_order(spec)]
+    assert all(np.isinf(run.open_bound) for run in runs)  # every class's tree exhausted
+    assert same_fits(merge_minima(spec, [m for run in runs for m in run.minima]), enum.minima, spec)
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[6]], ids=case_id)
+def test_two_processes_list_what_one_lists(case):
+    spec = tiny_spec(**case)
+    enum = landscape(spec, method="enumerate")
+    if enum.global_risk <= enum.tolerance:
+        worst = max(m.risk for m in enum.minima)
+        out, query = landscape(spec, method="bnb", risk_max=worst + 0.1, jobs=2), worst + 0.1
+    else:
+        out, query = landscape(spec, method="bnb", gap_rel=0.5, jobs=2), 1.5 * enum.global_risk
+    assert out.complete and "--jobs 2" in out.message
+    assert same_fits(out.minima, [m for m in enum.minima if m.risk <= query * (1 + 1e-9)], spec)
+    assert out.global_risk == pytest.approx(enum.global_risk, rel=1e-7, abs=1e-12)
+
+
+def test_levels_with_jobs_run_in_one_process_and_say_so():
+    spec = tiny_spec(**CASES[0])
+    out = landscape(spec, method="bnb", levels=2, jobs=2)
+    assert out.complete and "one process" in out.message
+    assert landscape(spec, method="bnb", levels=2).minima.__len__() == len(out.minima)
+    with pytest.raises(MilplandError, match="--jobs"):
+        landscape(spec, method="bnb", levels=2, jobs=0)

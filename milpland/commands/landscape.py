@@ -55,6 +55,9 @@ def register(subparsers) -> None:
     p.add_argument("--gap-rel", type=float, metavar="F",
                    help="bnb: every minimum with risk <= (1 + F) x global minimum")
     p.add_argument("--risk-max", type=float, metavar="R", help="bnb: every minimum with risk <= R")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="bnb with --risk-max, --gap-max or --gap-rel: list the sign classes in N processes, after "
+                        "solving the global minimum (default 1)")
     p.add_argument("--starts", type=int, metavar="N", help="sample: number of random starts (default: 100)")
     p.add_argument("--seed", type=int, metavar="S",
                    help="sample and --census: seed of the starts (default: [solve] seed)")
@@ -93,7 +96,7 @@ def run(args) -> int:
                 starts=DEFAULT_STARTS if args.starts is None else args.starts,
                 seed=args.seed, milp_options=_milp_options(args), progress=say,
                 risk_max=args.risk_max, gap_max=args.gap_max, gap_rel=args.gap_rel, levels=args.levels,
-                census=args.census,
+                census=args.census, jobs=getattr(args, "jobs", 1),
             )
     except MilplandError:
         raise

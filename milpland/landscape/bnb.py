@@ -23,14 +23,17 @@ decide); every local minimum with risk below min(open_bound, T) is in the list.
 
 from __future__ import annotations
 
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
+import milpland.interrupt as interrupt
 from milpland.cells.arrangement import unit_patterns
-from milpland.cells.certificates import Certifier
+from milpland.cells.certificates import Certifier, match_minimum
 from milpland.cells.minima import LocalMinimum
 from milpland.cells.problem import Cell, CellResult
 from milpland.errors import MilplandError
@@ -38,7 +41,7 @@ from milpland.instance.spec import InstanceSpec
 from milpland.landscape.collect import MinimaCollector, spurious_tolerance
 from milpland.search import memory
 from milpland.search.result import SolveResult
-from milpland.search.solve import solve_global
+from milpland.search.solve import sign_class_order, solve_global
 
 DEFAULT_LEVELS = 10
 Progress = Callable[[str], None]
@@ -96,8 +99,10 @@ class LeafListing:
     """The `search.outcome.Exploration` of the landscape: the threshold of the query, and the
     leaves' optima certified into a `MinimaCollector`."""
 
-    def __init__(self, spec: InstanceSpec, query: Query, collector: MinimaCollector):
+    def __init__(self, spec: InstanceSpec, query: Query, collector: MinimaCollector | None, *,
+                 classes: tuple[int, ...] | None = None):
         self.spec, self.query, self.collector = spec, query, collector
+        self.classes = classes  # the sign classes (numbers of positive units) to search; None: all
         self.open_bound = -np.inf  # set by close(); -inf until the search has ended
         self.leaves = 0
         self._incumbent = np.inf
@@ -128,36 +133,127 @@ class LeafListing:
         self.open_bound = open_bound
 
 
-def bnb_minima(spec: InstanceSpec, query: Query, *, progress: Progress | None = None) -> BnbListing:
-    """Every certified local minimum of ``spec`` the query asks for, and the global minimum."""
-    say = progress or (lambda _msg: None)
-    started = time.perf_counter()
+@dataclass(frozen=True, eq=False)
+class LeafRun:
+    """What one listing search (one process, some or all sign classes) found: picklable, so that
+    the classes can be listed in worker processes and merged (`parallel_bnb_minima`)."""
+
+    minima: list[LocalMinimum]
+    counts: dict  # the collector's counts, leaves, nodes, certifier work
+    open_bound: float  # the least bound left open, lowered to undecided leaves' risks
+    box_limited_best: float
+    messages: list[str]
+    glob: SolveResult  # the search's own result (global only when classes is None)
+    threshold: float  # the query's final T in this search
+
+
+def leaf_run(spec: InstanceSpec, query: Query, *, classes: tuple[int, ...] | None = None,
+             progress: Progress | None = None) -> LeafRun:
+    """The listing search of `query` over the sign classes `classes` (all when None)."""
     # in 1-D the unit patterns are the monotone ones (listed without LPs): the certificates'
     # neighbour lookups become filters instead of realisability LP searches
     patterns = unit_patterns(spec.X, spec.network.activation) if spec.d == 1 else None
     collector = MinimaCollector(spec, Certifier(spec, unit_patterns=patterns), found_by="bnb")
-    listing = LeafListing(spec, query, collector)
+    listing = LeafListing(spec, query, collector, classes=classes)
+    glob = solve_global(spec.with_options(method="bnb"), progress=progress, explore=listing)
+    counts = dict(collector.counts, leaves=listing.leaves, nodes=glob.nodes,
+                  neighbour_cell_solves=collector.certifier.cell_solves, certificate_lps=collector.certifier.lp_solves)
+    return LeafRun(minima=list(collector.minima), counts=counts,
+                   open_bound=float(min(listing.open_bound, collector.unresolved_best)),
+                   box_limited_best=float(collector.box_limited_best), messages=list(collector.messages), glob=glob,
+                   threshold=float(listing.threshold(float(glob.risk))))
+
+
+def bnb_minima(spec: InstanceSpec, query: Query, *, progress: Progress | None = None, jobs: int = 1) -> BnbListing:
+    """Every certified local minimum of ``spec`` the query asks for, and the global minimum.
+    ``jobs`` > 1: the sign classes are listed in that many processes (`parallel_bnb_minima`)."""
+    say = progress or (lambda _msg: None)
+    if jobs > 1 and query.levels is None and len(sign_class_order(spec)) > 1:
+        return parallel_bnb_minima(spec, query, say=say, jobs=jobs)
+    started = time.perf_counter()
     say(f"listing {query.describe()} by branch-and-bound ...")
-    glob = solve_global(spec.with_options(method="bnb"), progress=say, explore=listing)
-    threshold = listing.threshold(float(glob.risk))
-    tol = listing.level_tolerance(threshold)
-    open_bound = min(listing.open_bound, collector.unresolved_best)
+    run = leaf_run(spec, query, progress=say)
+    note = [] if jobs <= 1 else ["--jobs: the K lowest levels are listed in one process (their threshold is "
+                                 "shared as it falls)"]
+    return _listing(spec, query, run.glob, run.threshold, [run], started, note)
+
+
+def parallel_bnb_minima(spec: InstanceSpec, query: Query, *, say: Progress, jobs: int) -> BnbListing:
+    """The listing of a fixed-threshold query with the sign classes split over ``jobs`` processes.
+
+    The global minimum is solved first (the same branch-and-bound, without the listing), which fixes
+    the threshold T of `query`; then every group of classes is listed up to T in its own process,
+    and the lists are merged by fitted values.  Each process expands every node of its classes with
+    bound <= T, so together they expand every node the one-process listing expands at its final T.
+    Groups: the global minimum's class alone, then one class each, the rest together in the last
+    group (the class of the global minimum and its neighbours hold most of a band)."""
+    started = time.perf_counter()
+    say(f"listing {query.describe()} by branch-and-bound in {jobs} processes: the global minimum first ...")
+    glob = solve_global(spec.with_options(method="bnb"), progress=say)
+    threshold = LeafListing(spec, query, None).threshold(float(glob.risk))  # a fixed-threshold query: no levels
+    band = Query(risk_max=float(threshold))
+    order = sign_class_order(spec)
+    if glob.signs is not None:
+        first = int(np.sum(np.asarray(glob.signs) > 0))
+        order = [first] + [k for k in order if k != first]
+    groups = [tuple(order[k:k + 1]) for k in range(jobs - 1)] + [tuple(order[jobs - 1:])]
+    groups = [g for g in groups if g]
+    left = max(spec.solve.time_limit - (time.perf_counter() - started), 1.0)
+    part_spec = spec.with_options(time_limit=left)
+    say(f"threshold {threshold:.10g}; sign classes (positive units) {groups} in {len(groups)} processes ...")
+    mp = multiprocessing.get_context("spawn")  # HiGHS threads do not survive a fork
+    runs: list[LeafRun] = []
+    with interrupt.polling(), ProcessPoolExecutor(max_workers=len(groups), mp_context=mp) as pool:
+        # Ctrl-C reaches the workers too: each stops its search and returns what it proved
+        futures = [pool.submit(leaf_run, part_spec, band, classes=group) for group in groups]
+        for future in futures:
+            runs.append(future.result())
+    note = [f"--jobs {jobs}: the global minimum was solved first, then the sign classes {groups} were listed in "
+            f"{len(groups)} processes up to its threshold"]
+    return _listing(spec, query, glob, threshold, runs, started, note)
+
+
+def _listing(spec: InstanceSpec, query: Query, glob: SolveResult, threshold: float, runs: list[LeafRun],
+             started: float, notes: list[str]) -> BnbListing:
+    """The listing of one or more runs: minima merged by fitted values (an interior certificate
+    preferred), counts added, the least open bound."""
+    tol = spurious_tolerance(spec, threshold)
+    open_bound = min(run.open_bound for run in runs)
     complete = bool(np.isinf(open_bound) or open_bound > threshold + tol)
-    minima = [m for m in collector.minima if m.risk <= threshold + tol]
-    counts = dict(collector.counts, leaves=listing.leaves, nodes=glob.nodes, distinct_minima=len(minima),
-                  neighbour_cell_solves=collector.certifier.cell_solves,
-                  certificate_lps=collector.certifier.lp_solves)
-    messages = list(collector.messages)
-    if collector.box_limited_best <= threshold + tol:
-        messages.append(f"{collector.counts['box_limited']} cell optima touch the box (lowest "
-                        f"{collector.box_limited_best:.10g}): minima over the box only, not listed")
+    minima = [m for m in merge_minima(spec, [m for run in runs for m in run.minima]) if m.risk <= threshold + tol]
+    counts: dict = {}
+    for run in runs:
+        for key, value in run.counts.items():
+            counts[key] = counts.get(key, 0) + value
+    counts["distinct_minima"] = len(minima)
+    messages = [msg for run in runs for msg in run.messages] + list(notes)
+    box_limited_best = min(run.box_limited_best for run in runs)
+    if box_limited_best <= threshold + tol:
+        messages.append(f"{counts['box_limited']} cell optima touch the box (lowest "
+                        f"{box_limited_best:.10g}): minima over the box only, not listed")
     if not complete:
-        messages.append(f"stopped before the tree was exhausted ({stop_reason(glob)}): every local minimum with risk "
-                        f"below {min(open_bound, threshold):.10g} is listed, above it some may be missing")
+        stopped = next((run.glob for run in runs if run.open_bound == open_bound), glob)
+        messages.append(f"stopped before the tree was exhausted ({stop_reason(stopped)}): every local minimum with "
+                        f"risk below {min(open_bound, threshold):.10g} is listed, above it some may be missing")
     seconds = {"total": time.perf_counter() - started, "search": float(glob.seconds.total)}
     return BnbListing(minima=minima, global_result=glob, query=query, threshold=float(threshold),
                       complete=complete, open_bound=float(open_bound) if not complete else float("inf"),
                       counts=counts, seconds=seconds, messages=messages)
+
+
+def merge_minima(spec: InstanceSpec, minima: list[LocalMinimum]) -> list[LocalMinimum]:
+    """One minimum per fitted values (as `MinimaCollector` keeps them), an interior certificate
+    preferred to a boundary one."""
+    kept: list[LocalMinimum] = []
+    fits = np.zeros((0, spec.n))
+    for m in minima:
+        at = match_minimum(m.fitted, fits, spec)
+        if at < 0:
+            kept.append(m)
+            fits = np.vstack([fits, m.fitted[None, :]])
+        elif m.certificate == "interior" and kept[at].certificate != "interior":
+            kept[at] = m
+    return kept
 
 
 def stop_reason(glob) -> str:

@@ -191,13 +191,14 @@ def headline_columns(headline: dict) -> dict:
 def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int | None = None,
               starts: int = DEFAULT_STARTS, seed: int | None = None, milp_options: dict | None = None,
               risk_max: float | None = None, gap_max: float | None = None, levels: int | None = None,
-              gap_rel: float | None = None, census: int | None = None,
+              gap_rel: float | None = None, census: int | None = None, jobs: int = 1,
               progress: Progress | None = None) -> LandscapeResult:
     """The local minima of ``spec`` by ``method``, ranked by risk, with gaps to the global minimum.
 
     ``milp_options`` go to `milpland.landscape.localmin_milp.find_local_minima` (epsilon, max_levels, ...);
     ``risk_max``, ``gap_max``, ``gap_rel``, ``levels`` (one of them; default levels = 10) are the bnb query;
-    ``census`` (enumerate, bnb, auto): that many census starts (seeded by ``seed``) next to the listing.
+    ``census`` (enumerate, bnb, auto): that many census starts (seeded by ``seed``) next to the listing;
+    ``jobs`` (bnb with a fixed threshold): list the sign classes in that many processes.
     """
     if method not in METHODS:
         raise MilplandError(f"--method: unknown method {method!r}; use one of {', '.join(METHODS)}")
@@ -208,6 +209,8 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int |
     for flag, value in (("--max-cells", max_cells), ("--starts", starts)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise MilplandError(f"{flag}: must be a positive integer, got {value!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise MilplandError(f"--jobs: must be a positive integer (processes), got {jobs!r}")
     if census is not None and (isinstance(census, bool) or not isinstance(census, int) or census < 1):
         raise MilplandError(f"--census: must be a positive integer (number of starts), got {census!r}")
     if census is not None and method not in ("auto", "enumerate", "bnb"):
@@ -232,7 +235,7 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int |
         if risk_max is None and gap_max is None and gap_rel is None and levels is None:
             levels = DEFAULT_LEVELS
         query = Query(risk_max=risk_max, gap_max=gap_max, gap_rel=gap_rel, levels=levels)
-        out = bnb_minima(spec, query, progress=say)
+        out = bnb_minima(spec, query, progress=say, jobs=jobs)
         minima, complete, counts, timings = out.minima, out.complete, out.counts, out.seconds
         messages += out.messages
         glob, source = out.global_result, "bnb"

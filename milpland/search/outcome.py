@@ -66,7 +66,9 @@ def tolerance(risk: float, spec: InstanceSpec, abs_tol: float) -> float:
 
 class Exploration(Protocol):
     """What a search that visits every leaf below a threshold asks of its caller (the landscape's
-    listing, DESIGN §5b); the search stays a global search that also hands out leaves."""
+    listing, DESIGN §5b); the search stays a global search that also hands out leaves.  An optional
+    attribute ``classes`` (numbers of positive units) restricts the search to those sign classes
+    (a listing split over processes); its result is then global over those classes only."""
 
     def threshold(self, incumbent_risk: float) -> float:
         """Visit every cell whose bound is at most this (it may change as the search goes on)."""

@@ -186,6 +186,9 @@ def search_classes(ctx: Context, method: str, incumbent: Incumbent, cells: CellS
     if why:
         notes.append(why)
         return [not_searched(k) for k in order]
+    only = getattr(explore, "classes", None)  # a listing split over processes searches some classes
+    if only is not None:
+        order = [k for k in order if k in only]
     if method == "bnb":
         return pattern_bnb.search(spec, incumbent, cells, order, deadline=deadline, abs_tol=ctx.abs_tol, say=say,
                                   options=strategy.bnb, explore=explore)
