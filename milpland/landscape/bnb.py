@@ -199,7 +199,8 @@ def parallel_bnb_minima(spec: InstanceSpec, query: Query, *, say: Progress, jobs
     groups = [tuple(order[k:k + 1]) for k in range(jobs - 1)] + [tuple(order[jobs - 1:])]
     groups = [g for g in groups if g]
     left = max(spec.solve.time_limit - (time.perf_counter() - started), 1.0)
-    part_spec = spec.with_options(time_limit=left)
+    # the processes share the machine: each gets its share of [solve] memory_limit
+    part_spec = spec.with_options(time_limit=left, memory_limit=memory.limit_bytes(spec) / 1e9 / len(groups))
     say(f"threshold {threshold:.10g}; sign classes (positive units) {groups} in {len(groups)} processes ...")
     mp = multiprocessing.get_context("spawn")  # HiGHS threads do not survive a fork
     runs: list[LeafRun] = []
