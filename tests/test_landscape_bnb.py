@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -282,3 +283,18 @@ def test_levels_with_jobs_run_in_one_process_and_say_so():
     assert landscape(spec, method="bnb", levels=2).minima.__len__() == len(out.minima)
     with pytest.raises(MilplandError, match="--jobs"):
         landscape(spec, method="bnb", levels=2, jobs=0)
+
+
+def test_two_processes_honour_the_time_limit_and_keep_a_valid_open_bound():
+    """A band far from done at its limit: the classes share one deadline (a class reached after it
+    is not searched, and proves nothing); the run returns within the limit plus the usual slack."""
+    spec = spec_from_dict({"name": "band", "data": {"generator": "teacher", "teacher_width": 3, "n": 40, "d": 2,
+                                                    "noise": 0.1, "seed": 0},
+                           "network": {"hidden": [3]}, "solve": {"time_limit": 8.0}})
+    started = time.perf_counter()
+    out = landscape(spec, method="bnb", gap_rel=0.5, jobs=2)
+    elapsed = time.perf_counter() - started
+    assert elapsed <= 8.0 + 5.0 + 3.0, elapsed  # + the processes' start (spawn, imports)
+    assert not out.complete and out.proven_below < out.threshold
+    assert "stopped before the tree was exhausted" in out.message
+    assert all(m.risk <= out.threshold * (1 + 1e-9) for m in out.minima)

@@ -44,6 +44,7 @@ from milpland.search.result import SolveResult
 from milpland.search.solve import sign_class_order, solve_global
 
 DEFAULT_LEVELS = 10
+MIN_CLASS_SECONDS = 1.0  # a class started with less time left than this is not searched
 Progress = Callable[[str], None]
 
 
@@ -143,7 +144,7 @@ class LeafRun:
     open_bound: float  # the least bound left open, lowered to undecided leaves' risks
     box_limited_best: float
     messages: list[str]
-    glob: SolveResult  # the search's own result (global only when classes is None)
+    glob: SolveResult | None  # the search's own result (global only when classes is None; None: not run)
     threshold: float  # the query's final T in this search
 
 
@@ -182,11 +183,10 @@ def parallel_bnb_minima(spec: InstanceSpec, query: Query, *, say: Progress, jobs
     """The listing of a fixed-threshold query with the sign classes split over ``jobs`` processes.
 
     The global minimum is solved first (the same branch-and-bound, without the listing), which fixes
-    the threshold T of `query`; then every group of classes is listed up to T in its own process,
+    the threshold T of `query`; then every sign class is listed up to T in a pool of processes,
     and the lists are merged by fitted values.  Each process expands every node of its classes with
     bound <= T, so together they expand every node the one-process listing expands at its final T.
-    Groups: the global minimum's class alone, then one class each, the rest together in the last
-    group (the class of the global minimum and its neighbours hold most of a band)."""
+    One task a class, the global minimum's class first."""
     started = time.perf_counter()
     say(f"listing {query.describe()} by branch-and-bound in {jobs} processes: the global minimum first ...")
     glob = solve_global(spec.with_options(method="bnb"), progress=say)
@@ -196,22 +196,37 @@ def parallel_bnb_minima(spec: InstanceSpec, query: Query, *, say: Progress, jobs
     if glob.signs is not None:
         first = int(np.sum(np.asarray(glob.signs) > 0))
         order = [first] + [k for k in order if k != first]
-    groups = [tuple(order[k:k + 1]) for k in range(jobs - 1)] + [tuple(order[jobs - 1:])]
-    groups = [g for g in groups if g]
+    workers = min(jobs, len(order))
     left = max(spec.solve.time_limit - (time.perf_counter() - started), 1.0)
     # the processes share the machine: each gets its share of [solve] memory_limit
-    part_spec = spec.with_options(time_limit=left, memory_limit=memory.limit_bytes(spec) / 1e9 / len(groups))
-    say(f"threshold {threshold:.10g}; sign classes (positive units) {groups} in {len(groups)} processes ...")
+    part_spec = spec.with_options(time_limit=left, memory_limit=memory.limit_bytes(spec) / 1e9 / workers)
+    say(f"threshold {threshold:.10g}; the sign classes (positive units) {order} in {workers} processes ...")
     mp = multiprocessing.get_context("spawn")  # HiGHS threads do not survive a fork
     runs: list[LeafRun] = []
-    with interrupt.polling(), ProcessPoolExecutor(max_workers=len(groups), mp_context=mp) as pool:
-        # Ctrl-C reaches the workers too: each stops its search and returns what it proved
-        futures = [pool.submit(leaf_run, part_spec, band, classes=group) for group in groups]
+    with interrupt.polling(), ProcessPoolExecutor(max_workers=workers, mp_context=mp) as pool:
+        # one task a class, the global minimum's first: a free process takes the next class, so
+        # classes of very different sizes still share the processes.  Ctrl-C reaches the workers
+        # too: each stops its search and returns what it proved.
+        ends = time.time() + left  # one wall-clock deadline for all: a class started late gets what is left
+        futures = [pool.submit(class_run, part_spec, band, k, ends) for k in order]
         for future in futures:
             runs.append(future.result())
-    note = [f"--jobs {jobs}: the global minimum was solved first, then the sign classes {groups} were listed in "
-            f"{len(groups)} processes up to its threshold"]
+    note = [f"--jobs {jobs}: the global minimum was solved first, then the sign classes {order} were listed "
+            f"one at a time in {workers} processes up to its threshold"]
     return _listing(spec, query, glob, threshold, runs, started, note)
+
+
+def class_run(spec: InstanceSpec, query: Query, n_positive: int, ends: float) -> LeafRun:
+    """`leaf_run` of one sign class in a worker, with the time left before ``ends`` (time.time(),
+    comparable across processes).  A class reached after the deadline proves nothing: its open
+    bound is its root's, 0."""
+    left = ends - time.time()
+    if left < MIN_CLASS_SECONDS:
+        counts = {"leaves": 0, "nodes": 0}
+        return LeafRun(minima=[], counts=counts, open_bound=0.0, box_limited_best=float("inf"),
+                       messages=[f"sign class {n_positive}: not searched, the time limit came first"],
+                       glob=None, threshold=float("nan"))
+    return leaf_run(spec.with_options(time_limit=left), query, classes=(n_positive,))
 
 
 def _listing(spec: InstanceSpec, query: Query, glob: SolveResult, threshold: float, runs: list[LeafRun],
@@ -233,7 +248,7 @@ def _listing(spec: InstanceSpec, query: Query, glob: SolveResult, threshold: flo
         messages.append(f"{counts['box_limited']} cell optima touch the box (lowest "
                         f"{box_limited_best:.10g}): minima over the box only, not listed")
     if not complete:
-        stopped = next((run.glob for run in runs if run.open_bound == open_bound), glob)
+        stopped = next((run.glob for run in runs if run.open_bound == open_bound and run.glob is not None), glob)
         messages.append(f"stopped before the tree was exhausted ({stop_reason(stopped)}): every local minimum with "
                         f"risk below {min(open_bound, threshold):.10g} is listed, above it some may be missing")
     seconds = {"total": time.perf_counter() - started, "search": float(glob.seconds.total)}
