@@ -23,6 +23,7 @@ decide); every local minimum with risk below min(open_bound, T) is in the list.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -192,11 +193,14 @@ def parallel_bnb_minima(spec: InstanceSpec, query: Query, *, say: Progress, jobs
     glob = solve_global(spec.with_options(method="bnb"), progress=say)
     threshold = LeafListing(spec, query, None).threshold(float(glob.risk))  # a fixed-threshold query: no levels
     band = Query(risk_max=float(threshold))
-    order = sign_class_order(spec)
-    if glob.signs is not None:
-        first = int(np.sum(np.asarray(glob.signs) > 0))
-        order = [first] + [k for k in order if k != first]
-    workers = min(jobs, len(order))
+    roots = root_bounds(spec, say)
+    tol = spurious_tolerance(spec, threshold)
+    first = int(np.sum(np.asarray(glob.signs) > 0)) if glob.signs is not None else None
+    # classes whose root bound exceeds T hold no minimum of the band; the global minimum's class
+    # first, then the others by falling root bound (a high root bound tends to mean a small tree)
+    order = sorted((k for k in sign_class_order(spec) if roots[k] <= threshold + tol),
+                   key=lambda k: (k != first, -roots[k]))
+    workers = max(1, min(jobs, len(order)))
     left = max(spec.solve.time_limit - (time.perf_counter() - started), 1.0)
     # the processes share the machine: each gets its share of [solve] memory_limit
     part_spec = spec.with_options(time_limit=left, memory_limit=memory.limit_bytes(spec) / 1e9 / workers)
@@ -208,7 +212,7 @@ def parallel_bnb_minima(spec: InstanceSpec, query: Query, *, say: Progress, jobs
         # classes of very different sizes still share the processes.  Ctrl-C reaches the workers
         # too: each stops its search and returns what it proved.
         ends = time.time() + left  # one wall-clock deadline for all: a class started late gets what is left
-        futures = [pool.submit(class_run, part_spec, band, k, ends) for k in order]
+        futures = [pool.submit(class_run, part_spec, band, k, ends, roots[k]) for k in order]
         for future in futures:
             runs.append(future.result())
     note = [f"--jobs {jobs}: the global minimum was solved first, then the sign classes {order} were listed "
@@ -216,14 +220,23 @@ def parallel_bnb_minima(spec: InstanceSpec, query: Query, *, say: Progress, jobs
     return _listing(spec, query, glob, threshold, runs, started, note)
 
 
-def class_run(spec: InstanceSpec, query: Query, n_positive: int, ends: float) -> LeafRun:
+def root_bounds(spec: InstanceSpec, say: Progress) -> dict[int, float]:
+    """Per sign class, the certified bound of its root node (every cell of the class lies above it)."""
+    from milpland.search.pattern_bnb import BnbOptions, make_relaxation, root_nodes
+
+    relaxation = make_relaxation(spec, BnbOptions(), say)
+    counter = itertools.count()
+    return {k: float(relaxation.evaluate(root_nodes(spec, [k], counter)[0]).bound) for k in sign_class_order(spec)}
+
+
+def class_run(spec: InstanceSpec, query: Query, n_positive: int, ends: float, root_bound: float) -> LeafRun:
     """`leaf_run` of one sign class in a worker, with the time left before ``ends`` (time.time(),
-    comparable across processes).  A class reached after the deadline proves nothing: its open
-    bound is its root's, 0."""
+    comparable across processes).  A class reached after the deadline is not searched: what it
+    still proves is its root's bound (no cell of the class lies below it)."""
     left = ends - time.time()
     if left < MIN_CLASS_SECONDS:
         counts = {"leaves": 0, "nodes": 0}
-        return LeafRun(minima=[], counts=counts, open_bound=0.0, box_limited_best=float("inf"),
+        return LeafRun(minima=[], counts=counts, open_bound=float(root_bound), box_limited_best=float("inf"),
                        messages=[f"sign class {n_positive}: not searched, the time limit came first"],
                        glob=None, threshold=float("nan"))
     return leaf_run(spec.with_options(time_limit=left), query, classes=(n_positive,))
