@@ -280,7 +280,7 @@ def test_levels_with_jobs_run_in_one_process_and_say_so():
     spec = tiny_spec(**CASES[0])
     out = landscape(spec, method="bnb", levels=2, jobs=2)
     assert out.complete and "one process" in out.message
-    assert landscape(spec, method="bnb", levels=2).minima.__len__() == len(out.minima)
+    assert len(landscape(spec, method="bnb", levels=2).minima) == len(out.minima)
     with pytest.raises(MilplandError, match="--jobs"):
         landscape(spec, method="bnb", levels=2, jobs=0)
 

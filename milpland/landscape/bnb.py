@@ -34,12 +34,12 @@ import numpy as np
 
 import milpland.interrupt as interrupt
 from milpland.cells.arrangement import unit_patterns
-from milpland.cells.certificates import Certifier, match_minimum
+from milpland.cells.certificates import Certifier
 from milpland.cells.minima import LocalMinimum
 from milpland.cells.problem import Cell, CellResult
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
-from milpland.landscape.collect import MinimaCollector, spurious_tolerance
+from milpland.landscape.collect import MinimaCollector, keep_minimum, spurious_tolerance
 from milpland.search import memory
 from milpland.search.result import SolveResult
 from milpland.search.solve import sign_class_order, solve_global
@@ -276,12 +276,7 @@ def merge_minima(spec: InstanceSpec, minima: list[LocalMinimum]) -> list[LocalMi
     kept: list[LocalMinimum] = []
     fits = np.zeros((0, spec.n))
     for m in minima:
-        at = match_minimum(m.fitted, fits, spec)
-        if at < 0:
-            kept.append(m)
-            fits = np.vstack([fits, m.fitted[None, :]])
-        elif m.certificate == "interior" and kept[at].certificate != "interior":
-            kept[at] = m
+        fits = keep_minimum(kept, fits, m, spec)
     return kept
 
 

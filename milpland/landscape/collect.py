@@ -68,13 +68,7 @@ class MinimaCollector:
     def _count(self, verdict: Verdict, cell: Cell, result: CellResult) -> None:
         if verdict.status == "local_minimum":
             self.counts["certified_cells"] += 1
-            m = verdict.minimum
-            at = match_minimum(m.fitted, self._fits, self.spec)
-            if at < 0:
-                self.minima.append(m)
-                self._fits = np.vstack([self._fits, m.fitted[None, :]])
-            elif m.certificate == "interior" and self.minima[at].certificate != "interior":
-                self.minima[at] = m
+            self._fits = keep_minimum(self.minima, self._fits, verdict.minimum, self.spec)
         elif verdict.status == "box_limited":
             self.counts["box_limited"] += 1
             self.box_limited_best = min(self.box_limited_best, result.risk)
@@ -96,6 +90,18 @@ class MinimaCollector:
             if not out or risk > out[-1] + tol:
                 out.append(float(risk))
         return out
+
+
+def keep_minimum(kept: list[LocalMinimum], fits: np.ndarray, m: LocalMinimum, spec: InstanceSpec) -> np.ndarray:
+    """Add ``m`` to ``kept`` (in place) unless a kept minimum fits the same values; then replace that
+    one when ``m`` has an interior certificate and it has not.  Returns the fits of ``kept``."""
+    at = match_minimum(m.fitted, fits, spec)
+    if at < 0:
+        kept.append(m)
+        return np.vstack([fits, m.fitted[None, :]])
+    if m.certificate == "interior" and kept[at].certificate != "interior":
+        kept[at] = m
+    return fits
 
 
 def _lower(result: CellResult) -> float:
