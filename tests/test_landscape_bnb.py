@@ -124,6 +124,76 @@ def test_levels_lists_the_lowest_levels(reference, K):
     assert len(levels_of(out.minima, enum.tolerance)) == min(K, len(levels))
 
 
+def test_enumerate_with_a_query_lists_the_band_of_the_full_enumeration(reference):
+    """The enumeration solves every cell and certifies those below the threshold: the same minima as
+    the full list cut at the threshold (gap_max, risk_max, levels)."""
+    spec, enum = reference
+    G = 0.5 * max(enum.global_risk, 1e-3)
+    out = landscape(spec, method="enumerate", gap_max=G)
+    assert out.complete and out.method == "enumerate" and out.threshold == pytest.approx(enum.global_risk + G)
+    assert out.proven_below == out.threshold
+    assert same_fits(out.minima, [m for m in enum.minima if m.risk <= enum.global_risk + G], spec)
+    worst = max(m.risk for m in enum.minima)
+    assert same_fits(landscape(spec, method="enumerate", risk_max=worst + 0.1).minima, enum.minima, spec)
+    levels = levels_of(enum.minima, enum.tolerance)
+    for K in (1, 2):
+        top = levels[min(K, len(levels)) - 1]
+        out = landscape(spec, method="enumerate", levels=K)
+        assert out.complete
+        assert same_fits(out.minima, [m for m in enum.minima if m.risk <= top + enum.tolerance], spec)
+
+
+def test_cells_left_at_a_bound_lie_above_the_threshold():
+    """With a fixed threshold, cells whose first Lagrangian bound exceeds it are not refined
+    (`cell_qp.ABOVE`); their optimum, solved and verified by the full enumeration, is above T and above
+    that bound, and the band is the full list cut at T."""
+    from milpland.landscape.collect import Query
+    from milpland.landscape.enumeration import enumerate_minima
+
+    spec = tiny_spec(seed=11, d=1, n=9, width=3, activation="relu", loss="squared")
+    full = enumerate_minima(spec, max_cells=10**6)
+    band = enumerate_minima(spec, max_cells=10**6, query=Query(gap_rel=0.2))
+    above = band.store.above
+    assert full.complete and band.complete and above.sum() > 100
+    assert full.store.verified[above].all()
+    assert np.all(full.store.risk[above] > band.threshold)
+    assert np.all(band.store.lower[above] <= full.store.risk[above] * (1 + 1e-12))
+    assert band.counts["cells_bounded_above"] == above.sum()
+    assert same_fits(band.minima, [m for m in full.minima if m.risk <= band.threshold], spec)
+
+
+def test_enumeration_in_two_threads_lists_what_one_lists():
+    spec = tiny_spec(seed=11, d=1, n=9, width=3, activation="relu", loss="squared")
+    one = landscape(spec, method="enumerate")
+    two = landscape(spec, method="enumerate", jobs=2)
+    assert one.complete and two.complete and len(one.minima) > 3
+    assert same_fits(two.minima, one.minima, spec)
+    assert two.counts["cells"] == one.counts["cells"]
+
+
+@pytest.mark.parametrize("lower_above_threshold", [False, True])
+def test_an_unverified_cell_above_the_cut_keeps_the_band_incomplete_unless_its_bound_clears_it(
+        monkeypatch, lower_above_threshold):
+    """A cell past the threshold whose optimum was not verified may still hold a minimum below T,
+    unless its lower bound lies above T."""
+    from milpland.landscape import enumeration
+
+    spec = tiny_spec(**CASES[1])
+    original = enumeration._Certification.run
+
+    def run_with_one_unverified_cell(self, say):
+        st = self.store
+        k = int(np.argmax(np.where(np.isfinite(st.risk), st.risk, -np.inf)))
+        st.verified[k] = False
+        st.lower[k] = 1e9 if lower_above_threshold else -np.inf
+        return original(self, say)
+
+    monkeypatch.setattr(enumeration._Certification, "run", run_with_one_unverified_cell)
+    out = landscape(spec, method="enumerate", gap_max=1e-3)
+    assert out.complete is lower_above_threshold
+    assert out.counts["cell_errors"] == (0 if lower_above_threshold else 1)
+
+
 def worst_relative_drop(spec, params: OneHiddenParams, *, radii=(1e-6, 1e-4), directions=60, seed=0) -> float:
     rng = np.random.default_rng(seed)
     m, d = params.W1.shape
@@ -220,8 +290,8 @@ def test_queries_are_checked(tmp_path, capsys):
         Query(levels=0)
     spec_file = tmp_path / "t.toml"
     spec_file.write_text('name = "t"\n[data]\nx = [0.0, 1.0, 2.0]\ny = [0.0, 1.0, 0.0]\n[network]\nhidden = [1]\n')
-    assert main(["landscape", str(spec_file), "--method", "enumerate", "--levels", "2"]) == 2
-    assert "only for --method bnb" in capsys.readouterr().err
+    assert main(["landscape", str(spec_file), "--method", "sample", "--levels", "2"]) == 2
+    assert "only for --method bnb, enumerate or auto" in capsys.readouterr().err
     assert main(["landscape", str(spec_file), "--method", "bnb", "--gap-max", "-1"]) == 2
     assert "--gap-max" in capsys.readouterr().err
 
@@ -298,3 +368,15 @@ def test_two_processes_honour_the_time_limit_and_keep_a_valid_open_bound():
     assert not out.complete and out.proven_below < out.threshold
     assert "stopped before the tree was exhausted" in out.message
     assert all(m.risk <= out.threshold * (1 + 1e-9) for m in out.minima)
+
+
+def test_enumeration_beyond_the_memory_limit_is_refused_with_the_estimate():
+    from dataclasses import replace
+
+    from milpland.landscape.enumeration import enumeration_bytes
+
+    spec = tiny_spec(**CASES[1])
+    small = replace(spec, solve=replace(spec.solve, memory_limit=0.2))
+    assert enumeration_bytes(spec, 1) > 0.2e9  # the interpreter alone is above 0.2 GB
+    with pytest.raises(MilplandError, match=r"--max-cells: enumerating \d+ cells takes about .* memory_limit"):
+        landscape(small, method="enumerate")

@@ -70,6 +70,7 @@ import numpy as np
 VERIFIED = 0  # optimal: certified gap and feasibility within tolerance, strictly inside the box
 NOT_VERIFIED = 1  # the bound does not certify the point (the caller re-solves the cell)
 OUTSIDE_BOX = 2  # the unboxed optimum touches or leaves the weight box (the caller re-solves)
+ABOVE = 3  # the cell optimum is proven above the caller's ``above`` (not refined further)
 
 # outcomes of `face_rays`
 FACE_OK = 0
@@ -316,7 +317,7 @@ def _cell_columns(units, signs, ptr, members, cols, col_sign, col_unit):
     return K
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def solve_cells(units, signs, ptr, members, rays, gram, gram_y, centred, y_centred, feature_mean,
                 y_mean, has_c, kmax, mu_out, theta_out, c_out, iters_out, conv_out):
     """Ray-weight NNLS of every cell (units[k] = pattern index per unit, signs[k] = +-1 per unit).
@@ -512,8 +513,19 @@ def _unit_multipliers(Xh, pieces, signs, slopes, mu, cand, j, th, lo_b, hi_b, la
         s = 1.0 if pieces[i, j] == 1 else -1.0
         for b_ in range(nf):
             A[b_, a] = s * Xh[i, free[b_]]
-    H = A.T @ A
-    b = A.T @ q
+    H = np.zeros((nr, nr))  # A^T A and A^T q by loops: a BLAS call costs more than these few products
+    b = np.zeros(nr)
+    for a in range(nr):
+        for c_ in range(a, nr):
+            acc = 0.0
+            for t in range(nf):
+                acc += A[t, a] * A[t, c_]
+            H[a, c_] = acc
+            H[c_, a] = acc
+        acc = 0.0
+        for t in range(nf):
+            acc += A[t, a] * q[t]
+        b[a] = acc
     colnorm = np.zeros(nr)
     for a in range(nr):
         colnorm[a] = np.sqrt(H[a, a])
@@ -540,11 +552,16 @@ def _candidate_rows(gx, rownorm, tight_tol, units_k, facets, cand):
                 cand[i, j] = facets[units_k[j], i]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def verify_cells(units, signs, patterns, facets, slopes, Xh, y, theta, c, has_c, box, c_bound, w, scale, kkt_tol,
-                 feas_tol, box_rtol, allow_box, status_out, risk_out, lower_out, kkt_out, viol_out, box_active_out):
+                 feas_tol, box_rtol, allow_box, status_out, risk_out, lower_out, kkt_out, viol_out, box_active_out,
+                 above=np.inf):
     """Recompute every cell's outputs, risk, violation and Lagrangian bound from theta (see the
     module docstring).  Only theta is read: the active set that produced it is not trusted.
+
+    A cell whose first Lagrangian bound (before the refinement steps), less its rounding level,
+    already exceeds ``above`` is ABOVE: its optimum is proven above that value, and it is not
+    refined further (a listing below a threshold needs nothing more of it).
 
     A scaled weight within box_rtol of the box is *at* the box (box_active_out).  Without
     ``allow_box`` such a cell is OUTSIDE_BOX (an unboxed optimum is the boxed one only strictly
@@ -644,6 +661,11 @@ def verify_cells(units, signs, patterns, facets, slopes, Xh, y, theta, c, has_c,
         for j in range(m):
             _unit_multipliers(Xh, pieces, signs[cell], slopes, mu, cand, j, th, lo_b, hi_b, lam)
         best = _gap(Xh, y, pieces, signs[cell], slopes, f, mu, lam, th, lo_b, hi_b, gx, m, D, has_c, r)
+        if risk - max(w * best, 0.0) - rounding > above:
+            lower_out[cell] = risk - max(w * best, 0.0) - rounding
+            kkt_out[cell] = np.inf
+            status_out[cell] = ABOVE
+            continue
         if best > good_enough:
             best = min(best, _refined_gap(Xh, y, pieces, signs[cell], slopes, f, mu, lam, th, lo_b, hi_b,
                                           gx, cand, m, D, has_c, r, good_enough))

@@ -662,7 +662,7 @@ def _residual_ld(phi, G, mu, lam) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class CellResult:
-    status: str  # "optimal" | "infeasible" | "time_limit" | "error"
+    status: str  # "optimal" | "infeasible" | "time_limit" | "error" | "bounded" (only lower_bound is certified)
     risk: float  # numpy risk of theta, in the loss's reduction (inf if no point)
     theta: ScaledParams | None
     fitted: np.ndarray | None  # f_i at theta, computed with numpy

@@ -37,8 +37,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("spec", metavar="SPEC", help="instance spec (TOML file)")
     p.add_argument("--method", choices=METHODS, default="auto",
-                   help="enumerate every cell (complete); bnb: every minimum below a threshold (--levels, "
-                        "--gap-max, --risk-max) by branch-and-bound; milp (eps-interior minima by MILP); sample "
+                   help="enumerate every cell (complete; with --levels, --gap-max, --gap-rel or --risk-max "
+                        "only the cells below that threshold are certified); bnb: every minimum below a threshold "
+                        "(--levels, --gap-max, --risk-max) by branch-and-bound; milp (eps-interior minima by MILP); sample "
                         "(gradient descent from random starts); auto (default): enumerate up to --max-cells "
                         "cells, else bnb --levels 10")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
@@ -49,15 +50,15 @@ def register(subparsers) -> None:
     p.add_argument("--max-cells", type=int, metavar="N",
                    help="enumerate: refuse instances with more cells than this (default: 1000000 where the "
                         "compiled kernels apply, else 20000)")
-    p.add_argument("--levels", type=int, metavar="K", help="bnb: the K lowest distinct risk levels (default 10)")
+    p.add_argument("--levels", type=int, metavar="K", help="bnb, enumerate: the K lowest distinct risk levels (bnb default 10)")
     p.add_argument("--gap-max", type=float, metavar="G",
-                   help="bnb: every minimum with risk <= global minimum + G (risk units)")
+                   help="bnb, enumerate: every minimum with risk <= global minimum + G (risk units)")
     p.add_argument("--gap-rel", type=float, metavar="F",
-                   help="bnb: every minimum with risk <= (1 + F) x global minimum")
-    p.add_argument("--risk-max", type=float, metavar="R", help="bnb: every minimum with risk <= R")
+                   help="bnb, enumerate: every minimum with risk <= (1 + F) x global minimum")
+    p.add_argument("--risk-max", type=float, metavar="R", help="bnb, enumerate: every minimum with risk <= R")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="bnb with --risk-max, --gap-max or --gap-rel: list the sign classes in N processes, after "
-                        "solving the global minimum (default 1)")
+                        "solving the global minimum; enumerate: solve the cells in N threads (default 1)")
     p.add_argument("--starts", type=int, metavar="N", help="sample: number of random starts (default: 100)")
     p.add_argument("--seed", type=int, metavar="S",
                    help="sample and --census: seed of the starts (default: [solve] seed)")
@@ -157,8 +158,8 @@ def prepare_spec(args) -> InstanceSpec:
     query = [flag for flag, value in (("--levels", args.levels), ("--gap-max", args.gap_max),
                                       ("--gap-rel", args.gap_rel), ("--risk-max", args.risk_max))
              if value is not None]
-    if query and args.method not in ("bnb", "auto"):
-        raise MilplandError(f"{query[0]}: only for --method bnb (or auto), not {args.method}")
+    if query and args.method not in ("bnb", "enumerate", "auto"):
+        raise MilplandError(f"{query[0]}: only for --method bnb, enumerate or auto, not {args.method}")
     if len(query) > 1:
         raise MilplandError(f"give one of --levels, --gap-max, --gap-rel, --risk-max, not {' and '.join(query)}")
     for flag, value in (("--gap-max", args.gap_max), ("--gap-rel", args.gap_rel), ("--risk-max", args.risk_max)):

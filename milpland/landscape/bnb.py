@@ -37,9 +37,8 @@ from milpland.cells.arrangement import unit_patterns
 from milpland.cells.certificates import Certifier
 from milpland.cells.minima import LocalMinimum
 from milpland.cells.problem import Cell, CellResult
-from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
-from milpland.landscape.collect import MinimaCollector, keep_minimum, spurious_tolerance
+from milpland.landscape.collect import MinimaCollector, Query, keep_minimum, spurious_tolerance
 from milpland.search import memory
 from milpland.search.result import SolveResult
 from milpland.search.solve import sign_class_order, solve_global
@@ -47,41 +46,6 @@ from milpland.search.solve import sign_class_order, solve_global
 DEFAULT_LEVELS = 10
 MIN_CLASS_SECONDS = 1.0  # a class started with less time left than this is not searched
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Query:
-    """Which minima to list: exactly one of risk_max (absolute risk), gap_max (risk above the
-    global minimum, in risk units), gap_rel (the same as a fraction of the global risk) and levels
-    (the K lowest distinct risk levels)."""
-
-    risk_max: float | None = None
-    gap_max: float | None = None
-    levels: int | None = None
-    gap_rel: float | None = None
-
-    def __post_init__(self):
-        given = [k for k in ("risk_max", "gap_max", "gap_rel", "levels") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise MilplandError("landscape --method bnb: give exactly one of --risk-max, --gap-max, --gap-rel, "
-                                "--levels" + (f" (got {', '.join('--' + k.replace('_', '-') for k in given)})"
-                                              if given else ""))
-        for key in ("risk_max", "gap_max", "gap_rel"):
-            value = getattr(self, key)
-            if value is not None and not (np.isfinite(value) and value >= 0):
-                raise MilplandError(f"--{key.replace('_', '-')}: must be a finite number >= 0, got {value!r}")
-        if self.levels is not None and (isinstance(self.levels, bool) or not isinstance(self.levels, int)
-                                        or self.levels < 1):
-            raise MilplandError(f"--levels: must be a positive integer, got {self.levels!r}")
-
-    def describe(self) -> str:
-        if self.risk_max is not None:
-            return f"risk <= {self.risk_max:.10g}"
-        if self.gap_max is not None:
-            return f"risk <= global + {self.gap_max:.10g}"
-        if self.gap_rel is not None:
-            return f"risk <= (1 + {self.gap_rel:.10g}) x global"
-        return f"the {self.levels} lowest risk level{'s' if self.levels > 1 else ''}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,15 +78,8 @@ class LeafListing:
 
     def threshold(self, incumbent_risk: float) -> float:
         self._incumbent = incumbent_risk
-        q = self.query
-        if q.risk_max is not None:
-            return q.risk_max
-        if q.gap_max is not None:
-            return incumbent_risk + q.gap_max
-        if q.gap_rel is not None:
-            return incumbent_risk * (1.0 + q.gap_rel)
-        levels = self.collector.levels(self.level_tolerance(incumbent_risk))
-        return levels[q.levels - 1] if len(levels) >= q.levels else np.inf
+        levels = self.collector.levels(self.level_tolerance(incumbent_risk)) if self.query.levels else []
+        return self.query.threshold(incumbent_risk, levels)
 
     def leaf(self, cell: Cell, result: CellResult) -> None:
         self.leaves += 1

@@ -16,6 +16,7 @@ import numpy as np
 from milpland.cells.certificates import Certifier, Verdict, match_minimum
 from milpland.cells.minima import LocalMinimum
 from milpland.cells.problem import Cell, CellResult
+from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
 from milpland.search.solve import best_constant
 
@@ -28,6 +29,63 @@ def spurious_tolerance(spec: InstanceSpec, global_risk: float) -> float:
     max(rel_gap |global risk|, SPURIOUS_FLOOR x risk of the best constant)."""
     constant = spec.loss.risk(np.full(spec.n, best_constant(spec)), spec.y)
     return max(spec.solve.rel_gap * abs(global_risk), SPURIOUS_FLOOR * max(constant, 1e-300))
+
+
+@dataclass(frozen=True)
+class Query:
+    """Which minima to list: exactly one of risk_max (absolute risk), gap_max (risk above the
+    global minimum, in risk units), gap_rel (the same as a fraction of the global risk) and levels
+    (the K lowest distinct risk levels)."""
+
+    risk_max: float | None = None
+    gap_max: float | None = None
+    levels: int | None = None
+    gap_rel: float | None = None
+
+    def __post_init__(self):
+        given = [k for k in ("risk_max", "gap_max", "gap_rel", "levels") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise MilplandError("landscape: give exactly one of --risk-max, --gap-max, --gap-rel, "
+                                "--levels" + (f" (got {', '.join('--' + k.replace('_', '-') for k in given)})"
+                                              if given else ""))
+        for key in ("risk_max", "gap_max", "gap_rel"):
+            value = getattr(self, key)
+            if value is not None and not (np.isfinite(value) and value >= 0):
+                raise MilplandError(f"--{key.replace('_', '-')}: must be a finite number >= 0, got {value!r}")
+        if self.levels is not None and (isinstance(self.levels, bool) or not isinstance(self.levels, int)
+                                        or self.levels < 1):
+            raise MilplandError(f"--levels: must be a positive integer, got {self.levels!r}")
+
+    def describe(self) -> str:
+        if self.risk_max is not None:
+            return f"risk <= {self.risk_max:.10g}"
+        if self.gap_max is not None:
+            return f"risk <= global + {self.gap_max:.10g}"
+        if self.gap_rel is not None:
+            return f"risk <= (1 + {self.gap_rel:.10g}) x global"
+        return f"the {self.levels} lowest risk level{'s' if self.levels > 1 else ''}"
+
+    def threshold(self, best_risk: float, levels: list[float]) -> float:
+        """T for the best risk found so far and the distinct levels of the minima listed so far
+        (lowest first): infinite for ``levels = K`` until K levels are listed."""
+        if self.risk_max is not None:
+            return self.risk_max
+        if self.gap_max is not None:
+            return best_risk + self.gap_max
+        if self.gap_rel is not None:
+            return best_risk * (1.0 + self.gap_rel)
+        return levels[self.levels - 1] if len(levels) >= self.levels else np.inf
+
+
+
+def distinct_levels(risks, tol: float) -> list[float]:
+    """The distinct risk levels of these risks, lowest first: risks within ``tol`` of the lowest risk of a
+    level belong to it."""
+    out: list[float] = []
+    for risk in sorted(risks):
+        if not out or risk > out[-1] + tol:
+            out.append(float(risk))
+    return out
 
 
 @dataclass
@@ -85,11 +143,7 @@ class MinimaCollector:
     def levels(self, tol: float) -> list[float]:
         """The distinct risk levels of the minima so far, lowest first: risks within ``tol`` of
         the lowest risk of a level belong to it."""
-        out: list[float] = []
-        for risk in sorted(m.risk for m in self.minima):
-            if not out or risk > out[-1] + tol:
-                out.append(float(risk))
-        return out
+        return distinct_levels((m.risk for m in self.minima), tol)
 
 
 def keep_minimum(kept: list[LocalMinimum], fits: np.ndarray, m: LocalMinimum, spec: InstanceSpec) -> np.ndarray:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -50,10 +51,13 @@ from milpland.cells.scaled import ScaledParams, sign_class
 from milpland.errors import MilplandError
 from milpland.instance.activations import Activation
 from milpland.instance.spec import InstanceSpec
+from milpland.landscape.collect import Query, distinct_levels, spurious_tolerance
+from milpland.search import memory
 from milpland.search.unit_hull import vertex_rays
 
 Progress = Callable[[str], None]
 SOLVE_CHUNK = 50_000  # cells per kernel call (progress messages between calls)
+SAMPLE_CELLS = 20_000  # cells solved first to estimate the global minimum for a threshold (`_sample_best`)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,6 +216,7 @@ class CellStore:
         self.status_ok = np.zeros(N, dtype=bool)  # CellResult.status == "optimal"
         self.feasible = np.zeros(N, dtype=bool)  # a point within FEAS_TOL of the cell
         self.verified = np.zeros(N, dtype=bool)  # Certifier.verified
+        self.above = np.zeros(N, dtype=bool)  # only a bound, above the query's threshold (`_solve_by_kernel`)
         self.general: dict[int, CellResult] = {}
 
     def keep(self, k: int, result: CellResult, verified: bool) -> None:
@@ -247,7 +252,8 @@ class CellStore:
                              c=float(self.c[k]), signs=self.grid.signs[k][order].astype(float))
         cell = self.cell(k) if cell is None else cell
         fitted = cell_outputs(self.spec.X, self.spec.network.activation, cell, theta)
-        return CellResult("optimal", float(self.risk[k]), theta, fitted, bool(self.box_active[k]), 0.0,
+        return CellResult("bounded" if self.above[k] else "optimal", float(self.risk[k]), theta, fitted,
+                          bool(self.box_active[k]), 0.0,
                           kkt_residual=float(self.kkt[k]), lower_bound=float(self.lower[k]),
                           max_violation=float(self.violation[k]),
                           method="active-set-box" if self.box_limited[k] else "ray-nnls",
@@ -269,6 +275,7 @@ class Enumeration:
     counts: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
     box_limited_best: float = float("inf")  # lowest optimum among box-limited cells
+    threshold: float = float("inf")  # the query's T: every cell optimum up to T (+ tolerance) was certified
     messages: list[str] = field(default_factory=list)
 
     @property
@@ -290,8 +297,11 @@ class Enumeration:
         return float(np.nanmin(self.store.lower)) if len(self.store.lower) else float("inf")
 
 
-def enumerate_minima(spec: InstanceSpec, *, max_cells: int, progress: Progress | None = None) -> Enumeration:
-    """Solve and certify every cell; refuse (MilplandError with the count) beyond ``max_cells``."""
+def enumerate_minima(spec: InstanceSpec, *, max_cells: int, progress: Progress | None = None, threads: int = 1,
+                     query: Query | None = None) -> Enumeration:
+    """Solve every cell (in ``threads`` threads) and certify the cells whose optimum lies below the
+    threshold of ``query`` (every cell without one); refuse (MilplandError with the count) beyond
+    ``max_cells``."""
 
     _check_spec(spec)
     say = progress or (lambda _msg: None)
@@ -307,6 +317,7 @@ def enumerate_minima(spec: InstanceSpec, *, max_cells: int, progress: Progress |
             f"{len(sign_classes(act, spec.width))} sign classes), more than the limit {max_cells}; "
             f"raise --max-cells to at least {total} or use --method sample"
         )
+    _check_memory(spec, total)
     grid = CellGrid.build(patterns, spec.width, act)
     table = _ray_table(spec, patterns)
     t_patterns = time.perf_counter() - t0
@@ -316,8 +327,8 @@ def enumerate_minima(spec: InstanceSpec, *, max_cells: int, progress: Progress |
 
     t1 = time.perf_counter()
     if table is not None:
-        _solve_by_kernel(spec, grid, table, certifier, store, say)
-    general = np.flatnonzero(~store.fast)
+        _solve_by_kernel(spec, grid, table, certifier, store, say, threads, above_for=_above_for(spec, query))
+    general = np.flatnonzero(~store.fast & ~store.above)
     for done, k in enumerate(general):
         result = certifier.solver.solve(store.cell(k))
         store.keep(int(k), result, certifier.verified(result))
@@ -327,10 +338,10 @@ def enumerate_minima(spec: InstanceSpec, *, max_cells: int, progress: Progress |
     certifier.attach(_lookup(grid, store))
 
     t2 = time.perf_counter()
-    run = _Certification(spec, store, certifier, table)
+    run = _Certification(spec, store, certifier, table, query)
     run.run(say)
     t_cert = time.perf_counter() - t2
-    counts = dict(unit_patterns=P, cells=len(grid), **run.counts,
+    counts = dict(unit_patterns=P, cells=len(grid), **run.counts, cells_bounded_above=int(store.above.sum()),
                   cells_by_kernel=int(store.fast.sum()), cells_by_cell_solver=int(len(general)))
     counts["distinct_minima"] = len(run.minima)
     counts["neighbour_cell_solves"] = certifier.cell_solves
@@ -343,8 +354,36 @@ def enumerate_minima(spec: InstanceSpec, *, max_cells: int, progress: Progress |
         seconds={"patterns": t_patterns, "cells": t_cells, "certificates": t_cert,
                  "cells_per_second": len(grid) / t_cells if t_cells > 0 else float("inf"),
                  "cells_per_second_end_to_end": len(grid) / (time.perf_counter() - t0)},
-        box_limited_best=run.box_best, messages=run.messages,
+        box_limited_best=run.box_best, messages=run.messages, threshold=run.threshold,
     )
+
+
+def _above_for(spec: InstanceSpec, query: Query | None) -> Callable[[float], float] | None:
+    """For `_solve_by_kernel`: U -> T(U) + tol(U), the threshold of a fixed-threshold query had the global
+    minimum the risk U (both grow with U); None without one (``levels``: T is known only as the
+    minima are certified)."""
+    if query is None or query.levels is not None:
+        return None
+    return lambda U: query.threshold(U, []) + spurious_tolerance(spec, U) if np.isfinite(U) else np.inf
+
+
+def enumeration_bytes(spec: InstanceSpec, cells: int) -> float:
+    """The arrays of `CellGrid` and `CellStore` with the certification's sort, 8 bytes an entry: units
+    and signs (2 m), theta (m (d + 1)), ray weights (at most 2 d rays a unit in the cones seen so far:
+    m 2d), risk, bound, KKT, violation, c, iterations, status, order and sorted risk (9), and 8 flags.
+    Measured: d = 1, width 3, 10.7 million cells, 2.78 GB resident (this gives 2.66 GB)."""
+    m, d = spec.width, spec.d
+    per_cell = 8.0 * (2 * m + m * (d + 1) + m * 2 * d + 9) + 8
+    return memory.BASE_BYTES + cells * per_cell
+
+
+def _check_memory(spec: InstanceSpec, cells: int) -> None:
+    need, limit = enumeration_bytes(spec, cells), memory.limit_bytes(spec)
+    if need > limit:
+        raise MilplandError(
+            f"--max-cells: enumerating {cells} cells takes about {memory.gigabytes(need)}, more than the memory limit "
+            f"{memory.gigabytes(limit)} ([solve] memory_limit); use --method bnb with a threshold, or raise "
+            "[solve] memory_limit")
 
 
 def _ray_table(spec: InstanceSpec, patterns: np.ndarray):
@@ -358,26 +397,44 @@ def _ray_table(spec: InstanceSpec, patterns: np.ndarray):
     return cell_qp.ray_table(spec.X, spec.y, act, patterns, vertex_rays(Xh), output_bias=spec.network.output_bias)
 
 
-def _solve_by_kernel(spec, grid: CellGrid, table, certifier: Certifier, store: CellStore, say) -> None:
-    """Solve and verify every cell with the compiled kernels; the cells they verify are marked fast."""
-    b = certifier.builder
+def _solve_by_kernel(spec, grid: CellGrid, table, certifier: Certifier, store: CellStore, say, threads: int = 1,
+                     above_for: Callable[[float], float] | None = None) -> None:
+    """Solve and verify every cell with the compiled kernels; the cells they verify are marked fast.
+
+    Cells are independent, and the kernels release the GIL (``nogil``), so ``threads`` threads
+    solve disjoint chunks at once, writing disjoint slices of the store.
+
+    ``above_for(U)``: given the risk U of a verified cell optimum (U >= the global minimum), a value
+    above which no cell needs more than a proof that its optimum lies there (the query's threshold
+    for U plus its tolerance, which only falls as U falls to the global minimum).  Such cells are
+    left at their first Lagrangian bound (`cell_qp.ABOVE`, `store.above`).  U starts from a sample
+    of cells and falls chunk by chunk."""
     N, m = grid.units.shape
-    kmax = store.mu.shape[1]
     status = np.zeros(N, dtype=np.int64)
     converged = np.zeros(N, dtype=bool)
     started = time.perf_counter()
-    for start in range(0, N, SOLVE_CHUNK):
+    best = [_sample_best(spec, grid, table, certifier, kmax=store.mu.shape[1]) if above_for else np.inf]
+
+    def solve_chunk(start: int) -> int:
         sl = slice(start, min(N, start + SOLVE_CHUNK))
-        cell_qp.solve_cells(grid.units[sl], grid.signs[sl], table.pattern_ptr, table.pattern_rays, table.rays,
-                            table.gram, table.gram_y, table.centred, table.y_centred, table.feature_mean,
-                            table.y_mean, table.has_c, kmax, store.mu[sl], store.theta[sl], store.c[sl],
-                            store.iterations[sl], converged[sl])
-        cell_qp.verify_cells(grid.units[sl], grid.signs[sl], table.patterns, table.facets, table.slopes, table.Xh,
-                             table.y, store.theta[sl], store.c[sl], table.has_c, float(spec.box.weight), b.c_bound(m),
-                             b.w, b.scale, certifier.solver.kkt_tol, FEAS_TOL, BOX_ACTIVE_RTOL, False, status[sl],
-                             store.risk[sl], store.lower[sl], store.kkt[sl], store.violation[sl],
-                             store.box_active[sl])
-        say(f"solved {sl.stop}/{N} cells with the compiled kernel ({time.perf_counter() - started:.1f} s)")
+        above = above_for(best[0]) if above_for else np.inf
+        _solve_and_verify(spec, grid.units[sl], grid.signs[sl], table, certifier, store.mu[sl], store.theta[sl],
+                          store.c[sl], store.iterations[sl], converged[sl], status[sl], store.risk[sl],
+                          store.lower[sl], store.kkt[sl], store.violation[sl], store.box_active[sl], above)
+        verified = status[sl] == cell_qp.VERIFIED
+        if verified.any():  # a race between threads can only keep a larger U: still >= the global minimum
+            best[0] = min(best[0], float(np.min(store.risk[sl][verified])))
+        return sl.stop
+
+    starts = range(0, N, SOLVE_CHUNK)
+    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+    try:
+        for stopped in (map(solve_chunk, starts) if pool is None else pool.map(solve_chunk, starts)):
+            say(f"solved {stopped}/{N} cells with the compiled kernel ({time.perf_counter() - started:.1f} s)")
+    finally:  # on Ctrl-C (KeyboardInterrupt here) the chunks not started are dropped, not waited for
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    store.above[:] = status == cell_qp.ABOVE
     fast = converged & (status == cell_qp.VERIFIED)
     _solve_boxed(spec, grid, table, certifier, store, np.flatnonzero(converged & (status == cell_qp.OUTSIDE_BOX)))
     fast |= store.box_limited
@@ -385,6 +442,33 @@ def _solve_by_kernel(spec, grid: CellGrid, table, certifier: Certifier, store: C
     store.status_ok[:] = fast
     store.feasible[:] = fast
     store.verified[:] = fast
+
+
+def _solve_and_verify(spec, units, signs, table, certifier: Certifier, mu, theta, c, iterations, converged, status,
+                      risk, lower, kkt, violation, box_active, above: float = np.inf) -> None:
+    """The compiled solve and verification of these cells (without the box: `_solve_boxed` after)."""
+    b = certifier.builder
+    m = units.shape[1]
+    cell_qp.solve_cells(units, signs, table.pattern_ptr, table.pattern_rays, table.rays, table.gram, table.gram_y,
+                        table.centred, table.y_centred, table.feature_mean, table.y_mean, table.has_c, mu.shape[1],
+                        mu, theta, c, iterations, converged)
+    cell_qp.verify_cells(units, signs, table.patterns, table.facets, table.slopes, table.Xh, table.y, theta, c,
+                         table.has_c, float(spec.box.weight), b.c_bound(m), b.w, b.scale, certifier.solver.kkt_tol,
+                         FEAS_TOL, BOX_ACTIVE_RTOL, False, status, risk, lower, kkt, violation, box_active, above)
+
+
+def _sample_best(spec, grid: CellGrid, table, certifier: Certifier, *, kmax: int) -> float:
+    """The least verified optimum among SAMPLE_CELLS cells spread over the grid: a first U for
+    `_solve_by_kernel` (inf when none is verified)."""
+    ks = np.unique(np.linspace(0, len(grid) - 1, min(len(grid), SAMPLE_CELLS)).astype(np.int64))
+    k, m, D = len(ks), grid.units.shape[1], spec.d + 1
+    status = np.zeros(k, dtype=np.int64)
+    risk = np.full(k, np.inf)
+    _solve_and_verify(spec, grid.units[ks], grid.signs[ks], table, certifier, np.zeros((k, kmax)), np.zeros((k, m, D)),
+                      np.zeros(k), np.zeros(k, dtype=np.int64), np.zeros(k, dtype=bool), status, risk, np.zeros(k),
+                      np.zeros(k), np.zeros(k), np.zeros(k, dtype=bool))
+    verified = status == cell_qp.VERIFIED
+    return float(np.min(risk[verified])) if verified.any() else float("inf")
 
 
 def _solve_boxed(spec, grid: CellGrid, table, certifier: Certifier, store: CellStore, cells: np.ndarray) -> None:
@@ -442,8 +526,9 @@ class _Certification:
     """The certification pass: cells in order of increasing optimum, the compiled loop for the
     cells it decides, `Certifier.certify` for the others (module docstring)."""
 
-    def __init__(self, spec: InstanceSpec, store: CellStore, certifier: Certifier, table):
-        self.spec, self.store, self.certifier, self.table = spec, store, certifier, table
+    def __init__(self, spec: InstanceSpec, store: CellStore, certifier: Certifier, table, query: Query | None = None):
+        self.spec, self.store, self.certifier, self.table, self.query = spec, store, certifier, table, query
+        self.threshold = float("inf")
         self.squared = spec.loss.kind == "squared"
         self.patterns = store.grid.patterns.astype(np.int8)
         self.tau = fit_tolerance(spec)
@@ -475,10 +560,12 @@ class _Certification:
                                                  tab.side)
             slopes, Xh, has_c = tab.slopes, tab.Xh, tab.has_c
         patterns = self.patterns
+        sorted_risk = st.risk[order]
+        cut = self._cut(sorted_risk)
         pos, events, started = 0, 0, time.perf_counter()
-        while True:
+        while pos < cut:
             pos, event = cell_qp.certify_run(
-                pos, order, st.verified, st.fast, st.box_limited, st.status_ok, st.feasible, st.risk, st.lower,
+                pos, order[:cut], st.verified, st.fast, st.box_limited, st.status_ok, st.feasible, st.risk, st.lower,
                 st.fitted, st.kernels, st.theta, st.c, st.mu,
                 grid.units, grid.signs, ptr, members, centred, gram, side, patterns, slopes, Xh, has_c,
                 grid.rank_table, grid.class_offset, grid.neg_count, self.squared, self.tau, self.w, self.spec.y,
@@ -487,11 +574,14 @@ class _Certification:
             if event == cell_qp.EVENT_DONE:
                 break
             self._certify(int(order[pos]))
+            if self.query is not None and self.query.levels is not None:
+                cut = min(cut, self._cut(sorted_risk))
             events += 1
             if events % 1000 == 0:
                 say(f"certified {pos + 1}/{len(order)} cells ({time.perf_counter() - started:.1f} s)")
             pos += 1
         c = self.kernel_counts
+        c[0] += self._unverified_below(order[cut:])
         self.counts.update(cell_errors=int(c[0]), cells_verified_by_absolute_gap=int(c[1]),
                            skipped_same_fit=int(c[2]), not_local_by_kernel=int(c[3]))
         self.counts["not_local"] += int(c[3])
@@ -500,6 +590,27 @@ class _Certification:
         self.counts["certified_cells"] += int(c[5])
         self.counts["boundary_again_by_kernel"] = int(c[5])
         self.box_best = min(self.box_best, float(self.kernel_box_best[0]))
+
+    def _cut(self, sorted_risk: np.ndarray) -> int:
+        """How many cells, in order of increasing optimum, lie below the query's threshold T (plus the
+        level tolerance); sets ``threshold``.  Without a query: all of them."""
+        if self.query is None:
+            return len(sorted_risk)
+        st = self.store
+        best = float(np.min(st.risk[st.verified])) if st.verified.any() else float("inf")
+        self.tol = spurious_tolerance(self.spec, best)
+        levels = distinct_levels((m.risk for m in self.minima), self.tol) if self.query.levels else []
+        self.threshold = float(self.query.threshold(best, levels))
+        return int(np.searchsorted(sorted_risk, self.threshold + self.tol, side="right"))
+
+    def _unverified_below(self, rest: np.ndarray) -> int:
+        """Cells past the threshold's cut whose optimum was not verified and whose lower bound does not
+        put them above T: their optimum may lie below T, so the listing cannot be complete."""
+        if rest.size == 0 or not np.isfinite(self.threshold):
+            return 0
+        st = self.store
+        unverified = rest[~st.verified[rest]]
+        return int(np.count_nonzero(~(st.lower[unverified] > self.threshold + self.tol)))
 
     def _certify(self, k: int) -> None:
         """`Certifier.certify` on cell k, and the bookkeeping of the minima (one per distinct fit)."""

@@ -43,7 +43,7 @@ from milpland.cells.minima import LocalMinimum
 from milpland.cells.verify import verify_point
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
-from milpland.landscape.collect import spurious_tolerance
+from milpland.landscape.collect import Query, spurious_tolerance
 from milpland.records import SCHEMA_VERSION
 from milpland.search.result import Seconds, SolveResult
 
@@ -74,8 +74,8 @@ class LandscapeResult:
     timings: dict = field(default_factory=dict)
     message: str = ""
     requested: str = ""  # the method asked for (auto names the one it chose in `method`)
-    query: str = ""  # bnb: which minima were asked for
-    threshold: float = float("inf")  # bnb: the listing is complete up to this risk (inf: no limit)
+    query: str = ""  # bnb, enumerate: which minima were asked for ("" for enumerate: all)
+    threshold: float = float("inf")  # bnb, enumerate: the listing is complete up to this risk (inf: no limit)
     open_bound: float = float("inf")  # bnb stopped early: every minimum below min(open_bound, threshold) is listed
     census: Census | None = None  # sample, or census=N: basin statistics (estimates), by minimum's cell
     census_band: CensusBand | None = None  # census=N next to a listing: matches, tail, conflicts
@@ -83,8 +83,8 @@ class LandscapeResult:
     @property
     def proven_below(self) -> float:
         """Every local minimum in the box with risk at most this is in the list (-inf: nothing proven)."""
-        if self.method == "enumerate":
-            return float("inf") if self.complete else float("-inf")
+        if self.method == "enumerate":  # threshold: inf unless a query restricted the listing
+            return self.threshold if self.complete else float("-inf")
         if self.method == "bnb":
             return self.threshold if self.complete else min(self.open_bound, self.threshold)
         return float("-inf")
@@ -196,9 +196,12 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int |
     """The local minima of ``spec`` by ``method``, ranked by risk, with gaps to the global minimum.
 
     ``milp_options`` go to `milpland.landscape.localmin_milp.find_local_minima` (epsilon, max_levels, ...);
-    ``risk_max``, ``gap_max``, ``gap_rel``, ``levels`` (one of them; default levels = 10) are the bnb query;
+    ``risk_max``, ``gap_max``, ``gap_rel``, ``levels`` (at most one) are the query: bnb lists the minima up to
+    its threshold (default levels = 10), enumerate solves every cell and certifies those up to it (default:
+    all);
     ``census`` (enumerate, bnb, auto): that many census starts (seeded by ``seed``) next to the listing;
-    ``jobs`` (bnb with a fixed threshold): list the sign classes in that many processes.
+    ``jobs``: bnb with a fixed threshold lists the sign classes in that many processes; enumerate solves
+    the cells in that many threads.
     """
     if method not in METHODS:
         raise MilplandError(f"--method: unknown method {method!r}; use one of {', '.join(METHODS)}")
@@ -229,12 +232,12 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int |
         say(f"auto: {why}")
     extra: dict = {}
     census_starts, census = census, None  # `census` holds the Census from here on
+    asked = any(v is not None for v in (risk_max, gap_max, gap_rel, levels))
     if method == "bnb":
-        from milpland.landscape.bnb import DEFAULT_LEVELS, Query, bnb_minima
+        from milpland.landscape.bnb import DEFAULT_LEVELS, bnb_minima
 
-        if risk_max is None and gap_max is None and gap_rel is None and levels is None:
-            levels = DEFAULT_LEVELS
-        query = Query(risk_max=risk_max, gap_max=gap_max, gap_rel=gap_rel, levels=levels)
+        query = Query(risk_max=risk_max, gap_max=gap_max, gap_rel=gap_rel,
+                      levels=levels if asked else DEFAULT_LEVELS)
         out = bnb_minima(spec, query, progress=say, jobs=jobs)
         minima, complete, counts, timings = out.minima, out.complete, out.counts, out.seconds
         messages += out.messages
@@ -243,8 +246,12 @@ def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int |
     elif method == "enumerate":
         from milpland.landscape.enumeration import enumerate_minima
 
-        out = enumerate_minima(spec, max_cells=max_cells, progress=say)
+        query = Query(risk_max=risk_max, gap_max=gap_max, gap_rel=gap_rel, levels=levels) if asked else None
+        out = enumerate_minima(spec, max_cells=max_cells, progress=say, threads=jobs, query=query)
         minima, complete, counts, timings = out.minima, out.complete, out.counts, out.seconds
+        if query is not None:
+            extra = dict(query=query.describe(), threshold=out.threshold,
+                         open_bound=float("inf") if out.complete else float("-inf"))
         messages += out.messages
         if out.box_limited_best < float("inf"):
             messages.append(f"{out.counts['box_limited']} cell optima touch the box (lowest "
@@ -295,8 +302,8 @@ def _census_next_to_listing(spec, minima, starts: int, seed: int, say: Progress,
     from milpland.landscape.census_band import merge_census
 
     if method == "enumerate":
-        threshold, open_bound = float("inf"), float("inf")
-        proven_below = float("inf") if complete else float("-inf")
+        threshold, open_bound = extra.get("threshold", float("inf")), float("inf")
+        proven_below = threshold if complete else float("-inf")
     else:
         threshold, open_bound = extra["threshold"], extra["open_bound"]
         proven_below = threshold if complete else min(open_bound, threshold)
