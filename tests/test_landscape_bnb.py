@@ -380,3 +380,23 @@ def test_enumeration_beyond_the_memory_limit_is_refused_with_the_estimate():
     assert enumeration_bytes(spec, 1) > 0.2e9  # the interpreter alone is above 0.2 GB
     with pytest.raises(MilplandError, match=r"--max-cells: enumerating \d+ cells takes about .* memory_limit"):
         landscape(small, method="enumerate")
+
+
+def test_bench_band_methods_list_the_enumerations_band(tmp_path):
+    """bench's landscape-band (auto: the enumeration certifying only the band here) and landscape-bnb
+    list exactly the full enumeration's minima up to (1 + band) x the global risk, in the same run."""
+    from milpland.runs.bench import run_bench
+
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-1, 1, 8)
+    y = rng.normal(size=8)
+    path = tmp_path / "tiny.toml"
+    path.write_text(f'name = "tiny-band"\n[data]\nx = {x.tolist()}\ny = {y.tolist()}\n'
+                    '[network]\nhidden = [2]\n[box]\nweight = 10.0\n')
+    table = run_bench([str(path)], methods=["landscape-enumerate", "landscape-bnb", "landscape-band"], band=0.5)
+    rows = {r["method"]: r for r in table.to_dict("records")}
+    assert rows["landscape-enumerate"]["certified"]
+    for method, listed_by in (("landscape-bnb", "bnb"), ("landscape-band", "enumerate")):
+        row = rows[method]
+        assert row["certified"] and row["matches_enumerate"] is True and row["listed_by"] == listed_by
+        assert row["threshold"] == pytest.approx(1.5 * rows["landscape-enumerate"]["risk"], rel=1e-9)

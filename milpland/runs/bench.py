@@ -13,6 +13,9 @@ and returns one row per (instance, method).  Methods:
 - ``landscape-enumerate``, ``landscape-milp``, ``landscape-sample``: the local-minimum
   methods (`milpland.landscape.listing`), timed, with the number of minima and of interior risk
   levels; milp's levels and sample's minima are checked against the enumeration's.
+  ``landscape-bnb`` and ``landscape-band`` list the band up to (1 + --band) x the global risk, by
+  bnb and by auto in two threads or processes (the enumeration of every cell, certifying only the
+  band, where the cells fit under --max-cells; else bnb); ``landscape-gap``: bnb --levels 2.
 - ``scip``: SCIP (pyscipopt) on the same per-sign-class model, the squared loss as a
   quadratic epigraph (an MIQP; the same MILP for absolute and hinge), with
   ``numerics/feastol = 1e-9`` (DESIGN §4).  Only when pyscipopt is installed.
@@ -290,18 +293,21 @@ def scip_deep_in_process(spec: InstanceSpec, ctx: dict) -> dict:
             "seconds": out.seconds, "nodes": out.nodes, "solver_version": out.version}
 
 
-def run_landscape(method: str, **query) -> Callable[[InstanceSpec, dict], dict]:
+def run_landscape(method: str, *, jobs: int = 1, **query) -> Callable[[InstanceSpec, dict], dict]:
     """A landscape method, timed, with its list checked against the enumeration's in the same run:
     milp must find the enumeration's interior risk levels, sample only minima enumeration has, bnb
     exactly the enumeration's minima up to its threshold.  ``query``: the bnb listing's (its
-    ``gap_rel`` is the bench's --band when not given)."""
+    ``gap_rel`` is the bench's --band when not given; so is auto's, which enumerates the band where
+    the cells fit under --max-cells, else lists it by bnb)."""
 
     def run(spec: InstanceSpec, ctx: dict) -> dict:
         from milpland.landscape.listing import landscape
 
         started = time.perf_counter()
-        asked = query or ({"gap_rel": ctx["band"]} if method == "bnb" else {})
-        result = landscape(spec, method=method, max_cells=ctx["max_cells"], starts=ctx["starts"], **asked)
+        asked = query or ({"gap_rel": ctx["band"]} if method in ("bnb", "auto") else {})
+        # without --max-cells, landscape's own default (higher for a fixed threshold: only the band is certified)
+        result = landscape(spec, method=method, max_cells=ctx.get("max_cells_option"), starts=ctx["starts"], jobs=jobs,
+                           **asked)
         seconds = time.perf_counter() - started
         tol = 1e-6 * max(1.0, abs(result.global_risk))
         levels = distinct_levels([m.risk for m in result.minima if m.certificate == "interior"], tol)
@@ -311,10 +317,10 @@ def run_landscape(method: str, **query) -> Callable[[InstanceSpec, dict], dict]:
                "spurious": sum(m.spurious for m in result.minima), "interior_levels": len(levels),
                "spurious_gap": np.nan if headline["gap"] is None else headline["gap"],
                "spurious_gap_proven": headline["proven"]}
-        if method == "bnb":
+        if result.query:
             row.update(query=result.query, threshold=result.threshold, proven_below=result.proven_below,
                        nodes=result.counts.get("nodes", 0), leaves=result.counts.get("leaves", 0),
-                       global_certified=bool(result.global_result.certified))
+                       global_certified=bool(result.global_result.certified), listed_by=result.method, jobs=jobs)
         if method == "enumerate":
             ctx["enumerated"] = (result.complete, levels, np.array([m.fitted for m in result.minima]))
             ctx["enumerated_minima"] = result.minima
@@ -322,7 +328,7 @@ def run_landscape(method: str, **query) -> Callable[[InstanceSpec, dict], dict]:
             row.update(cells=cells, cells_per_second=cells / cell_seconds if cell_seconds else np.nan)
         elif ctx.get("enumerated") and ctx["enumerated"][0]:
             _, reference, fits = ctx["enumerated"]
-            if method == "bnb":
+            if result.query:
                 row["matches_enumerate"] = same_minima_below(result, ctx["enumerated_minima"], spec)
             elif method == "milp":
                 row["matches_enumerate"] = len(levels) == len(reference) and bool(
@@ -364,7 +370,7 @@ METHODS: dict[str, Callable[[InstanceSpec, dict], dict]] = {
     "scip": run_scip, "deep": run_solve("deep"), "scip-deep": run_scip_deep,
     "landscape-enumerate": run_landscape("enumerate"), "landscape-milp": run_landscape("milp"),
     "landscape-sample": run_landscape("sample"), "landscape-bnb": run_landscape("bnb"),
-    "landscape-gap": run_landscape("bnb", levels=2),
+    "landscape-gap": run_landscape("bnb", levels=2), "landscape-band": run_landscape("auto", jobs=2),
 }
 
 
@@ -393,7 +399,8 @@ def run_bench(targets: list[str], *, methods: list[str], time_limit: float | Non
                              "message": inst.error})
                 continue
             spec = inst.spec if time_limit is None else inst.spec.with_options(time_limit=time_limit)
-            ctx = {"max_cells": max_cells or default_max_cells(spec), "starts": starts, "band": band}
+            ctx = {"max_cells": max_cells or default_max_cells(spec), "max_cells_option": max_cells, "starts": starts,
+                   "band": band}
             for method in milp_first(methods):
                 row = run_method(inst, spec, method, ctx)
                 rows.append(row)
