@@ -195,7 +195,7 @@ def run_milpland(*args):
 
 
 @pytest.mark.parametrize("option,says", [
-    ("colour=red", "task landscape has no option 'colour'; its options: census, gap_max, gap_rel, levels"),
+    ("colour=red", "task landscape has no option 'colour'; its options: census, gap_max, gap_rel, jobs, levels"),
     ("levels=two", "--option levels='two': must be an integer"),
     ("levels", "expected KEY=VALUE"),
 ])

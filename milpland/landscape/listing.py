@@ -191,7 +191,7 @@ def headline_columns(headline: dict) -> dict:
             "spurious_gap_proven": bool(headline["proven"])}
 
 
-def landscape(spec: InstanceSpec, *, method: str = "enumerate", max_cells: int | None = None,
+def landscape(spec: InstanceSpec, *, method: str = "auto", max_cells: int | None = None,
               starts: int = DEFAULT_STARTS, seed: int | None = None, milp_options: dict | None = None,
               risk_max: float | None = None, gap_max: float | None = None, levels: int | None = None,
               gap_rel: float | None = None, census: int | None = None, jobs: int = 1,

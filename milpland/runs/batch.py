@@ -169,7 +169,7 @@ def solve_row(spec, result) -> dict:
 
 # the keyword arguments of `milpland.landscape.listing.landscape` a batch may set (--option KEY=VALUE)
 LANDSCAPE_OPTIONS = {"method": ("auto", "enumerate", "bnb", "sample", "milp"), "levels": int, "gap_max": float, "gap_rel": float, "risk_max": float,
-                     "census": int, "starts": int, "seed": int, "max_cells": int}
+                     "census": int, "starts": int, "seed": int, "max_cells": int, "jobs": int}
 
 
 def landscape_task(spec, options: dict) -> dict[str, list[dict]]:
