@@ -355,8 +355,10 @@ def test_item7_sigint_stops_solve_as_text_too(tmp_path):
 @pytest.mark.parametrize("method", ["enumerate", pytest.param("sample", marks=pytest.mark.slow),
                                     pytest.param("milp", marks=pytest.mark.slow)])
 def test_item7_sigint_stops_landscape(tmp_path, method):
-    path = write_spec(tmp_path, HARD_D1)  # enumerate: 85,653,600 cells
-    extra = {"enumerate": ["--max-cells", "100000000"], "sample": ["--starts", "5000"], "milp": []}[method]
+    # enumerate: 10,746,800 cells at n = 100 (about 2.7 GB of arrays, under the default memory limit; the
+    # 85,653,600 cells of n = 200 are refused before anything is built)
+    path = write_spec(tmp_path, {**HARD_D1, "n": 100} if method == "enumerate" else HARD_D1)
+    extra = {"enumerate": ["--max-cells", "20000000"], "sample": ["--starts", "5000"], "milp": []}[method]
     work, code, out, err, _ = interrupt_cli(["landscape", path, "--method", method, "--format", "json", "--verbose",
                                            *extra], " on hard (n = ", after=3.0)
     assert code == 130 and work < SIGINT_WORK, (code, work, err[-500:])

@@ -16,7 +16,7 @@ import milpland.interrupt as interrupt
 from milpland.errors import MilplandError
 
 METHOD_NAMES = ("milp", "bnb", "enumerate", "gd", "scip", "deep", "scip-deep", "landscape-enumerate", "landscape-milp",
-                "landscape-sample", "landscape-bnb", "landscape-gap")  # milpland.runs.bench.METHODS, without importing pandas here
+                "landscape-sample", "landscape-bnb", "landscape-gap", "landscape-band")  # milpland.runs.bench.METHODS, without importing pandas here
 
 
 def register(subparsers) -> None:
