@@ -24,8 +24,9 @@ answer is never trusted.  A node is pruned when its bound reaches the incumbent 
 tolerance.  Branching: the undecided pair (i, j) where the relaxation's h_ij exceeds relu(g_ij)
 the most (of the unit with the largest total excess); for d = 1 each child's pattern is completed
 by the threshold rule (a unit's top-piece samples form a prefix or suffix of the sorted inputs).
-Units of equal sign are interchangeable, so their pattern columns are kept lexicographically
-non-increasing.  The relaxation's own point, evaluated as a network, is a candidate incumbent
+Units of equal sign are interchangeable: orbital branching (`children`) sets a sample at the bottom
+for every unit of an orbit at once (or, with orbital=False, pattern columns are kept
+lexicographically non-increasing).  The relaxation's own point, evaluated as a network, is a candidate incumbent
 (its pattern's cell is solved exactly by `CellSolver`).
 
 That is the "convexity" relaxation.  From d = 2 the default node bound is the "hull" relaxation
