@@ -49,9 +49,12 @@ ZERO_TOL = 1e-11  # |r . x^_i| below this (relative to the ray's largest) means 
 MAX_ENTRIES = 20_000_000  # rays x samples kept in memory (features, signs)
 LSQ_TOL = 1e-12  # the active set's slope tolerance (`bvls_active_set`'s default)
 # scipy's BVLS (the last attempt of a node solve) is not tried on node problems with more columns x
-# samples: it cannot be stopped at the deadline, and at d = 3, n = 80 (330,000 columns x 80) one call
-# took 64 s, so a 60 s solve ended after 99 s.  The node keeps the bound of its earlier attempts.
-SCIPY_MAX_ENTRIES = 4_000_000
+# samples: it cannot be stopped at the deadline (d = 3, n = 80, 330,000 columns x 80: one call took
+# 64 s, and a 60 s solve ended after 99 s), and where it ran it did not pay: d = 2, width 3, n = 80
+# (up to 19,000 columns x 80) spent 21 of 58 s in 9 scipy calls; without them (a limit of 100,000
+# or 0) it took 22,184 nodes instead of 22,180 and 19 CPU s instead of 40 s (with a limit of
+# 500,000 or 4e6; same run).  The node keeps the bound of its earlier attempts.
+SCIPY_MAX_ENTRIES = 100_000
 
 
 def vertex_rays(Xh: np.ndarray) -> np.ndarray:
