@@ -62,6 +62,7 @@ BNB_CONFIGS: dict[str, BnbOptions] = {
     "bnb-hull": BnbOptions(relaxation="hull"),
     "bnb-middle-branching": BnbOptions(branching="middle"),
     "bnb-no-symmetry": BnbOptions(symmetry=False),
+    "bnb-lex-symmetry": BnbOptions(orbital=False),  # the lexicographic order instead of orbital branching
     "bnb-no-relaxation-incumbents": BnbOptions(relaxation_incumbents=False),
     "bnb-convexity-relaxation": BnbOptions(relaxation="convexity"),
     "bnb-convexity-no-rows": BnbOptions(relaxation="convexity", convexity=False),

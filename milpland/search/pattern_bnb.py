@@ -24,8 +24,9 @@ answer is never trusted.  A node is pruned when its bound reaches the incumbent 
 tolerance.  Branching: the undecided pair (i, j) where the relaxation's h_ij exceeds relu(g_ij)
 the most (of the unit with the largest total excess); for d = 1 each child's pattern is completed
 by the threshold rule (a unit's top-piece samples form a prefix or suffix of the sorted inputs).
-Units of equal sign are interchangeable, so their pattern columns are kept lexicographically
-non-increasing.  The relaxation's own point, evaluated as a network, is a candidate incumbent
+Units of equal sign are interchangeable: orbital branching (`children`) sets a sample at the bottom
+for every unit of an orbit at once (or, with orbital=False, pattern columns are kept
+lexicographically non-increasing).  The relaxation's own point, evaluated as a network, is a candidate incumbent
 (its pattern's cell is solved exactly by `CellSolver`).
 
 That is the "convexity" relaxation.  From d = 2 the default node bound is the "hull" relaxation
@@ -87,7 +88,9 @@ class BnbOptions:
         sample of the unit with most undecided samples).
     convexity: the convexity rows of the "convexity" relaxation (without them an undecided h is
         bounded only by h >= relu(g), M_i).
-    symmetry: lexicographic order of equal-sign units' pattern columns.
+    symmetry: units of equal sign are interchangeable; one permutation of each cell is searched.
+    orbital: with symmetry, by orbital branching (`children`); else by lexicographic order of
+        equal-sign units' pattern columns.
     relaxation_incumbents: the relaxation's weights, as a network, are offered as incumbents.
     """
 
@@ -95,6 +98,7 @@ class BnbOptions:
     branching: str = "excess"
     convexity: bool = True
     symmetry: bool = True
+    orbital: bool = True
     relaxation_incumbents: bool = True
 
     def __post_init__(self):
@@ -494,21 +498,42 @@ def make_relaxation(spec: InstanceSpec, options: BnbOptions, say, *, gap_tol: fl
     return Relaxation(spec, convexity=options.convexity, deadline=deadline)
 
 
+def orbit(P: np.ndarray, signs: np.ndarray, j: int) -> np.ndarray:
+    """The units interchangeable with unit j at the partial pattern P: equal output sign and the same
+    column (decided and undecided entries alike), j included, ascending."""
+    return np.flatnonzero((signs == signs[j]) & (P == P[:, [j]]).all(axis=0))
+
+
 def children(node: Node, i: int, j: int, relaxation, x_sorted_order: np.ndarray | None,
-             outcome: NodeOutcome, counter, *, symmetry: bool = True) -> list[Node]:
-    """The two children (i, j) -> bottom / top, completed by what the relaxation's propagation
-    forces and kept only when lexicographically ordered."""
+             outcome: NodeOutcome, counter, *, symmetry: bool = True, orbital: bool = True) -> list[Node]:
+    """The two children of branching on pair (i, j), completed by what the relaxation's propagation
+    forces.
+
+    orbital (with symmetry): orbital branching.  The units of j's orbit (`orbit`: equal sign, equal
+    column) are interchangeable in every completion of the node, so the children are "i on top for
+    the orbit's first unit" and "i at the bottom for every unit of the orbit": a completion with i on
+    top for some other unit of the orbit is, after swapping the two units, one of the first child
+    with the same risk.  Otherwise (symmetry without orbital): i -> bottom / top for unit j alone,
+    children kept only when equal-sign columns stay lexicographically ordered (`lex_ordered`).  The
+    two rules do not mix: lexicographic order keeps one particular permutation of each cell, orbital
+    branching whichever one its branching reaches."""
     out = []
+    units = orbit(node.pattern, node.signs, j) if symmetry and orbital else np.array([j])
     for piece in (0, 1):
         P = node.pattern.copy()
-        P[i, j] = piece
+        if piece == 0:
+            P[i, units] = 0
+        else:
+            P[i, units[0]] = 1
         P = relaxation.propagate(P)
         if P is None:
             continue
-        ordered = P if x_sorted_order is None else P[x_sorted_order]
-        if not symmetry or lex_ordered(ordered, node.signs):
-            out.append(Node(bound=outcome.bound, tiebreak=-next(counter), pattern=P, signs=node.signs,
-                            warm=outcome.warm))
+        if symmetry and not orbital:
+            ordered = P if x_sorted_order is None else P[x_sorted_order]
+            if not lex_ordered(ordered, node.signs):
+                continue
+        out.append(Node(bound=outcome.bound, tiebreak=-next(counter), pattern=P, signs=node.signs,
+                        warm=outcome.warm))
     return out
 
 
@@ -592,7 +617,8 @@ def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline
             i = int(order[i])
         else:
             i, j = branching_pair(node.pattern, excess, options.branching)
-        push_all(heap, children(node, i, j, relaxation, order, result, counter, symmetry=options.symmetry))
+        push_all(heap, children(node, i, j, relaxation, order, result, counter, symmetry=options.symmetry,
+                                orbital=options.orbital))
 
     interrupted = False  # a KeyboardInterrupt (outside interrupt.polling(), or a second Ctrl-C)
     memory_cap = memory.limit_bytes(spec)

@@ -22,6 +22,7 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from math import comb
 from typing import Callable
 
 import highspy
@@ -213,21 +214,39 @@ def not_searched(n_positive: int) -> ClassOutcome:
     return ClassOutcome(n_positive=n_positive, lower_bound=0.0, complete=False)
 
 
-AUTO_BNB_MAX_D = 2  # width 2-3, n = 20: bnb faster at d <= 2, milp as fast at d = 3-4, bnb timed out at d = 6
+AUTO_BNB_MAX_D = 2  # absolute and hinge losses: bnb's node LPs grow with the 2 C(n, d) rays; milp from d = 3
+# squared loss: bnb (hull node least squares) up to d = 4.  Measured (results/bench-scaling.md, width 2,
+# n = 20, same run): d = 3 bnb 0.74 s against milp 6.9 s, d = 4 3.2 s against 4.9 s; d = 6 bnb not
+# certified in 60 s (77,520 rays a unit), milp 12 s
+AUTO_BNB_MAX_D_SQUARED = 4
+# ... and only while the hull's rays x samples stay below this: at d = 3, n = 80 (164,320 rays x 80)
+# bnb evaluated 10-30 nodes in 60 s with a lower bound of 0, and its best point (0.0523) was worse
+# than milp's (0.0367; both uncertified); the certified d = 3-4 instances above had 45,600 and 193,800
+AUTO_BNB_MAX_RAY_ENTRIES = 250_000  # d = 3 up to n = 30, d = 4 up to n = 20: the sizes measured
 
 
 def choose_method(spec: InstanceSpec) -> str:
     """The search behind `solve_global`: ``[solve] method`` = milp (sign-class MILPs, any activation
     and loss), bnb (`milpland.search.pattern_bnb`: homogeneous two-piece activation), or auto:
-    bnb for inputs of dimension 1 or 2 where it applies (measured faster there, results/bench-*.md),
-    else milp."""
+    bnb where it applies and was measured faster (results/bench-*.md): inputs of dimension up to
+    AUTO_BNB_MAX_D_SQUARED for the squared loss when the hull relaxation can be built with at most
+    AUTO_BNB_MAX_RAY_ENTRIES rays x samples (without it bnb's convexity relaxation is weak from
+    d = 2), up to AUTO_BNB_MAX_D for the others; else milp."""
     requested = spec.solve.method
     reason = pattern_bnb.applies(spec)
     if requested == "bnb" and reason:
         raise MilplandError(f"solve.method = \"bnb\": {reason}; use method = \"milp\" or \"auto\"")
     if requested == "auto":
-        return "bnb" if reason is None and spec.d <= AUTO_BNB_MAX_D else "milp"
+        return "bnb" if reason is None and _bnb_measured_faster(spec) else "milp"
     return requested
+
+
+def _bnb_measured_faster(spec: InstanceSpec) -> bool:
+    if spec.d <= AUTO_BNB_MAX_D:
+        return True
+    rays = 2 * comb(spec.n, spec.d)
+    return (spec.loss.kind == "squared" and spec.d <= AUTO_BNB_MAX_D_SQUARED
+            and rays * spec.n <= AUTO_BNB_MAX_RAY_ENTRIES and pattern_bnb.hull_applies(spec.X) is None)
 
 
 def node_seconds(spec: InstanceSpec, strategy: SolveStrategy) -> float:

@@ -48,6 +48,13 @@ UNDECIDED = -1
 ZERO_TOL = 1e-11  # |r . x^_i| below this (relative to the ray's largest) means r lies on x^_i^perp
 MAX_ENTRIES = 20_000_000  # rays x samples kept in memory (features, signs)
 LSQ_TOL = 1e-12  # the active set's slope tolerance (`bvls_active_set`'s default)
+# scipy's BVLS (the last attempt of a node solve) is not tried on node problems with more columns x
+# samples: it cannot be stopped at the deadline (d = 3, n = 80, 330,000 columns x 80: one call took
+# 64 s, and a 60 s solve ended after 99 s), and where it ran it did not pay: d = 2, width 3, n = 80
+# (up to 19,000 columns x 80) spent 21 of 58 s in 9 scipy calls; without them (a limit of 100,000
+# or 0) it took 22,184 nodes instead of 22,180 and 19 CPU s instead of 40 s (with a limit of
+# 500,000 or 4e6; same run).  The node keeps the bound of its earlier attempts.
+SCIPY_MAX_ENTRIES = 100_000
 
 
 def vertex_rays(Xh: np.ndarray) -> np.ndarray:
@@ -185,7 +192,7 @@ class UnitHull:
         makes them too ill-conditioned, and a converged point can still carry a gap from their
         rounding); if that does not converge, scipy's BVLS solves the node (measured at d = 2,
         n = 40: 3 of 7,709 nodes got that far; scipy's BVLS takes 15-80 ms a node, 0.1-1 s when
-        BLAS threads compete for the cores)."""
+        BLAS threads compete for the cores; not tried above SCIPY_MAX_ENTRIES)."""
         At = signed_rows(self.F_fit, prob.ray_of, prob.column_sign)  # the columns, as rows
         upper = prob.upper[:-1]
         reached = [None]  # the last attempt's point: where the QR attempt starts
@@ -207,6 +214,8 @@ class UnitHull:
                 break
             if converged and name in ("cold", "scipy"):
                 continue  # converged with a gap above gap_tol: rounding, which QR's accuracy may cure
+            if name == "scipy" and At.size > SCIPY_MAX_ENTRIES:
+                continue
             mu, converged = attempt()
             if mu is None:
                 continue
