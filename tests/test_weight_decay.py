@@ -240,3 +240,80 @@ def test_certified_weight_decay_minimum_agrees_with_the_reference(family, kind, 
 def test_certified_weight_decay_minimum_agrees_with_the_reference_30_seeds(family, kind, lam, decay_biases):
     for seed in range(FAST_SEEDS, N_SEEDS):
         check_instance(family, kind, lam, decay_biases, seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# spec fields, the objective, refusals
+
+
+def small_table(**loss) -> dict:
+    return {"name": "wd", "data": {"x": [[-1.0], [-0.2], [0.4], [1.0]], "y": [0.3, -0.5, 0.8, 0.1]},
+            "network": {"hidden": [2], "activation": "relu"}, "loss": {"kind": "squared", **loss}}
+
+
+@pytest.mark.parametrize("value,fragment", [(-0.1, "must be a number >= 0"), ("0.1", "must be a number"),
+                                            (True, "must be a number")])
+def test_weight_decay_spec_errors_name_the_field(value, fragment):
+    with pytest.raises(SpecError) as err:
+        spec_from_dict(small_table(weight_decay=value))
+    assert "loss.weight_decay" in str(err.value) and fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_decay_biases_must_be_a_bool():
+    with pytest.raises(SpecError, match="loss.decay_biases.*true or false"):
+        spec_from_dict(small_table(weight_decay=0.1, decay_biases="no"))
+
+
+@pytest.mark.parametrize("network", [{"hidden": [2], "activation": "hardtanh"}, {"hidden": [2, 2], "activation": "relu"}])
+def test_weight_decay_is_refused_where_it_is_not_exact(network):
+    t = small_table(weight_decay=0.1)
+    t["network"] = network
+    with pytest.raises(SpecError, match="loss.weight_decay"):
+        spec_from_dict(t)
+
+
+def test_hash_changes_with_weight_decay_only_when_it_is_on():
+    plain = spec_from_dict(small_table())
+    zero = spec_from_dict(small_table(weight_decay=0.0, decay_biases=False))
+    on = spec_from_dict(small_table(weight_decay=0.1))
+    off_bias = spec_from_dict(small_table(weight_decay=0.1, decay_biases=False))
+    assert plain.instance_hash() == zero.instance_hash()
+    assert len({plain.instance_hash(), on.instance_hash(), off_bias.instance_hash()}) == 3
+
+
+def test_objective_is_risk_plus_half_lambda_squared_norm():
+    params = OneHiddenParams(W1=np.array([[1.0, -2.0], [0.5, 0.0]]), b1=np.array([0.5, -1.0]), v=np.array([2.0, -1.0]), c=3.0)
+    X, y, act = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0.0, 1.0]), acts.relu()
+    # by hand: z = [[1.5, -0.5], [-1.5, -1.0]] -> relu [[1.5, 0], [0, 0]] -> f = [2 * 1.5 + 3, 3] = [6, 3]
+    risk = (6.0**2 + 2.0**2) / 2
+    assert Loss().objective(params, X, y, act) == pytest.approx(risk, rel=1e-15)
+    full = 1 + 4 + 0.25 + 0.25 + 1 + 4 + 1 + 9  # W1, b1, v, c
+    assert Loss(weight_decay=0.2).objective(params, X, y, act) == pytest.approx(risk + 0.1 * full, rel=1e-15)
+    no_bias = 1 + 4 + 0.25 + 4 + 1
+    assert Loss(weight_decay=0.2, decay_biases=False).objective(params, X, y, act) == pytest.approx(risk + 0.1 * no_bias)
+
+
+def test_strong_decay_leaves_the_decayed_constant_in_closed_form():
+    """lam = 10 exceeds every unit's gradient norm at theta = 0 (at most 2 max|c - y| max||(x, 1)|| < 6),
+    so every unit is zero and min_c mean (c - y)^2 + (lam/2) c^2 gives c = 2 mean(y) / (2 + lam)."""
+    spec = spec_from_dict(small_table(weight_decay=10.0))
+    result = solve_global(spec)
+    c = 2 * spec.y.mean() / (2 + 10.0)
+    want = float(np.mean((c - spec.y) ** 2) + 5.0 * c * c)
+    assert result.certified and result.risk == pytest.approx(want, rel=1e-9)
+    assert np.allclose(result.params.v, 0.0) and result.params.c == pytest.approx(c, rel=1e-7)
+
+
+@pytest.mark.parametrize("method", ["milp", "bnb"])
+def test_methods_that_cannot_honour_weight_decay_refuse_it(method):
+    t = small_table(weight_decay=0.1)
+    t["solve"] = {"method": method}
+    with pytest.raises(MilplandError, match="loss.weight_decay.*cannot honour weight decay"):
+        solve_global(spec_from_dict(t))
+
+
+def test_the_certificate_says_it_holds_over_all_weights():
+    result = solve_global(spec_from_dict(small_table(weight_decay=0.1)))
+    assert result.certified and result.region.startswith("all weights")
+    assert "certificate over all weights" in result.message and result.to_json()["weight_decay"] == 0.1
