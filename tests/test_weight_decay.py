@@ -317,3 +317,79 @@ def test_the_certificate_says_it_holds_over_all_weights():
     result = solve_global(spec_from_dict(small_table(weight_decay=0.1)))
     assert result.certified and result.region.startswith("all weights")
     assert "certificate over all weights" in result.message and result.to_json()["weight_decay"] == 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# certify
+
+
+def gd_table() -> dict:
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (8, 1))
+    return {"name": "gd", "data": {"x": X.tolist(), "y": np.sin(3 * X[:, 0]).tolist()},
+            "network": {"hidden": [2], "activation": "relu"}, "loss": {"kind": "squared", "weight_decay": 0.01}}
+
+
+def test_certify_the_certified_minimiser_is_a_local_minimum_with_zero_gap():
+    from milpland.points.certify import certify_point
+
+    spec = spec_from_dict(gd_table())
+    best = solve_global(spec)
+    cert = certify_point(spec, best.params, global_result=best)
+    assert cert.verdict == "local_min" and cert.gap == pytest.approx(0.0, abs=1e-12)
+    assert cert.risk == pytest.approx(objective(best.params, spec.X, spec.y, acts.relu(), "squared", 0.01, True),
+                                      rel=1e-12)
+
+
+def test_certify_finds_the_rescaling_of_an_unbalanced_point():
+    from milpland.points.certify import certify_point
+
+    spec = spec_from_dict(gd_table())
+    best = solve_global(spec)
+    p = best.params
+    scale = np.array([2.0] + [1.0] * (p.width - 1))  # unit 0: (w, b) doubled, v halved: same network
+    q = OneHiddenParams(W1=p.W1 * scale[:, None], b1=p.b1 * scale, v=p.v / scale, c=p.c)
+    assert np.allclose(forward(q, spec.X, acts.relu()), forward(p, spec.X, acts.relu()))
+    cert = certify_point(spec, q, global_result=best)
+    assert (cert.verdict, cert.certificate) == ("not_stationary", "balance")
+    assert cert.descent_path.descends and cert.gap > 0
+    for value, point in zip(cert.descent_path.risks, cert.descent_path.params):
+        assert value == pytest.approx(objective(point.to_one_hidden(), spec.X, spec.y, acts.relu(), "squared", 0.01,
+                                                True), rel=1e-12)
+
+
+def test_certify_descends_in_the_cell_when_the_output_bias_is_off():
+    from milpland.points.certify import certify_point
+
+    spec = spec_from_dict(gd_table())
+    best = solve_global(spec)
+    p = best.params
+    q = OneHiddenParams(W1=p.W1, b1=p.b1, v=p.v, c=p.c + 0.05)
+    cert = certify_point(spec, q, global_result=best)
+    assert (cert.verdict, cert.certificate) == ("not_stationary", "cell_descent")
+    assert cert.descent_path.descends and cert.descent_path.min_risk == pytest.approx(best.risk, rel=1e-9)
+
+
+def test_certify_a_network_trained_by_gradient_descent_with_weight_decay():
+    """The README example: plain gradient descent on risk + (lam/2)||theta||^2; certify gives a verdict and
+    the gap to the certified global minimum of that objective (gap = objective - global, both numpy)."""
+    from milpland.points.certify import certify_point
+
+    t = gd_table()
+    spec = spec_from_dict(t)
+    rng = np.random.default_rng(1)
+    X, y, lam, n = spec.X, spec.y, 0.01, spec.n
+    W, b, v, c = rng.normal(size=(2, 1)), rng.normal(size=2), rng.normal(size=2), 0.0
+    for _ in range(5000):
+        Z = X @ W.T + b
+        H = np.maximum(Z, 0.0)
+        r = 2.0 * (H @ v + c - y) / n
+        D = (Z > 0) * v * r[:, None]
+        W, b, v, c = W - 0.05 * (D.T @ X + lam * W), b - 0.05 * (D.sum(0) + lam * b), \
+            v - 0.05 * (H.T @ r + lam * v), c - 0.05 * (r.sum() + lam * c)
+    trained = OneHiddenParams(W1=W, b1=b, v=v, c=c)
+    cert = certify_point(spec, trained)
+    mine = objective(trained, X, y, acts.relu(), "squared", lam, True)
+    assert cert.verdict in ("local_min", "not_stationary", "not_local_min") and cert.global_certified
+    assert cert.risk == pytest.approx(mine, rel=1e-12)
+    assert cert.gap == pytest.approx(mine - cert.global_risk, rel=1e-9) and cert.gap >= -1e-12
