@@ -393,3 +393,46 @@ def test_certify_a_network_trained_by_gradient_descent_with_weight_decay():
     assert cert.verdict in ("local_min", "not_stationary", "not_local_min") and cert.global_certified
     assert cert.risk == pytest.approx(mine, rel=1e-12)
     assert cert.gap == pytest.approx(mine - cert.global_risk, rel=1e-9) and cert.gap >= -1e-12
+
+
+# ---------------------------------------------------------------------------------------------
+# landscape
+
+
+@pytest.mark.parametrize("decay_biases", [True, False])
+def test_landscape_lists_minima_that_certify_and_random_perturbations_confirm(decay_biases):
+    """Each listed minimum: certify (its own neighbour-cell enumeration) says local_min, and 2000 random
+    perturbations in ordinary weights (steps 1e-2 .. 1e-5) never lower the objective; the first is the
+    certified global minimum of solve."""
+    from milpland.landscape.listing import landscape
+    from milpland.points.certify import certify_point
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (6, 1))
+    spec = spec_from_dict({"name": "ls", "data": {"x": X.tolist(), "y": np.sin(3 * X[:, 0]).tolist()},
+                           "network": {"hidden": [2], "activation": "relu"},
+                           "loss": {"kind": "squared", "weight_decay": 0.001, "decay_biases": decay_biases}})
+    result = landscape(spec, method="enumerate")
+    best = solve_global(spec)
+    assert result.complete and result.global_result.certified and len(result.minima) >= 2
+    assert result.minima[0].risk == pytest.approx(best.risk, rel=1e-9) and not result.minima[0].spurious
+    noise = np.random.default_rng(1)
+    for m in result.minima:
+        p = m.params
+        value = objective(p, spec.X, spec.y, acts.relu(), "squared", 0.001, decay_biases)
+        assert value == pytest.approx(m.risk, rel=1e-9)
+        assert certify_point(spec, p, global_result=best).verdict == "local_min"
+        for step in (1e-2, 1e-3, 1e-4, 1e-5):
+            for _ in range(500):
+                q = OneHiddenParams(W1=p.W1 + step * noise.normal(size=p.W1.shape),
+                                    b1=p.b1 + step * noise.normal(size=p.b1.shape),
+                                    v=p.v + step * noise.normal(size=p.v.shape), c=p.c + step * noise.normal())
+                assert objective(q, spec.X, spec.y, acts.relu(), "squared", 0.001, decay_biases) >= value - 1e-12
+
+
+@pytest.mark.parametrize("method", ["bnb", "sample", "milp"])
+def test_landscape_methods_that_cannot_honour_weight_decay_refuse_it(method):
+    from milpland.landscape.listing import landscape
+
+    with pytest.raises(MilplandError, match="loss.weight_decay.*--method"):
+        landscape(spec_from_dict(small_table(weight_decay=0.1)), method=method)

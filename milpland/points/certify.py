@@ -199,11 +199,13 @@ class Certification:
     seconds: float = 0.0
     notes: tuple[str, ...] = ()
     status: str = "done"  # or "interrupted" (Ctrl-C): the steps not run are said in notes
+    weight_decay: float = 0.0  # lam > 0: risk, cell_min, global_risk and gap are of risk + (lam/2)||theta||^2
 
     def to_json(self) -> dict:
         return {
             "instance": self.instance,
             "status": self.status,
+            "weight_decay": self.weight_decay,
             "architecture": self.architecture,
             "loss": self.loss,
             "reduction": self.reduction,
@@ -261,7 +263,7 @@ class Certification:
             "gap_upper_bound": _nan(self.gap_upper_bound),
             "best_method": self.best_method or "", "path_min_risk": (
                 self.descent_path.min_risk if self.descent_path is not None else float("nan")),
-            "seconds": self.seconds, "reason": self.reason,
+            "seconds": self.seconds, "reason": self.reason, "weight_decay": self.weight_decay,
         }
 
 
@@ -342,7 +344,7 @@ def _certify(spec, params: DeepParams, t0, limit, global_result, run_global, bes
         depth=params.depth, risk=risk, margin=params.margin(X, act), ties=_ties(params, spec),
         stationary=decision.stationary, verdict=decision.verdict, certificate=decision.certificate,
         reason=decision.reason, tolerance=tol, group=group, descent_path=decision.path,
-        seconds=time.perf_counter() - t0, notes=tuple(notes), status=status, **fields,
+        seconds=time.perf_counter() - t0, notes=tuple(notes), status=status, weight_decay=loss.weight_decay, **fields,
     )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import dataclass
 from typing import Callable
 
 import clarabel
@@ -73,48 +74,76 @@ def region_text(spec: InstanceSpec) -> str:
             "(box.weight) and the output bias within a derived bound")
 
 
-def solve_decay(spec: InstanceSpec, *, progress: Progress | None = None) -> SolveResult:
-    """Certified global minimum of risk + (lam/2)||theta||^2 by solving every cell's SOCP."""
+@dataclass(frozen=True, eq=False)
+class DecayCells:
+    """Every cell's SOCP, solved in `generate_cells` order (``complete``: all of them, none skipped)."""
+
+    cells: list[Cell]
+    results: list[CellResult]
+    complete: bool
+    total: int
+    solver: DecayCellSolver
+    seconds: float
+
+    def best(self) -> int | None:
+        """Index of the lowest returned objective (each one a real network's, numpy)."""
+        values = [r.risk if r.theta is not None else np.inf for r in self.results]
+        return int(np.argmin(values)) if values and np.isfinite(min(values)) else None
+
+    def lower_bound(self) -> float:
+        """The least cell bound; 0 (risk and penalty are >= 0) when a cell has none or was not solved.
+        The numpy bound holds for any multipliers, also when Clarabel stopped short of its tolerances."""
+        if not self.complete or not self.results:
+            return 0.0
+        return min(r.lower_bound if np.isfinite(r.lower_bound) else 0.0 for r in self.results)
+
+
+def solve_every_cell(spec: InstanceSpec, *, deadline: float = np.inf, progress: Progress | None = None) -> DecayCells:
+    """Every cell's SOCP with the bound's region F <= F(theta = 0): every local minimum lies there (theta = 0
+    is in every closed cell and each cell is convex), and so does the global one (DESIGN §4d)."""
     reason = decay_applies(spec)
     if reason:
         raise MilplandError(reason)
     started = time.perf_counter()
-    deadline = started + spec.solve.time_limit
     say = progress or (lambda _msg: None)
     patterns, total = decay_cells(spec)
     say(f"weight decay {spec.loss.weight_decay:g}: {total} cells of {patterns.shape[0]} unit patterns")
     solver = DecayCellSolver(spec.X, spec.y, spec.network.activation, spec.loss, spec.box,
                              output_bias=spec.network.output_bias)
-    best: tuple[CellResult, Cell] | None = None
-    upper = solver.zero_objective  # theta = 0 is in every closed cell
-    lower = np.inf
-    solved = failed = 0
+    cells, results = [], []
     complete = True
     with interrupt.polling():
         for cell in generate_cells(patterns, spec.width, spec.network.activation):
             if interrupt.requested() or time.perf_counter() >= deadline:
                 complete = False
                 break
-            res = solver.solve(cell, upper=upper)
-            solved += 1
-            if res.status != "optimal":
-                failed += 1
-            # the numpy bound holds for any multipliers, also when Clarabel stopped short of its
-            # tolerances; a cell without one proves only the trivial 0 (risk and penalty are >= 0)
-            lower = min(lower, res.lower_bound if np.isfinite(res.lower_bound) else 0.0)
-            if res.theta is not None and (best is None or res.risk < best[0].risk):
-                best = (res, cell)
-                upper = min(upper, res.risk)
-    if best is None:
+            cells.append(cell)
+            results.append(solver.solve(cell, upper=solver.zero_objective))
+    return DecayCells(cells=cells, results=results, complete=complete, total=total, solver=solver,
+                      seconds=time.perf_counter() - started)
+
+
+def solve_decay(spec: InstanceSpec, *, progress: Progress | None = None) -> SolveResult:
+    """Certified global minimum of risk + (lam/2)||theta||^2 by solving every cell's SOCP."""
+    started = time.perf_counter()
+    out = solve_every_cell(spec, deadline=started + spec.solve.time_limit, progress=progress)
+    return result_from_cells(spec, out, started)
+
+
+def result_from_cells(spec: InstanceSpec, out: DecayCells, started: float) -> SolveResult:
+    """The global result of solved cells: the best cell's balanced weights, re-checked with numpy, and
+    the least cell bound."""
+    k = out.best()
+    if k is None:
         raise MilplandError(f"loss.weight_decay: no cell of {spec.name} was solved (time limit too short?)")
-    if not complete:
-        lower = 0.0
+    failed = sum(r.status != "optimal" for r in out.results)
     notes = [f"weight decay {spec.loss.weight_decay:g} (decay_biases = {str(spec.loss.decay_biases).lower()}): "
              f"objective = risk + (lam/2)||theta||^2; certificate over {region_text(spec)}",
-             f"{solved} of {total} cells solved"]
+             f"{len(out.results)} of {out.total} cells solved"]
     if failed:
         notes.append(f"{failed} cell SOCPs with a certified gap above {DECAY_KKT_TOL:g} (their numpy bounds count)")
-    return _result(spec, solver, best, lower, complete, notes, started, solved)
+    return _result(spec, out.solver, (out.results[k], out.cells[k]), out.lower_bound(), out.complete, notes,
+                   started, len(out.results))
 
 
 def _result(spec: InstanceSpec, solver: DecayCellSolver, best: tuple[CellResult, Cell], lower: float,
