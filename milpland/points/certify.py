@@ -725,14 +725,14 @@ def _one_hidden_decay(spec, p1: OneHiddenParams, objective, tol, fields, notes) 
     solver = DecayCellSolver(X, spec.y, act, loss, spec.box, output_bias=spec.network.output_bias)
     zero = tuple(int(j) for j in np.flatnonzero(solver.penalty.group_norms(scaled.U, scaled.a) <= ZERO_TOL))
     fields["zero_units"] = zero
+    own = solver.solve(cell, upper=max(objective, solver.zero_objective))
+    fields["cell_min"] = float(own.risk)
+    fields["cell_min_box_active"] = bool(own.box_active)
     path = _balance_path(spec, p1, objective, tol)
     if path is not None:
         return _Decision("not_stationary", "balance", False,
                          "rescaling units (w, b, v) -> (a w, a b, v / a) keeps the network and lowers the weight "
                          f"decay to {path.min_risk:.10g}: the point is not balanced", path)
-    own = solver.solve(cell, upper=objective)
-    fields["cell_min"] = float(own.risk)
-    fields["cell_min_box_active"] = bool(own.box_active)
     if own.theta is None or not np.isfinite(own.lower_bound):
         return _Decision(reason=f"the cell's SOCP ended {own.status} ({own.method})")
     if objective > own.risk + tol:
@@ -754,7 +754,7 @@ def _one_hidden_decay(spec, p1: OneHiddenParams, objective, tol, fields, notes) 
     for done, (other, changed) in enumerate(combos):
         if interrupt.requested():
             return _Decision(reason=f"interrupted after {done} of {len(combos)} neighbouring cells")
-        res = solver.solve(other, upper=objective)
+        res = solver.solve(other, upper=max(objective, solver.zero_objective))
         if res.theta is not None and res.risk < objective - tol:
             return _decay_descent(spec, scaled, res, zero, objective, f"neighbouring cell (units {changed} changed)")
         if not (np.isfinite(res.lower_bound) and res.lower_bound >= objective - tol):
