@@ -436,3 +436,52 @@ def test_landscape_methods_that_cannot_honour_weight_decay_refuse_it(method):
 
     with pytest.raises(MilplandError, match="loss.weight_decay.*--method"):
         landscape(spec_from_dict(small_table(weight_decay=0.1)), method=method)
+
+
+# ---------------------------------------------------------------------------------------------
+# batch, bench, export, construct
+
+
+def test_batch_row_re_evaluates_the_regularised_objective():
+    from milpland.runs.batch import solve_row
+
+    spec = spec_from_dict(small_table(weight_decay=0.1))
+    row = solve_row(spec, solve_global(spec))
+    mine = objective(OneHiddenParams.from_json(__import__("json").loads(row["params"])), spec.X, spec.y, acts.relu(),
+                     "squared", 0.1, True)
+    assert row["weight_decay"] == 0.1 and row["decay_biases"] is True
+    assert row["risk_numpy"] == pytest.approx(mine, rel=1e-12) and row["risk_numpy_difference"] <= 1e-9
+
+
+SPEC_TOML = """name = "wd-bench"
+[data]
+x = [-1.0, -0.2, 0.4, 1.0]
+y = [0.3, -0.5, 0.8, 0.1]
+[network]
+hidden = [2]
+activation = "relu"
+[loss]
+weight_decay = 0.1
+"""
+
+
+def test_bench_shows_lambda_and_skips_what_ignores_it(tmp_path):
+    from milpland.runs.bench import run_bench
+
+    path = tmp_path / "wd.toml"
+    path.write_text(SPEC_TOML)
+    table = run_bench([str(path)], methods=["milp", "bnb", "gd"])
+    rows = {r["method"]: r for r in table.to_dict("records")}
+    assert all(r["weight_decay"] == 0.1 for r in rows.values())
+    assert rows["bnb"]["certified"] and rows["bnb"]["search"] == "enumerate"
+    assert rows["bnb"]["risk"] == pytest.approx(solve_global(spec_from_dict(small_table(weight_decay=0.1))).risk,
+                                                rel=1e-9)
+    assert rows["milp"]["status"] == rows["gd"]["status"] == "skipped"
+    assert "loss.weight_decay" in rows["gd"]["message"]
+
+
+def test_export_and_construct_refuse_weight_decay(tmp_path):
+    from milpland.search.export import export_model
+
+    with pytest.raises(MilplandError, match="loss.weight_decay"):
+        export_model(spec_from_dict(small_table(weight_decay=0.1)), out_prefix=tmp_path / "m")
