@@ -140,7 +140,8 @@ class DecayCellSolver:
         b = self.builder
         # theta = 0 is in every closed cell: its objective bounds every cell minimum worth finding.
         self.zero_objective = loss.risk(np.zeros(b.n), b.y)
-        self.scale = max(self.zero_objective, 1e-300)  # the SOCP's objective is divided by this
+        # the SOCP's objective is divided by this (so that it lies in [0, 1]); y = 0 has the minimum 0 at theta = 0
+        self.scale = self.zero_objective if self.zero_objective > 0 else 1.0
 
     @property
     def has_box(self) -> bool:
