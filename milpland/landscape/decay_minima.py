@@ -58,7 +58,7 @@ def decay_minima(spec: InstanceSpec, *, progress: Progress | None = None) -> Dec
     solved = time.perf_counter() - started
     floor = 1e-3 * out.solver.zero_objective
     minima: list[LocalMinimum] = []
-    undetermined = not_minima = 0
+    undetermined = not_minima = same = 0
     allowed = [_allowed(spec, out, k) for k in range(len(out.cells))]
     for k in np.argsort([r.risk if r.theta is not None else np.inf for r in out.results]):
         res = out.results[k]
@@ -76,10 +76,12 @@ def decay_minima(spec: InstanceSpec, *, progress: Progress | None = None) -> Dec
             undetermined += 1
             continue
         minimum = _minimum(spec, out, k, "boundary" if boundary else "interior")
-        if not any(_same(minimum, other) for other in minima):
+        if any(_same(minimum, other) for other in minima):
+            same += 1  # e.g. the optimum with zero units, which lies in many cells
+        else:
             minima.append(minimum)
     counts = {"cells": out.total, "solved": len(out.results), "local_minima": len(minima),
-              "not_local_minima": not_minima, "undetermined": undetermined}
+              "not_local_minima": not_minima, "undetermined": undetermined, "same_minimum": same}
     messages = [glob.message]
     if undetermined:
         messages.append(f"{undetermined} cell optima undetermined (bounds within the tolerance): not listed")
