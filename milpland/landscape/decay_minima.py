@@ -82,7 +82,8 @@ def decay_minima(spec: InstanceSpec, *, progress: Progress | None = None) -> Dec
             minima.append(minimum)
     counts = {"cells": out.total, "solved": len(out.results), "local_minima": len(minima),
               "not_local_minima": not_minima, "undetermined": undetermined, "same_minimum": same}
-    messages = [glob.message]
+    messages = [glob.message, "each cell's optimum is tested at the point the SOCP returns (an interior-point method: "
+                "the relative interior of the cell's optimal set when that is not a single point, DESIGN §4d)"]
     if undetermined:
         messages.append(f"{undetermined} cell optima undetermined (bounds within the tolerance): not listed")
     return DecayListing(minima=minima, complete=out.complete and undetermined == 0, counts=counts,
