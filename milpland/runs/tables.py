@@ -73,7 +73,7 @@ jobs -- one row per executed job (the resume ledger):
   (timestamp), finished (timestamp), worker (str, host:pid), n (int64), d (int64),
   hidden (str, widths joined by '-'), width (int64), activation (str), activation_json
   (str, Activation.describe()), loss (str), reduction (str), box_weight (float64),
-  time_limit (float64), options_json (str, solve and task options), data_json (str,
+  weight_decay (float64), decay_biases (bool), time_limit (float64), options_json (str, solve and task options), data_json (str,
   {"X": ..., "y": ...}), rows_json (str, rows written per table).
 
 runs -- one row per batch invocation (latest version per run_id):
