@@ -38,7 +38,7 @@ import clarabel
 import numpy as np
 import scipy.sparse as sp
 
-from milpland.cells.problem import _Builder, Cell, CellResult
+from milpland.cells.problem import Cell, CellResult, _Builder
 from milpland.cells.scaled import NEGLIGIBLE_NORM, RHO_LIMIT_SUBSTITUTE, ScaledParams
 from milpland.errors import MilplandError
 from milpland.instance.activations import Activation

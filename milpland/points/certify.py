@@ -82,8 +82,8 @@ import numpy as np
 
 import milpland.interrupt as interrupt
 from milpland.cells.arrangement import Realizer, unit_patterns
-from milpland.cells.decay import DecayCellSolver, balanced_params
 from milpland.cells.certificates import Certifier
+from milpland.cells.decay import DecayCellSolver, balanced_params
 from milpland.cells.problem import FEAS_TOL, Cell, CellResult, CellSolver
 from milpland.cells.scaled import from_original
 from milpland.errors import MilplandError, SpecError
