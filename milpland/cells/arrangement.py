@@ -25,10 +25,13 @@ finds every local minimum (up to the certificates' tolerances).
 from __future__ import annotations
 
 import itertools
+import math
 
 import highspy
 import numpy as np
 
+from milpland.cells.problem import Cell
+from milpland.cells.scaled import sign_class
 from milpland.errors import MilplandError
 from milpland.instance.activations import Activation
 
@@ -167,3 +170,41 @@ def _monotone_patterns(x: np.ndarray, act: Activation, realizer: Realizer) -> np
         n = len(x)
         patterns = [p for p in patterns if realizer.realizable(np.arange(n), np.asarray(p))]
     return np.array(patterns, dtype=np.int64).reshape(len(patterns), len(x))
+
+
+# Cells: multisets of unit patterns per sign class (DESIGN §5c); the landscape enumeration and the
+# weight-decay solve (search/decay_solve.py) both walk them.
+
+
+def sign_classes(act: Activation, width: int) -> list[int]:
+    """Numbers of positive units, all-positive first; odd activations need only that one."""
+    return [width] if act.odd else list(range(width, -1, -1))
+
+
+def count_cells(n_patterns: int, width: int, act: Activation) -> int:
+    """Multisets of unit patterns per sign class: sum_p C(P + p - 1, p) C(P + m - p - 1, m - p)."""
+    P = int(n_patterns)
+    return sum(math.comb(P + p - 1, p) * math.comb(P + width - p - 1, width - p)
+               for p in sign_classes(act, width))
+
+
+def patterns_for_cells(max_cells: int, width: int, act: Activation) -> int:
+    """The fewest unit patterns whose cells (`count_cells`, increasing in P) exceed max_cells."""
+    P = 1
+    while count_cells(P, width, act) <= max_cells:
+        P *= 2
+    lo, hi = P // 2, P  # count(lo) <= max_cells < count(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if count_cells(mid, width, act) <= max_cells else (lo, mid)
+    return hi
+
+
+def generate_cells(patterns: np.ndarray, width: int, act: Activation):
+    """Every cell (one per multiset of unit patterns and sign class), canonical unit order."""
+    P = patterns.shape[0]
+    for n_pos in sign_classes(act, width):
+        signs = sign_class(n_pos, width)
+        for pos in itertools.combinations_with_replacement(range(P), n_pos):
+            for neg in itertools.combinations_with_replacement(range(P), width - n_pos):
+                yield Cell(patterns[list(pos) + list(neg)].T, signs).canonical()

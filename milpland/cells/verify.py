@@ -22,7 +22,7 @@ NEGLIGIBLE = 1e-10  # a unit changing no output by more than this (relative to |
 class Verification:
     """The independent re-check of a returned point (plain numpy forward pass)."""
 
-    risk_numpy: float  # risk of the original-coordinate network
+    risk_numpy: float  # objective (risk + weight decay, `Loss.objective`) of the original-coordinate network
     risk_difference: float  # |risk_numpy - claimed risk| / max(1, |claimed risk|)
     pattern_mismatches: int  # (sample, unit) pairs whose piece differs from the binaries, ties excluded
     ties: int  # (sample, unit) pairs on a breakpoint (both pieces contain them)
@@ -33,8 +33,7 @@ class Verification:
 def verify_point(spec: InstanceSpec, params: OneHiddenParams, claimed_pattern: np.ndarray,
                  claimed_risk: float, limit_units: list[int] | tuple[int, ...] = ()) -> Verification:
     act = spec.network.activation
-    outputs = params.forward(spec.X, act)
-    risk = spec.loss.risk(outputs, spec.y)
+    risk = spec.loss.objective(params, spec.X, spec.y, act)  # the risk, plus the weight decay when lam > 0
     difference = abs(risk - claimed_risk) / max(1.0, abs(claimed_risk))
     Z = params.pre_activations(spec.X)
     scale = 1.0 + np.abs(spec.X).sum(axis=1, keepdims=True) * np.abs(params.W1).max(initial=0.0) \

@@ -81,6 +81,7 @@ VERDICT_TEXT = {
     "local_min": "LOCAL MINIMUM (certified)",
     "saddle": "SADDLE (stationary, with an explicit descent path)",
     "not_stationary": "NOT STATIONARY (a descent direction exists)",
+    "not_local_min": "NOT A LOCAL MINIMUM (an explicit descent curve, not a first-order one)",
     "inconclusive": "INCONCLUSIVE (no certificate either way)",
 }
 CERTIFICATE_TEXT = {
@@ -91,6 +92,7 @@ CERTIFICATE_TEXT = {
     "first_order": "a first-order condition fails (DESIGN §7)",
     "cell_descent": "the risk is convex on a cell containing the point and lower elsewhere in it (DESIGN §5)",
     "gradient": "differentiable with a non-zero gradient",
+    "balance": "rescaling a unit keeps the network and lowers the weight decay (DESIGN §4d)",
     "": "none",
 }
 
@@ -98,7 +100,7 @@ CERTIFICATE_TEXT = {
 def format_text(obj: dict) -> str:
     lines = [
         f"instance      {obj['instance']}  ({obj['architecture']}, {obj['loss']} loss, {obj['reduction']})",
-        f"risk          {number_text(obj['risk'])}",
+        f"risk          {number_text(obj['risk'])}" + _objective_note(obj),
         f"verdict       {VERDICT_TEXT.get(obj['verdict'], obj['verdict'])}",
         f"certificate   {obj['certificate'] or '-'}: {CERTIFICATE_TEXT.get(obj['certificate'], '')}",
         f"reason        {obj['reason']}",
@@ -109,13 +111,15 @@ def format_text(obj: dict) -> str:
     if obj["depth"] == 1:
         box = obj.get("cell_box") or [None, None]
         note = "  (touches the box: the cell's infimum may be lower)" if obj.get("cell_min_box_active") else ""
-        lines.append(f"cell minimum  {number_text(obj['cell_min'])}  over |scaled weights| <= {number_text(box[0])}{note}")
+        where = ("all weights" if obj.get("weight_decay") else f"|scaled weights| <= {number_text(box[0])}")
+        lines.append(f"cell minimum  {number_text(obj['cell_min'])}  over {where}{note}")
         if obj.get("cell_min_verdict"):
             lines.append(f"cell's best   {obj['cell_min_verdict']} (milpland.cells.certificates)")
         if obj.get("global_risk") is not None:
             cert = "certified" if obj["global_certified"] else "NOT certified"
             act = ", a box bound is active" if obj["global_box_active"] else ""
-            lines.append(f"global min    {number_text(obj['global_risk'])}  (over the spec's box; {cert}{act}; "
+            over = "the certificate's region, see the note" if obj.get("weight_decay") else "the spec's box"
+            lines.append(f"global min    {number_text(obj['global_risk'])}  (over {over}; {cert}{act}; "
                          f"lower bound {number_text(obj['global_lower_bound'])})")
             lines.append(f"gap           {number_text(obj['gap'])}  (risk - global minimum)")
             if obj.get("point_in_box") is False:
@@ -170,6 +174,13 @@ def _deep_gap_lines(obj: dict) -> list[str]:
     if obj.get("point_in_box") is False:
         lines.append("              the point lies OUTSIDE the spec's box: the global value is over the box only")
     return lines
+
+
+def _objective_note(obj: dict) -> str:
+    """With weight decay every value is of risk + (lam/2)||theta||^2 (DESIGN §4d)."""
+    if not obj.get("weight_decay"):
+        return ""
+    return f"  (objective: risk + (lam/2)||theta||^2, lam = {number_text(obj['weight_decay'])})"
 
 
 def _tri(value) -> str:

@@ -66,6 +66,8 @@ def run(args) -> int:
     from milpland.instance.spec import load_spec
 
     spec = load_spec(args.spec)
+    if spec.loss.decayed:  # the constructions are of the risk's critical points, not of risk + weight decay
+        raise MilplandError("loss.weight_decay: construct builds critical points of the risk alone; use weight_decay = 0")
     _check_flags(args)
     construction = build(args, spec)
     params = construction.params

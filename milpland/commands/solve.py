@@ -143,6 +143,7 @@ def format_text(obj: dict, *, rel_gap: float | None = None, output_box_used: boo
     box = obj.get("box") or {}
     output = (f"output scale <= {number_text(box.get('output'))}" if output_box_used
               else "output scale not bounded (homogeneous activation: the scaled weights carry |v|)")
+    decay = obj.get("weight_decay") or 0.0
     lines = [
         f"instance      {obj['instance']}  (hash {obj.get('instance_hash', '?')})",
         f"architecture  {obj.get('architecture', '?')}, {obj.get('loss', '?')} loss ({obj.get('reduction', '?')})",
@@ -151,12 +152,17 @@ def format_text(obj: dict, *, rel_gap: float | None = None, output_box_used: boo
         f"risk          {number_text(obj['risk'])}   (upper bound: risk of the returned point)",
         f"lower bound   {number_text(obj['lower_bound'])}",
         f"gap           {number_text(obj['gap'])}   (relative; rel_gap = {number_text(rel_gap)})",
+        f"region        {obj.get('region')}  (weight decay: DESIGN §4d)" if decay else
         f"box           |scaled weights| <= {number_text(box.get('weight'))}, {output}"
         if obj.get("knots") is None else
         f"box           |canonical layer-2 weights and biases| <= {number_text(box.get('weight'))} (DESIGN §6a)",
         f"box active    {'YES' if obj['box_active'] else 'no'}" + _box_note(obj["box_active"]),
         f"certified     {_certificate_line(obj, rel_gap)}",
     ]
+    if decay:  # every value is of the regularised objective, and the certificate's region is not the box
+        lines.insert(4, f"objective     risk + (lam/2)||theta||^2, lam = {number_text(decay)}"
+                        f"{'' if obj.get('decay_biases', True) else ' (biases not decayed)'}; risk and bounds below are of it")
+        lines[-1] = lines[-1].replace("global minimum over the box", f"global minimum over {obj.get('region')}")
     params = obj.get("params")
     if params is not None and "W" in params:  # deeper nets (two layers: milpland.search.deep_solve)
         lines += _deep_minimiser(obj)

@@ -1,7 +1,12 @@
-"""Losses and the empirical risk R = weight * sum_i loss(f_i, y_i) (DESIGN §1).
+"""Losses, the empirical risk R = weight * sum_i loss(f_i, y_i) (DESIGN §1) and the objective
+with weight decay (DESIGN §4d).
 
 ``reduction = "mean"`` gives weight 1/n; ``"half_sum"`` gives weight 1/2 (Yun et al.
 use 1/2 * SSE).  Every value milpland reports is in the spec's reduction.
+
+``weight_decay = lam`` adds (lam / 2) * ||theta||^2 to the risk -- over W1, b1, v and the output
+bias c, or over W1 and v only with ``decay_biases = false`` -- which is what PyTorch's SGD
+``weight_decay = lam`` minimises.  `Loss.objective` is the one numpy evaluation of it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ REDUCTIONS = ("mean", "half_sum")
 class Loss:
     kind: str = "squared"
     reduction: str = "mean"
+    weight_decay: float = 0.0  # lam >= 0: objective = risk + (lam / 2) ||theta||^2
+    decay_biases: bool = True  # false: the penalty leaves b1 and c out
 
     def weight(self, n: int) -> float:
         return 1.0 / n if self.reduction == "mean" else 0.5
@@ -33,6 +40,24 @@ class Loss:
 
     def risk(self, f: np.ndarray, y: np.ndarray) -> float:
         return float(self.weight(len(y)) * np.sum(self.per_sample(f, y)))
+
+    @property
+    def decayed(self) -> bool:
+        """The objective has a weight-decay term (lam > 0)."""
+        return self.weight_decay > 0.0
+
+    def penalty(self, params) -> float:
+        """(lam / 2) (||W1||^2 + ||v||^2 [+ ||b1||^2 + c^2 with decay_biases]) of `OneHiddenParams`."""
+        if not self.decayed:
+            return 0.0
+        total = float(np.sum(np.square(params.W1)) + np.sum(np.square(params.v)))
+        if self.decay_biases:
+            total += float(np.sum(np.square(params.b1)) + float(params.c) ** 2)
+        return 0.5 * self.weight_decay * total
+
+    def objective(self, params, X: np.ndarray, y: np.ndarray, act) -> float:
+        """risk(f(X), y) + penalty(params): the value milpland minimises, by a plain numpy forward pass."""
+        return self.risk(params.forward(X, act), y) + self.penalty(params)
 
     @property
     def is_linear_programmable(self) -> bool:

@@ -27,7 +27,7 @@ NETWORK_KEYS = {
     "hidden", "activation", "alpha", "s_plus", "s_minus", "breakpoints", "slopes",
     "value_at_first_breakpoint", "intercepts", "output_bias",
 }
-LOSS_KEYS = {"kind", "reduction"}
+LOSS_KEYS = {"kind", "reduction", "weight_decay", "decay_biases"}
 BOX_KEYS = {"weight", "output"}
 SOLVE_KEYS = {"time_limit", "rel_gap", "seed", "threads", "verbose", "method", "memory_limit"}
 SOLVE_METHODS = ("auto", "milp", "bnb")
@@ -125,6 +125,8 @@ class InstanceSpec:
             "loss": [self.loss.kind, self.loss.reduction],
             "box": [self.box.weight, self.box.output],
         }
+        if self.loss.decayed:  # only then: the hashes of instances without weight decay stay as they were
+            meta["weight_decay"] = [self.loss.weight_decay, self.loss.decay_biases]
         h.update(json.dumps(meta, sort_keys=True).encode())
         return h.hexdigest()[:12]
 
@@ -325,7 +327,13 @@ def _parse_loss(table: dict) -> Loss:
     reduction = table.get("reduction", "mean")
     if reduction not in REDUCTIONS:
         raise SpecError("loss.reduction", f"unknown reduction {reduction!r}; use one of {', '.join(REDUCTIONS)}")
-    return Loss(kind=kind, reduction=reduction)
+    weight_decay = _number(table, "weight_decay", "loss", 0.0)
+    if weight_decay < 0:
+        raise SpecError("loss.weight_decay", f"must be a number >= 0 (0: no weight decay), got {weight_decay!r}")
+    decay_biases = table.get("decay_biases", True)
+    if not isinstance(decay_biases, bool):
+        raise SpecError("loss.decay_biases", f"must be true or false, got {decay_biases!r}")
+    return Loss(kind=kind, reduction=reduction, weight_decay=weight_decay, decay_biases=decay_biases)
 
 
 def _parse_box(table: dict) -> Box:
@@ -368,9 +376,23 @@ def _check_data(X: np.ndarray, y: np.ndarray, network: NetworkSpec, loss: Loss) 
         raise SpecError("data", "holds non-finite values (nan or inf)")
     check_magnitude(X, "data.x")
     check_magnitude(y, "data.y")
+    _check_weight_decay(network, loss)
     rows = np.column_stack([X, y])
     unique = np.unique(rows, axis=0)
     if unique.shape[0] != rows.shape[0]:
         raise SpecError("data", f"holds {rows.shape[0] - unique.shape[0]} duplicate samples (same x and y): remove them")
     if loss.kind == "hinge" and not np.all(np.isin(y, (-1.0, 1.0))):
         raise SpecError("data.y", "the hinge loss needs labels -1 and +1")
+
+
+def _check_weight_decay(network: NetworkSpec, loss: Loss) -> None:
+    """Weight decay is exact in the scaled weights only for one hidden layer and a positively
+    homogeneous activation (DESIGN §4d); elsewhere it is refused rather than ignored."""
+    if not loss.decayed:
+        return
+    if not network.activation.homogeneous:
+        raise SpecError("loss.weight_decay", f"needs a positively homogeneous activation (relu, leaky_relu, two_slope), "
+                        f"not {network.activation.name!r}; use weight_decay = 0")
+    if network.depth != 1:
+        raise SpecError("loss.weight_decay", f"handles one hidden layer, not hidden = {list(network.hidden)}; "
+                        "use weight_decay = 0")

@@ -44,7 +44,14 @@ from typing import Callable
 import numpy as np
 
 from milpland.cells import cell_qp
-from milpland.cells.arrangement import Realizer, unit_patterns
+from milpland.cells.arrangement import (  # noqa: F401  (re-exported: the cell generators live in cells/)
+    Realizer,
+    count_cells,
+    generate_cells,
+    patterns_for_cells,
+    sign_classes,
+    unit_patterns,
+)
 from milpland.cells.certificates import NEIGHBOUR_RTOL, Certifier, fit_tolerance, match_minimum
 from milpland.cells.problem import BOX_ACTIVE_RTOL, FEAS_TOL, Cell, CellResult, cell_outputs
 from milpland.cells.scaled import ScaledParams, sign_class
@@ -63,40 +70,6 @@ SAMPLE_CELLS = 20_000  # cells solved first to estimate the global minimum for a
 # ----------------------------------------------------------------------------------------------
 # Cells
 # ----------------------------------------------------------------------------------------------
-
-
-def sign_classes(act: Activation, width: int) -> list[int]:
-    """Numbers of positive units, all-positive first; odd activations need only that one."""
-    return [width] if act.odd else list(range(width, -1, -1))
-
-
-def count_cells(n_patterns: int, width: int, act: Activation) -> int:
-    """Multisets of unit patterns per sign class: sum_p C(P + p - 1, p) C(P + m - p - 1, m - p)."""
-    P = int(n_patterns)
-    return sum(math.comb(P + p - 1, p) * math.comb(P + width - p - 1, width - p)
-               for p in sign_classes(act, width))
-
-
-def patterns_for_cells(max_cells: int, width: int, act: Activation) -> int:
-    """The fewest unit patterns whose cells (`count_cells`, increasing in P) exceed max_cells."""
-    P = 1
-    while count_cells(P, width, act) <= max_cells:
-        P *= 2
-    lo, hi = P // 2, P  # count(lo) <= max_cells < count(hi)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if count_cells(mid, width, act) <= max_cells else (lo, mid)
-    return hi
-
-
-def generate_cells(patterns: np.ndarray, width: int, act: Activation):
-    """Every cell (one per multiset of unit patterns and sign class), canonical unit order."""
-    P = patterns.shape[0]
-    for n_pos in sign_classes(act, width):
-        signs = sign_class(n_pos, width)
-        for pos in itertools.combinations_with_replacement(range(P), n_pos):
-            for neg in itertools.combinations_with_replacement(range(P), width - n_pos):
-                yield Cell(patterns[list(pos) + list(neg)].T, signs).canonical()
 
 
 def cell_count(spec: InstanceSpec) -> tuple[int, int]:

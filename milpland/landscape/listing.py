@@ -230,14 +230,28 @@ def landscape(spec: InstanceSpec, *, method: str = "auto", max_cells: int | None
     started = time.perf_counter()
     messages: list[str] = []
     requested = method
-    if method == "auto":
+    if method == "auto" and not spec.loss.decayed:
         method, why = choose_method(spec, max_cells)
         messages.append(f"auto: {why}")
         say(f"auto: {why}")
     extra: dict = {}
     census_starts, census = census, None  # `census` holds the Census from here on
     asked = any(v is not None for v in (risk_max, gap_max, gap_rel, levels))
-    if method == "bnb":
+    if spec.loss.decayed:  # risk + weight decay (DESIGN §4d): only the enumeration of every cell honours it
+        if method not in ("enumerate", "auto") or census_starts is not None:
+            what = f"--method {requested}" if census_starts is None else "--census"
+            raise MilplandError(f"loss.weight_decay: {what} cannot honour weight decay; use --method enumerate")
+        if asked:
+            raise MilplandError("loss.weight_decay: --levels, --gap-max, --gap-rel and --risk-max do not apply with "
+                                "weight decay; drop them (the enumeration lists every local minimum)")
+        from milpland.landscape.decay_minima import decay_minima
+
+        method = "enumerate"
+        out = decay_minima(spec, progress=say)
+        minima, complete, counts, timings = out.minima, out.complete, out.counts, out.seconds
+        messages += out.messages
+        glob, source = out.global_result, "enumerate"
+    elif method == "bnb":
         from milpland.landscape.bnb import DEFAULT_LEVELS, bnb_minima
 
         query = Query(risk_max=risk_max, gap_max=gap_max, gap_rel=gap_rel,

@@ -83,6 +83,7 @@ import numpy as np
 import milpland.interrupt as interrupt
 from milpland.cells.arrangement import Realizer, unit_patterns
 from milpland.cells.certificates import Certifier
+from milpland.cells.decay import DecayCellSolver, balanced_params
 from milpland.cells.problem import FEAS_TOL, Cell, CellResult, CellSolver
 from milpland.cells.scaled import from_original
 from milpland.errors import MilplandError, SpecError
@@ -96,14 +97,16 @@ from milpland.points.constructions import choose_piece, frame, he_deep
 from milpland.points.escape import EscapeReport, escape_test
 from milpland.points.grouplsq import GroupBound, group_bound
 from milpland.records import jsonable
+from milpland.search import decay_solve
 from milpland.search.deep_incumbents import loss_gradient, multistart
 from milpland.search.deep_model import TwoLayerData, canonical_from_params, two_layer_reason
 
 MINLP_MAX_N = 5  # certify: SCIP's MINLP as a source of better points only for this few samples
 MINLP_SECONDS = 30.0
 
-VERDICTS = ("local_min", "saddle", "not_stationary", "inconclusive")
-CERTIFICATES = ("interior", "boundary", "group_lsq", "escape_neuron", "first_order", "cell_descent", "gradient", "")
+VERDICTS = ("local_min", "saddle", "not_stationary", "not_local_min", "inconclusive")
+CERTIFICATES = ("interior", "boundary", "group_lsq", "escape_neuron", "first_order", "cell_descent", "gradient",
+                "balance", "")
 RISK_RTOL = 1e-8  # a neighbouring cell is better when below R (1 - RISK_RTOL) - floor
 RISK_FLOOR_RTOL = 1e-11  # absolute floor of the risk tolerance, relative to the best constant's risk
 TIE_TOL = 1e-9  # |z - breakpoint| below this (relative to max(1, max|z|)) counts as tied
@@ -196,11 +199,13 @@ class Certification:
     seconds: float = 0.0
     notes: tuple[str, ...] = ()
     status: str = "done"  # or "interrupted" (Ctrl-C): the steps not run are said in notes
+    weight_decay: float = 0.0  # lam > 0: risk, cell_min, global_risk and gap are of risk + (lam/2)||theta||^2
 
     def to_json(self) -> dict:
         return {
             "instance": self.instance,
             "status": self.status,
+            "weight_decay": self.weight_decay,
             "architecture": self.architecture,
             "loss": self.loss,
             "reduction": self.reduction,
@@ -258,7 +263,7 @@ class Certification:
             "gap_upper_bound": _nan(self.gap_upper_bound),
             "best_method": self.best_method or "", "path_min_risk": (
                 self.descent_path.min_risk if self.descent_path is not None else float("nan")),
-            "seconds": self.seconds, "reason": self.reason,
+            "seconds": self.seconds, "reason": self.reason, "weight_decay": self.weight_decay,
         }
 
 
@@ -308,9 +313,15 @@ def _certify(spec, params: DeepParams, t0, limit, global_result, run_global, bes
     fields: dict = {}
     notes: list[str] = []
     group = None
-    if loss.kind in ("squared", "absolute"):
+    if loss.kind in ("squared", "absolute") and not loss.decayed:  # the group bound is of the risk alone
         group = group_bound(params, X, y, act, loss)
-    if params.depth == 1:
+    if loss.decayed:  # risk + weight decay (DESIGN §4d): the spec allows it for one hidden layer only
+        decision = _one_hidden_decay(spec, params.to_one_hidden(), risk, tol, fields, notes)
+        fields.update(_global_one_hidden(spec, params, risk, global_result, run_global, limit, notes))
+        if fields.get("global_certified"):
+            notes.append(f"the global minimum is of risk + (lam/2)||theta||^2, certified over "
+                         f"{decay_solve.region_text(spec)}")
+    elif params.depth == 1:
         decision = _one_hidden(spec, params, risk, tol, fields, notes, check_cell_min, limit)
         if decision.verdict == "inconclusive" and group is not None and group.certified:
             # a θ-space argument: it holds with zero units too (where the θ̃ check can fail, DESIGN §7)
@@ -333,7 +344,7 @@ def _certify(spec, params: DeepParams, t0, limit, global_result, run_global, bes
         depth=params.depth, risk=risk, margin=params.margin(X, act), ties=_ties(params, spec),
         stationary=decision.stationary, verdict=decision.verdict, certificate=decision.certificate,
         reason=decision.reason, tolerance=tol, group=group, descent_path=decision.path,
-        seconds=time.perf_counter() - t0, notes=tuple(notes), status=status, **fields,
+        seconds=time.perf_counter() - t0, notes=tuple(notes), status=status, weight_decay=loss.weight_decay, **fields,
     )
 
 
@@ -687,6 +698,133 @@ def _global_one_hidden(spec, params, risk, global_result, run_global, limit, not
 
 
 # ------------------------------------------------------------------------------------------
+# Weight decay (DESIGN §4d)
+# ------------------------------------------------------------------------------------------
+
+
+def _one_hidden_decay(spec, p1: OneHiddenParams, objective, tol, fields, notes) -> _Decision:
+    """The point against risk + (lam/2)||theta||^2, in this order:
+
+    1. balance: rescaling a unit (w, b, v) -> (a w, a b, v / a) keeps the function; the penalty's
+       derivative in a at a = 1 is lam (p^2 - v^2), p = ||(w, b)|| (||w|| without decayed biases).
+       Balancing every unit lowers the penalty by (lam/2) sum (p - |v|)^2; above tol: ``not_stationary``
+       (certificate ``balance``) with the rescaling path.
+    2. its cell's SOCP (scaled weights x0 of the balanced point): a lower cell minimum gives a descent
+       along the segment x(t) (convex in the cell), each point balanced: ``not_stationary`` when no
+       zero unit is revived (first order), else ``not_local_min`` (the revived units grow as sqrt(t)).
+    3. equal to the cell minimum: strictly inside the cell with no zero unit: ``local_min``
+       (``interior``); else every closed cell holding x0 (ties: either piece; zero units: any
+       pattern, either sign) is solved: none lower gives ``local_min`` (``boundary``).
+    A local minimum of the scaled objective at a balanced point is one in ordinary weights: the
+    ordinary objective is >= the scaled one at its scaled point, with equality when balanced.
+    """
+    X, act, loss = spec.X, spec.network.activation, spec.loss
+    cell = Cell.of_params(p1, X, act)
+    fields["cell"] = cell.key()
+    scaled = from_original(p1)
+    solver = DecayCellSolver(X, spec.y, act, loss, spec.box, output_bias=spec.network.output_bias)
+    zero = tuple(int(j) for j in np.flatnonzero(solver.penalty.group_norms(scaled.U, scaled.a) <= ZERO_TOL))
+    fields["zero_units"] = zero
+    own = solver.solve(cell, upper=max(objective, solver.zero_objective))
+    fields["cell_min"] = float(own.risk)
+    fields["cell_min_box_active"] = bool(own.box_active)
+    path = _balance_path(spec, p1, objective, tol)
+    if path is not None:
+        return _Decision("not_stationary", "balance", False,
+                         "rescaling units (w, b, v) -> (a w, a b, v / a) keeps the network and lowers the weight "
+                         f"decay to {path.min_risk:.10g}: the point is not balanced", path)
+    if own.theta is None or not np.isfinite(own.lower_bound):
+        return _Decision(reason=f"the cell's SOCP ended {own.status} ({own.method})")
+    if objective > own.risk + tol:
+        return _decay_descent(spec, scaled, own, zero, objective, "point's own cell")
+    if objective < own.lower_bound - tol:
+        return _Decision(reason=f"the cell's certified lower bound {own.lower_bound!r} is above the point's own "
+                                f"objective {objective!r}: numerical trouble")
+    tied = _tied_pairs(p1, X, act)
+    if not tied.any() and not zero:
+        return _Decision("local_min", "interior", True,
+                         "balanced, strictly inside its cell and minimises the cell's convex (group-lasso) problem")
+    try:
+        combos = _neighbour_cells(cell, _unit_options(spec, p1, cell, tied, zero), loss)
+    except _TooMany:
+        combos = None
+    if combos is None:
+        return _Decision(reason=f"more than {MAX_NEIGHBOURS} neighbouring cells: boundary certificate not attempted")
+    fields["neighbours"] = len(combos)
+    for done, (other, changed) in enumerate(combos):
+        if interrupt.requested():
+            return _Decision(reason=f"interrupted after {done} of {len(combos)} neighbouring cells")
+        res = solver.solve(other, upper=max(objective, solver.zero_objective))
+        if res.theta is not None and res.risk < objective - tol:
+            return _decay_descent(spec, scaled, res, zero, objective, f"neighbouring cell (units {changed} changed)")
+        if not (np.isfinite(res.lower_bound) and res.lower_bound >= objective - tol):
+            return _Decision(reason=f"a neighbouring cell's bound {res.lower_bound!r} does not reach the objective")
+    return _Decision("local_min", "boundary", True,
+                     f"balanced, on a cell boundary ({int(tied.sum())} tied pairs, zero units {list(zero)}); none of "
+                     f"the {len(combos)} neighbouring cells goes below it")
+
+
+def _balance_path(spec, p1: OneHiddenParams, objective, tol) -> DescentPath | None:
+    """The rescaling towards balance (function unchanged, penalty down) when it gains more than tol.
+
+    Per unit: |v| p > 0: a* = sqrt(|v| / p); v = 0: (w, b) shrink to 0; p = 0, v != 0: with decayed
+    biases the unit is zero (v shrinks to 0), without them a constant unit: a* = 2 (halves v)."""
+    loss = spec.loss
+    p = np.sqrt(np.sum(p1.W1**2, axis=1) + (p1.b1**2 if loss.decay_biases else 0.0))
+    v = np.abs(p1.v)
+    gain = 0.5 * loss.weight_decay * float(np.sum((p - v) ** 2))
+    if gain <= tol:
+        return None
+    ts, values, plist = [], [], []
+    for t in PATH_FRACTIONS:
+        W1, b1, out = p1.W1.copy(), p1.b1.copy(), p1.v.copy()
+        for j in range(len(v)):
+            if p[j] > 0 and v[j] > 0:
+                a = 1.0 + t * (np.sqrt(v[j] / p[j]) - 1.0)
+                sw, sv = a, 1.0 / a
+            elif v[j] == 0:
+                sw, sv = 1.0 - t, 1.0
+            elif np.all(p1.b1[j] == 0) or loss.decay_biases:
+                sw, sv = 1.0, 1.0 - t
+            else:
+                a = 1.0 + t
+                sw, sv = a, 1.0 / a
+            W1[j], b1[j], out[j] = sw * W1[j], sw * b1[j], sv * out[j]
+        q = DeepParams.from_one_hidden(OneHiddenParams(W1=W1, b1=b1, v=out, c=p1.c))
+        ts.append(float(t))
+        values.append(_risk(q, spec))
+        plist.append(q)
+    path = DescentPath("balance", objective, tuple(ts), tuple(values), tuple(plist), {"penalty_gain": gain})
+    return path if path.descends else None
+
+
+def _decay_descent(spec, scaled, target: CellResult, zero, objective, where: str) -> _Decision:
+    """The segment from the scaled point to a lower cell point, every point balanced (DESIGN §4d)."""
+    act = spec.network.activation
+    solver_penalty = DecayCellSolver(spec.X, spec.y, act, spec.loss, spec.box,
+                                     output_bias=spec.network.output_bias).penalty
+    star = target.theta
+    revived = [j for j in zero if np.linalg.norm(np.r_[star.U[j], star.a[j]]) > ZERO_TOL]
+    ts, values, plist = [], [], []
+    for t in PATH_FRACTIONS:
+        x = dataclasses.replace(scaled, U=(1 - t) * scaled.U + t * star.U, a=(1 - t) * scaled.a + t * star.a,
+                                c=float((1 - t) * scaled.c + t * star.c))
+        q = DeepParams.from_one_hidden(balanced_params(x, solver_penalty, act)[0])
+        ts.append(float(t))
+        values.append(_risk(q, spec))
+        plist.append(q)
+    path = DescentPath("cell_segment", objective, tuple(ts), tuple(values), tuple(plist),
+                       {"towards": where, "target_risk": float(target.risk), "balanced": True})
+    what = (f"the {where} reaches {target.risk:.10g} < {objective:.10g}; the objective is convex there (scaled "
+            "weights), so it drops along the segment, each point balanced")
+    if revived:
+        return _Decision("not_local_min", "cell_descent", None,
+                         what + f" (zero units {revived} grow as sqrt(t): a descent curve, not a first-order one)",
+                         path)
+    return _Decision("not_stationary", "cell_descent", False, what, path)
+
+
+# ------------------------------------------------------------------------------------------
 # Deeper networks
 # ------------------------------------------------------------------------------------------
 
@@ -937,6 +1075,9 @@ def multistart_descent(spec: InstanceSpec, params: DeepParams, *, starts: int = 
 
 
 def _risk(params: DeepParams, spec: InstanceSpec) -> float:
+    """The objective: the risk, plus the weight decay (`Loss.objective`) when the spec has one."""
+    if spec.loss.decayed:
+        return spec.loss.objective(params.to_one_hidden(), spec.X, spec.y, spec.network.activation)
     return spec.loss.risk(params.forward(spec.X, spec.network.activation), spec.y)
 
 

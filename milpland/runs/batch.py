@@ -146,7 +146,8 @@ def solve_task(spec, options: dict) -> dict[str, list[dict]]:
     """The certified global minimum (`solve_global`) as one ``solves`` row.
 
     The returned point is re-evaluated here with a plain numpy forward pass:
-    risk_numpy = weight * sum_i loss(f(x_i), y_i), independent of the solver's claim.
+    risk_numpy = weight * sum_i loss(f(x_i), y_i) (+ the weight decay, `Loss.objective`), independent of
+    the solver's claim.
     """
     # imported in the worker: the solver is heavy
     from milpland.search.solve import solve_global
@@ -160,8 +161,7 @@ def solve_row(spec, result) -> dict:
     row["params"] = json.dumps(result.params.to_json()) if result.params is not None else None
     row["signs"] = json.dumps([int(s) for s in result.signs]) if result.signs is not None else None
     if result.params is not None:
-        fitted = result.params.forward(spec.X, spec.network.activation)
-        risk = float(spec.loss.risk(fitted, spec.y))
+        risk = float(spec.loss.objective(result.params, spec.X, spec.y, spec.network.activation))
         row["risk_numpy"] = risk
         row["risk_numpy_difference"] = abs(risk - float(result.risk)) / max(1.0, abs(float(result.risk)))
     return row
@@ -679,7 +679,8 @@ def _error_row(job: Job, outcome: Outcome) -> dict:
     row = {"status": "error", "message": outcome.error, "certified": False}
     if spec is not None:
         row.update(loss=spec.loss.kind, reduction=spec.loss.reduction, architecture=spec.architecture(),
-                   box_weight=spec.box.weight, box_output=spec.box.output, seed=spec.solve.seed)
+                   box_weight=spec.box.weight, box_output=spec.box.output, seed=spec.solve.seed,
+                   weight_decay=spec.loss.weight_decay, decay_biases=spec.loss.decay_biases)
     return row
 
 
@@ -697,6 +698,7 @@ def _job_row(job: Job, outcome: Outcome, batch: dict, ident: dict, written: dict
             n=spec.n, d=spec.d, hidden="-".join(str(w) for w in spec.network.hidden), width=spec.width,
             activation=spec.network.activation.name, activation_json=json.dumps(spec.network.activation.describe()),
             loss=spec.loss.kind, reduction=spec.loss.reduction, box_weight=spec.box.weight,
+            weight_decay=spec.loss.weight_decay, decay_biases=spec.loss.decay_biases,
             time_limit=spec.solve.time_limit,
             data_json=json.dumps({"X": spec.X.tolist(), "y": spec.y.tolist()}),
         )

@@ -55,7 +55,9 @@ def run_solve(method: str) -> Callable[[InstanceSpec, dict], dict]:
         if (spec.network.depth == 2) != (method == "deep"):
             raise MilplandError("two hidden layers: use --methods deep" if method != "deep"
                                 else "deep: needs two hidden layers")
-        result = solve_global(spec if method == "deep" else spec.with_options(method=method))
+        # weight decay: only the every-cell SOCP solve honours it (DESIGN §4d); bnb runs it, column `search`
+        decayed_bnb = spec.loss.decayed and method == "bnb"
+        result = solve_global(spec if method == "deep" or decayed_bnb else spec.with_options(method=method))
         if result.status == "optimal" and not np.isfinite(ctx.get("global_risk", np.nan)):
             ctx["global_risk"] = result.risk
         return {
@@ -63,7 +65,7 @@ def run_solve(method: str) -> Callable[[InstanceSpec, dict], dict]:
             "lower_bound": result.lower_bound, "gap": result.gap, "box_active": result.box_active,
             "seconds_build": result.seconds.build, "seconds_solve": result.seconds.solve,
             "seconds": result.seconds.total, "nodes": result.nodes, "rounds": result.iterations,
-            "verified": bool(result.verification and result.verification.ok),
+            "verified": bool(result.verification and result.verification.ok), "search": result.method,
         }
 
     return run
@@ -374,6 +376,9 @@ METHODS: dict[str, Callable[[InstanceSpec, dict], dict]] = {
 }
 
 
+DECAY_UNAWARE = ("enumerate", "gd", "scip", "scip-deep")  # risk-only baselines: skipped with weight decay
+
+
 def run_bench(targets: list[str], *, methods: list[str], time_limit: float | None = None,
               max_cells: int | None = None, starts: int = 200, band: float = 0.5,
               progress: Callable[[str], None] | None = None,
@@ -426,6 +431,9 @@ def run_method(inst, spec: InstanceSpec, method: str, ctx: dict) -> dict:
     """One row: the method's own columns, or its error; Ctrl-C gives status interrupted."""
     row = {"instance": inst.name, "group": inst.group, "method": method, **describe(spec)}
     started = time.perf_counter()
+    if spec.loss.decayed and method in DECAY_UNAWARE:
+        row.update({"status": "skipped", "message": f"loss.weight_decay: {method} minimises the risk alone"})
+        return row
     try:
         row.update(METHODS[method](spec, ctx))
     except KeyboardInterrupt:  # a method that does not poll the stop flag (`milpland.interrupt`)
@@ -457,7 +465,8 @@ def milp_first(methods: list[str]) -> list[str]:
 def describe(spec: InstanceSpec) -> dict:
     return {"n": spec.n, "d": spec.d, "width": spec.width,
             "hidden": "-".join(str(w) for w in spec.network.hidden), "activation": spec.network.activation.name,
-            "loss": spec.loss.kind, "time_limit": spec.solve.time_limit, "seed": spec.solve.seed}
+            "loss": spec.loss.kind, "weight_decay": spec.loss.weight_decay,
+            "time_limit": spec.solve.time_limit, "seed": spec.solve.seed}
 
 
 def reference_method(table: pd.DataFrame) -> str:
@@ -511,7 +520,7 @@ def write_report(table: pd.DataFrame, *, name: str, out_dir: str | Path, command
             table[column] = empty
     table.to_csv(csv, index=False)
     ratios = headline_ratios(table)
-    columns = [c for c in ["instance", "method", "n", "d", "width", "hidden", "loss", "status", "certified", "risk",
+    columns = [c for c in ["instance", "method", "n", "d", "width", "hidden", "loss", "weight_decay", "status", "certified", "risk",
                            "lower_bound", "gap", "seconds_build", "seconds_solve", "seconds", "nodes", "rounds",
                            "cells", "cells_per_second", "fraction_global", "local_minima", "spurious",
                            "interior_levels", "query", "threshold", "proven_below", "leaves", "spurious_gap",

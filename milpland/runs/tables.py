@@ -38,7 +38,9 @@ solves -- one row per global solve; the columns of ``SolveResult.to_row()`` plus
   verification_risk_difference (float64), pattern_mismatches (int64), message (str),
   schema_version (int64, of the SolveResult), params (str, JSON of OneHiddenParams:
   W1, b1, v, c), signs (str, JSON list), risk_numpy (float64, the batch's own numpy re-evaluation
-  of params), risk_numpy_difference (float64, |risk_numpy - risk| / max(1, |risk|)).
+  of params), risk_numpy_difference (float64, |risk_numpy - risk| / max(1, |risk|)), weight_decay (float64,
+  lam; with lam > 0 risk, lower_bound and risk_numpy are of risk + (lam/2)||theta||^2, DESIGN §4d),
+  decay_biases (bool).
   Rows of the landscape task also have: landscape_method (str: the method that ran, enumerate
   or bnb for auto), landscape_complete (bool), n_minima, n_spurious (int64), and the spurious
   gap: spurious_gap (float64, lowest spurious risk - global risk; null when none was found),
@@ -71,7 +73,7 @@ jobs -- one row per executed job (the resume ledger):
   (timestamp), finished (timestamp), worker (str, host:pid), n (int64), d (int64),
   hidden (str, widths joined by '-'), width (int64), activation (str), activation_json
   (str, Activation.describe()), loss (str), reduction (str), box_weight (float64),
-  time_limit (float64), options_json (str, solve and task options), data_json (str,
+  weight_decay (float64), decay_biases (bool), time_limit (float64), options_json (str, solve and task options), data_json (str,
   {"X": ..., "y": ...}), rows_json (str, rows written per table).
 
 runs -- one row per batch invocation (latest version per run_id):
@@ -123,6 +125,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "landscape_method": "str", "landscape_complete": "bool", "n_minima": "int64", "n_spurious": "int64",
         **HEADLINE_COLUMNS, "landscape_query": "str", "threshold": "float64", "open_bound": "float64",
         "proven_below": "float64", "census_starts": "int64", "census_minima": "int64", "unseen_mass": "float64",
+        "weight_decay": "float64", "decay_biases": "bool",
     },
     "minima": {
         **BATCH_COLUMNS,
@@ -137,6 +140,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "traceback": "str", "seconds": "float64", "started": "timestamp", "finished": "timestamp",
         "worker": "str", "n": "int64", "d": "int64", "hidden": "str", "width": "int64", "activation": "str",
         "activation_json": "str", "loss": "str", "reduction": "str", "box_weight": "float64",
+        "weight_decay": "float64", "decay_biases": "bool",
         "time_limit": "float64", "options_json": "str", "data_json": "str", "rows_json": "str",
     },
     "runs": {

@@ -56,6 +56,9 @@ class SolveResult:
     seed: int = 0
     verification: Verification | None = None
     message: str = ""
+    weight_decay: float = 0.0  # lam: risk and lower_bound are then of risk + (lam/2)||theta||^2 (DESIGN §4d)
+    decay_biases: bool = True
+    region: str = ""  # what the certificate covers when it is not the box (weight decay: "all weights")
 
     @property
     def gap(self) -> float:
@@ -92,6 +95,9 @@ class SolveResult:
             "seed": self.seed,
             "verification": asdict(self.verification) if self.verification is not None else None,
             "message": self.message,
+            "weight_decay": self.weight_decay,
+            "decay_biases": self.decay_biases,
+            "region": self.region or "box",
             "schema_version": SCHEMA_VERSION,
         }
 
@@ -126,6 +132,8 @@ class SolveResult:
             "verification_risk_difference": v.risk_difference if v is not None else float("nan"),
             "pattern_mismatches": v.pattern_mismatches if v is not None else -1,
             "message": self.message,
+            "weight_decay": self.weight_decay,
+            "decay_biases": self.decay_biases,
             "schema_version": SCHEMA_VERSION,
         }
 

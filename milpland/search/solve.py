@@ -35,6 +35,7 @@ from milpland.cells.verify import verify_point
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
 from milpland.search import bounds, memory, pattern_bnb
+from milpland.search.decay_solve import solve_decay
 from milpland.search.formulation import (
     BuildStopped,
     ClassTemplate,
@@ -132,6 +133,11 @@ def solve_global(
         from milpland.search.deep_solve import solve_deep  # the two-layer search (DESIGN §6a)
 
         return solve_deep(spec, progress=progress, one_hidden=solve_global)
+    if spec.loss.decayed:  # risk + weight decay: every cell's SOCP (DESIGN §4d); nothing else honours it
+        if explore is not None:
+            raise MilplandError("loss.weight_decay: the branch-and-bound listing does not handle weight decay; "
+                                "use the enumerate method")
+        return solve_decay(spec, progress=progress)
     started = time.perf_counter()
     # the searches end a little early: verifying the point and assembling the result take the rest
     deadline = started + spec.solve.time_limit - min(FINISH_RESERVE, 0.02 * spec.solve.time_limit)
