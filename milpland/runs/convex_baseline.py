@@ -61,7 +61,7 @@ the rest is refused with a one-line `MilplandError`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -137,6 +137,7 @@ class ConvexFit:
     solver_status: str
     convex_width: int  # non-zero groups of the first solve
     pruned: bool  # convex_width exceeded the spec's width: params come from the re-solve (module doc)
+    prune_rule: str  # "largest" or "path" (`prune`), "" when not pruned
     objective_unpruned: float  # J of the convex_width-unit network (not comparable when pruned)
     patterns: int  # distinct patterns in the program
     gates: int  # sampled gate vectors (0 when the patterns were given)
@@ -146,6 +147,7 @@ class ConvexFit:
     def to_row(self) -> dict:
         return {"objective": self.objective, "data_risk": self.data_risk, "solver_value": self.solver_value,
                 "solver_status": self.solver_status, "convex_width": self.convex_width, "pruned": self.pruned,
+                "prune_rule": self.prune_rule,
                 "objective_unpruned": self.objective_unpruned, "patterns": self.patterns, "gates": self.gates,
                 "iterations": self.iterations}
 
@@ -347,16 +349,57 @@ def fit_convex(X: np.ndarray, y: np.ndarray, act: Activation, loss: Loss, decay:
     wide = to_network(program, solution, act, width or 0)
     objective_wide, _ = network_objective(wide, X, y, act, loss, decay)
     pruned = width is not None and convex_width > width
+    rule = ""
     if pruned:
-        norms = np.linalg.norm(program.penalised(solution.Q), axis=1)
-        program, solution = _solve_on_support(program.subset(np.argsort(-norms)[:width]))
+        rule, program, solution = prune(program, solution, width, act, X, y)
     params = to_network(program, solution, act, width or 0) if pruned else wide
     objective, risk = network_objective(params, X, y, act, loss, decay)
     return ConvexFit(params=params, objective=objective, data_risk=risk, solver_value=solution.value,
-                     solver_status=solution.status, convex_width=convex_width, pruned=pruned,
+                     solver_status=solution.status, convex_width=convex_width, pruned=pruned, prune_rule=rule,
                      objective_unpruned=objective_wide, patterns=full.groups // 2,
                      gates=0 if masks is not None else gates, seconds=time.perf_counter() - started,
                      iterations=solution.iterations)
+
+
+def prune(program: ConvexProgram, solution: ProgramSolution, width: int, act: Activation, X: np.ndarray,
+          y: np.ndarray) -> tuple[str, ConvexProgram, ProgramSolution]:
+    """The better (numpy objective) of two width-≤m networks, each the program re-solved over at
+    most m of the solution's groups: ``largest``, the m groups of largest penalised norm; ``path``,
+    the groups that survive a larger λ' (doubled from λ until at most m groups are left, then
+    bisected on log λ' towards the largest such support), the group-lasso way to pick a support."""
+    norms = np.linalg.norm(program.penalised(solution.Q), axis=1)
+    candidates = [("largest", *_solve_on_support(program.subset(np.argsort(-norms)[:width])))]
+    survivors = path_support(program, width)
+    if survivors is not None:
+        candidates.append(("path", *_solve_on_support(program.subset(survivors))))
+    return min(candidates, key=lambda c: network_objective(to_network(c[1], c[2], act), X, y, act, c[1].loss,
+                                                           c[1].decay)[0])
+
+
+def path_support(program: ConvexProgram, width: int, *, steps: int = 6) -> np.ndarray | None:
+    """The non-zero groups at a λ' ≥ λ where at most `width` remain (module doc); None if doubling
+    λ' 60 times never got there."""
+    def survivors(lam: float) -> np.ndarray:
+        harder = replace(program, decay=Decay(lam, program.decay.decay_biases))
+        return support(harder, solve_program(harder).Q)
+
+    low = program.decay.weight_decay if program.decay.weight_decay > 0 else 1e-6
+    for _ in range(60):
+        high = 2.0 * low
+        keep = survivors(high)
+        if keep.sum() <= width:
+            break
+        low = high
+    else:
+        return None
+    for _ in range(steps):  # the smallest λ' that still leaves at most `width` groups, roughly
+        middle = np.sqrt(low * high)
+        trial = survivors(middle)
+        if trial.sum() <= width:
+            high, keep = middle, trial
+        else:
+            low = middle
+    return keep
 
 
 def _solve_on_support(program: ConvexProgram) -> tuple[ConvexProgram, ProgramSolution]:
