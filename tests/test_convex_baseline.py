@@ -314,3 +314,33 @@ def test_bench_runs_convex_after_bnb(tmp_path):
     assert "Convex baseline" in written[1].read_text()
     with pytest.raises(MilplandError, match="--gates"):
         run_bench([str(path)], methods=["convex"], gates=0)
+
+
+# ------------------------------------------------------------------------------------------------
+# against milpland's certified weight-decay minimum (once `[loss] weight_decay` exists)
+
+
+@pytest.mark.skipif(not hasattr(Loss(), "weight_decay"), reason="needs [loss] weight_decay (issue 16 item 1)")
+@pytest.mark.parametrize("lam", [0.01, 0.1])
+def test_against_the_certified_weight_decay_minimum(lam):
+    """The certified minimum J* (every cell's SOCP, a different method) sits between the all-pattern
+    convex optimum (a lower bound for every width) and the sampled network (a real width-m network),
+    and equals the convex optimum when the convex solution has at most m units."""
+    from milpland.search.solve import solve_global
+
+    equal = 0
+    for seed in range(3):
+        s = spec_from_dict({"name": "t", "data": {"generator": "teacher", "n": 7, "d": 1, "seed": seed,
+                                                  "teacher_width": 3, "noise": 0.1},
+                            "network": {"hidden": [2], "activation": "relu"},
+                            "loss": {"kind": "squared", "weight_decay": lam}})
+        result = solve_global(s)
+        assert result.certified
+        star = result.risk
+        exact = fit_convex(s.X, s.y, relu(), s.loss, Decay(lam, True), masks=all_patterns_1d(s.X[:, 0]))
+        assert exact.solver_value <= star + 1e-8 * max(1.0, star)
+        if exact.convex_width <= 2:
+            assert exact.objective == pytest.approx(star, rel=1e-7)
+            equal += 1
+        assert fit_spec(s, gates=50).objective >= star - 1e-8 * max(1.0, star)
+    assert equal >= 1  # the equality case was checked (widths measured: 6, 4, 2 at 0.01; 1, 1, 1 at 0.1)

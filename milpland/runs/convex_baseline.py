@@ -37,7 +37,8 @@ norm's triangle inequality only lowers the penalty) turns every network into a f
     minimise  R(Σ_i D_σ,i X̃ (v_i − w_i) + c 1) + λ Σ_i (‖v_i‖ + ‖w_i‖) [+ (λ/2) c²]
     s.t.      (2 D_i − I) X̃ v_i ≥ 0,  (2 D_i − I) X̃ w_i ≥ 0            (norms on [:d] if decay_biases = false)
 
-with no larger objective — provided its units' patterns are among the D_i — and every feasible
+with no larger objective — provided its units' patterns are among the D_i (a unit with a tie
+x̃_i·q = 0 lies in the closed cone of a strictly realisable pattern, so those suffice) — and every feasible
 point back into a network with the same objective: each non-zero group becomes one unit
 u = q / √‖q‖, output weight ±√‖q‖ (norms of q[:d] when biases are free).  Hence: with **every**
 pattern of the augmented data X̃ = [X, 1] the optimum is a lower bound on J for networks of
@@ -46,11 +47,12 @@ any width and equals the width-m minimum when its solution has at most m non-zer
 real network, so its objective is an upper bound on the minimum at its width, not a bound below.
 
 **Width.**  The network's width is its number of non-zero groups.  When it exceeds the spec's
-width m the network is not comparable with milpland's width-m minimum; the rule here: keep the
-m groups with the largest penalty norms, solve the program again over those m (pattern, sign)
-groups only (a width-≤m network, again exact for its patterns), and report that network (its
-objective an upper bound on the width-m minimum, so comparable), with the unpruned width and
-objective beside it.
+width m the network is not comparable with milpland's width-m minimum, so it is pruned (`prune`):
+two candidate supports of at most m groups — the m groups of largest penalised norm, and the
+groups that survive a larger λ' (the group-lasso path: λ' doubled until at most m are left, then
+bisected) — the program solved again over each (a width-≤m network, exact for those patterns),
+and the one with the lower numpy objective kept.  Its objective is an upper bound on the width-m
+minimum, so comparable; the unpruned width and objective are reported beside it.
 
 **What is reported** is the objective of the returned network re-evaluated by a plain numpy
 forward pass (`network_objective`), never the solver's value (given beside it).
