@@ -79,7 +79,7 @@ from milpland.instance.spec import InstanceSpec
 DEFAULT_GATES = 250
 SUPPORTED_LOSSES = ("squared", "absolute")
 SOLVER_TOL = 1e-10
-ZERO_GROUP = 1e-7  # a group is zero below this fraction of the largest group norm (then re-solved without it)
+ZERO_GROUP = 1e-7  # a group is zero below this fraction of the largest group norm or of one unit (`support`)
 
 
 @dataclass(frozen=True)
