@@ -16,7 +16,8 @@ import milpland.interrupt as interrupt
 from milpland.errors import MilplandError
 
 METHOD_NAMES = ("milp", "bnb", "enumerate", "gd", "scip", "deep", "scip-deep", "landscape-enumerate", "landscape-milp",
-                "landscape-sample", "landscape-bnb", "landscape-gap", "landscape-band")  # milpland.runs.bench.METHODS, without importing pandas here
+                "landscape-sample", "landscape-bnb", "landscape-gap", "landscape-band",
+                "convex")  # milpland.runs.bench.METHODS, without importing pandas here
 
 
 def register(subparsers) -> None:
@@ -38,6 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--band", type=float, default=0.5, metavar="F",
                    help="landscape-bnb: list every minimum up to (1 + F) x the global minimum (default 0.5); "
                         "landscape-gap lists the 2 lowest levels")
+    p.add_argument("--gates", type=int, default=250, metavar="N",
+                   help="convex: sampled gate vectors, one activation pattern each (default 250, as scnn's quick "
+                        "start: max_neurons 500)")
     p.set_defaults(func=run)
 
 
@@ -54,7 +58,8 @@ def run(args) -> int:
     out = output_folder(args.out)
     partial = out / f"bench-{name}.partial.csv"
     table = run_bench(args.targets, methods=methods, time_limit=args.time_limit, max_cells=args.max_cells,
-                      starts=args.starts, band=args.band, progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+                      starts=args.starts, band=args.band, gates=args.gates,
+                      progress=lambda msg: print(msg, file=sys.stderr, flush=True),
                       on_row=lambda rows: _write_atomic(rows, partial))
     stopped = bool(table.attrs.get("interrupted"))
     command = "milpland bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])

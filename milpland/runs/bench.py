@@ -19,6 +19,9 @@ and returns one row per (instance, method).  Methods:
 - ``scip``: SCIP (pyscipopt) on the same per-sign-class model, the squared loss as a
   quadratic epigraph (an MIQP; the same MILP for absolute and hinge), with
   ``numerics/feastol = 1e-9`` (DESIGN §4).  Only when pyscipopt is installed.
+- ``convex``: the Pilanci–Ergen convex program over sampled activation patterns
+  (`milpland.runs.convex_baseline`, Clarabel); its network's weight-decay objective by numpy,
+  compared with the certified minimum of the same run.
 
 `write_report` writes ``bench-<name>.csv``, ``bench-<name>.md`` (table, machine,
 headline ratios) and ``bench-<name>.png`` (time against n) to the output folder.
@@ -295,6 +298,13 @@ def scip_deep_in_process(spec: InstanceSpec, ctx: dict) -> dict:
             "seconds": out.seconds, "nodes": out.nodes, "solver_version": out.version}
 
 
+def run_convex(spec: InstanceSpec, ctx: dict) -> dict:
+    """The convex-training baseline (`milpland.runs.convex_baseline.bench_row`)."""
+    from milpland.runs.convex_baseline import bench_row
+
+    return bench_row(spec, ctx)
+
+
 def run_landscape(method: str, *, jobs: int = 1, **query) -> Callable[[InstanceSpec, dict], dict]:
     """A landscape method, timed, with its list checked against the enumeration's in the same run:
     milp must find the enumeration's interior risk levels, sample only minima enumeration has, bnb
@@ -373,6 +383,7 @@ METHODS: dict[str, Callable[[InstanceSpec, dict], dict]] = {
     "landscape-enumerate": run_landscape("enumerate"), "landscape-milp": run_landscape("milp"),
     "landscape-sample": run_landscape("sample"), "landscape-bnb": run_landscape("bnb"),
     "landscape-gap": run_landscape("bnb", levels=2), "landscape-band": run_landscape("auto", jobs=2),
+    "convex": run_convex,
 }
 
 
@@ -380,7 +391,7 @@ DECAY_UNAWARE = ("enumerate", "gd", "scip", "scip-deep")  # risk-only baselines:
 
 
 def run_bench(targets: list[str], *, methods: list[str], time_limit: float | None = None,
-              max_cells: int | None = None, starts: int = 200, band: float = 0.5,
+              max_cells: int | None = None, starts: int = 200, band: float = 0.5, gates: int = 250,
               progress: Callable[[str], None] | None = None,
               on_row: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
     """One row per (instance, method); a method that fails records its error and the run goes on.
@@ -393,7 +404,7 @@ def run_bench(targets: list[str], *, methods: list[str], time_limit: float | Non
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise MilplandError(f"unknown method(s) {unknown}; use some of {', '.join(METHODS)}")
-    check_bench_options(time_limit=time_limit, max_cells=max_cells, starts=starts)
+    check_bench_options(time_limit=time_limit, max_cells=max_cells, starts=starts, gates=gates)
     say = progress or (lambda _m: None)
     rows: list[dict] = []
     instances = resolve(targets)
@@ -405,7 +416,7 @@ def run_bench(targets: list[str], *, methods: list[str], time_limit: float | Non
                 continue
             spec = inst.spec if time_limit is None else inst.spec.with_options(time_limit=time_limit)
             ctx = {"max_cells": max_cells or default_max_cells(spec), "max_cells_option": max_cells, "starts": starts,
-                   "band": band}
+                   "band": band, "gates": gates}
             for method in milp_first(methods):
                 row = run_method(inst, spec, method, ctx)
                 rows.append(row)
@@ -446,11 +457,11 @@ def run_method(inst, spec: InstanceSpec, method: str, ctx: dict) -> dict:
     return row
 
 
-def check_bench_options(*, time_limit: float | None, max_cells: int | None, starts: int) -> None:
+def check_bench_options(*, time_limit: float | None, max_cells: int | None, starts: int, gates: int = 1) -> None:
     """The options as user errors, before any instance runs."""
     if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
         raise MilplandError(f"--time-limit: must be a positive finite number of seconds, got {time_limit!r}")
-    for flag, value in (("--max-cells", max_cells), ("--starts", starts)):
+    for flag, value in (("--max-cells", max_cells), ("--starts", starts), ("--gates", gates)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise MilplandError(f"--{flag.lstrip('-')}: must be a positive integer, got {value!r}")
 
@@ -524,19 +535,26 @@ def write_report(table: pd.DataFrame, *, name: str, out_dir: str | Path, command
                            "lower_bound", "gap", "seconds_build", "seconds_solve", "seconds", "nodes", "rounds",
                            "cells", "cells_per_second", "fraction_global", "local_minima", "spurious",
                            "interior_levels", "query", "threshold", "proven_below", "leaves", "spurious_gap",
-                           "spurious_gap_proven", "matches_enumerate", "box_active", "message"] if c in table.columns]
+                           "spurious_gap_proven", "matches_enumerate", "box_active", "convex_width", "pruned", "miss",
+                           "message"] if c in table.columns]
     lines = [f"# Benchmark `{name}`", "", *([f"**{note}**", ""] if note else []), f"Command: `{command}`", "",
              f"Machine: {machine_description()}",
              f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}", "",
              f"## Headline ratios (time of baseline / time of {reference_method(table)})", "",
              markdown_table(ratios) if len(ratios) else "(no instance finished by both)",
-             "", "## All runs", "", markdown_table(table[columns]), ""]
+             "", *convex_summary_lines(table), "## All runs", "", markdown_table(table[columns]), ""]
     md.write_text("\n".join(lines))
     if not figure:
         png.unlink(missing_ok=True)  # a figure of an earlier run would not match these tables
         return [csv, md]
     plot_times(table, png)
     return [csv, md, png]
+
+
+def convex_summary_lines(table: pd.DataFrame) -> list[str]:
+    from milpland.runs.convex_baseline import summary_lines
+
+    return summary_lines(table)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -566,6 +584,9 @@ def reached_global(table: pd.DataFrame) -> np.ndarray:
         gd = (table["method"] == "gd").to_numpy()
         reached = table["fraction_global"].fillna(0.0).to_numpy(float) > 0
         finished = np.where(gd, reached, finished)
+    if "reached_global" in table:  # convex: its network's objective is the certified minimum
+        convex = (table["method"] == "convex").to_numpy()
+        finished = np.where(convex, table["reached_global"].eq(True).to_numpy(), finished)
     return finished
 
 
