@@ -164,7 +164,7 @@ def test_every_network_of_a_node_satisfies_its_relaxation_and_bound(conic, act, 
         f = c + sigma(z, act) @ signs  # the network's outputs at the positions, written out here
         np.testing.assert_allclose(qp.Phi @ xv, f[data.where], rtol=1e-10, atol=1e-10)
         scale = 1.0 + np.abs(xv).max()
-        assert np.all(qp.A @ xv >= -1e-9 * scale), "a row cuts off a network of the node"
+        assert np.all(qp.A @ xv >= qp.rhs - 1e-9 * scale), "a row cuts off a network of the node"
         assert np.all(xv >= qp.lower - 1e-9 * scale) and np.all(xv <= qp.upper + 1e-9 * scale)
         solved = rx.solve_qp(data, qp)
         assert solved is not None
