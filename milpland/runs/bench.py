@@ -293,8 +293,8 @@ def scip_deep_in_process(spec: InstanceSpec, ctx: dict) -> dict:
 
     out = solve_minlp(spec)
     risk, bound = out.risk, out.lower_bound
-    return {"status": out.status, "certified": False, "risk": risk, "lower_bound": bound,
-            "gap": (risk - bound) / max(abs(risk), 1e-12) if np.isfinite(risk) else np.nan,
+    return {"status": out.status, "certified": out.certified, "box_active": out.box_active, "risk": risk,
+            "lower_bound": bound, "gap": (risk - bound) / max(abs(risk), 1e-12) if np.isfinite(risk) else np.nan,
             "seconds": out.seconds, "nodes": out.nodes, "solver_version": out.version}
 
 

@@ -32,6 +32,9 @@ from milpland.search.deep_model import CanonicalNet, TwoLayerData, canonical_fro
 KNOTS_SHARE = 0.5  # of the incumbent budget, at most this much goes to exact solves at fixed knots
 MAX_KNOT_SETS = 3  # the shallow solve's knots and those of the best descents
 KNOTS_SECONDS = 2.0  # time limit of one exact solve at fixed knots (its best point is used either way)
+KNOTS_MILP_MAX_N = 12  # up to this many samples the solves at fixed knots use the MILP: on 3-4 samples with a
+# box-1 feature spec the pattern search hit its 2 s limit where the MILP finished in under a second
+# (models/suites/deep-scip.toml, five random knot sets each, shared machine)
 DESCENT_ITERATIONS = 300  # L-BFGS iterations of a first-incumbent descent
 
 
@@ -172,7 +175,8 @@ def feature_spec(spec: InstanceSpec, data: TwoLayerData, orientations, t, *, tim
         X = X[:, columns]
     net = NetworkSpec(hidden=(data.widths[1],), activation=spec.network.activation,
                       output_bias=spec.network.output_bias)
-    solve = SolveOptions(time_limit=max(time_limit, 0.1), rel_gap=spec.solve.rel_gap, seed=spec.solve.seed)
+    solve = SolveOptions(time_limit=max(time_limit, 0.1), rel_gap=spec.solve.rel_gap, seed=spec.solve.seed,
+                         method="milp" if spec.n <= KNOTS_MILP_MAX_N else "auto")
     return InstanceSpec(name=f"{spec.name}-features", X=X, y=spec.y, network=net, loss=spec.loss,
                         box=Box(weight=data.box, output=data.box), solve=solve)
 
@@ -277,7 +281,8 @@ def _shallow_knots(spec: InstanceSpec, data: TwoLayerData, *, time_limit: float,
     m1 = data.widths[0]
     shallow = dataclasses.replace(spec, network=NetworkSpec(hidden=(m1,), activation=spec.network.activation,
                                                             output_bias=spec.network.output_bias),
-                                  solve=dataclasses.replace(spec.solve, time_limit=max(time_limit, 0.1)))
+                                  solve=dataclasses.replace(spec.solve, time_limit=max(time_limit, 0.1),
+                                                            method="milp" if spec.n <= KNOTS_MILP_MAX_N else "auto"))
     result = one_hidden(shallow)
     if result.params is None:
         return None

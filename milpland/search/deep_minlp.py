@@ -19,11 +19,16 @@ import numpy as np
 
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
-from milpland.search.deep_model import CanonicalNet, TwoLayerData
+from milpland.search.deep_model import ABS_TOL_FACTOR, CanonicalNet, TwoLayerData
 
 
 @dataclass(frozen=True, eq=False)
 class MinlpOutcome:
+    """SCIP's answer.  ``status`` optimal: SCIP closed every sign class (its own tolerances).
+    ``certified``: what the two-layer search's flag claims (DESIGN §6a), checked the same way:
+    SCIP finished, its point (re-evaluated with numpy) is within max(rel_gap * risk, abs_tol) of
+    its bound and touches no box bound; or that point's risk is zero to abs_tol."""
+
     status: str  # optimal (every class closed by SCIP) | time_limit
     risk: float  # numpy risk of the best point (inf if none)
     lower_bound: float  # SCIP's dual bound (min over classes)
@@ -31,6 +36,8 @@ class MinlpOutcome:
     nodes: int
     seconds: float
     version: str
+    box_active: bool = False
+    certified: bool = False
 
 
 def solve_minlp(spec: InstanceSpec, *, time_limit: float | None = None, cutoff: float = np.inf) -> MinlpOutcome:
@@ -71,9 +78,24 @@ def solve_minlp(spec: InstanceSpec, *, time_limit: float | None = None, cutoff: 
     version = pyscipopt.Model().version()
     if not np.isfinite(bound):
         bound = best_risk
-    return MinlpOutcome(status="optimal" if complete else "time_limit",
-                        risk=best_risk if best_net is not None else np.inf, lower_bound=min(bound, best_risk),
-                        net=best_net, nodes=nodes, seconds=time.perf_counter() - started, version=str(version))
+    risk = best_risk if best_net is not None else np.inf
+    lower = min(bound, best_risk)
+    box_active = best_net is not None and best_net.box_active(data)
+    return MinlpOutcome(status="optimal" if complete else "time_limit", risk=risk, lower_bound=lower,
+                        net=best_net, nodes=nodes, seconds=time.perf_counter() - started, version=str(version),
+                        box_active=box_active,
+                        certified=certified_like_search(spec, data, risk, lower, complete=complete,
+                                                        box_active=box_active))
+
+
+def certified_like_search(spec: InstanceSpec, data: TwoLayerData, risk: float, lower: float, *, complete: bool,
+                          box_active: bool) -> bool:
+    """The two-layer search's `certified` rule (`deep_result.assemble`) applied to SCIP's answer."""
+    if not np.isfinite(risk):
+        return False
+    abs_tol = ABS_TOL_FACTOR * data.baseline()
+    closed = risk - lower <= max(spec.solve.rel_gap * abs(risk), abs_tol)
+    return bool((complete and closed and not box_active) or risk <= abs_tol)
 
 
 def build_model(pyscipopt, data: TwoLayerData, signs: np.ndarray):

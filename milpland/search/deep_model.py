@@ -29,6 +29,7 @@ from milpland.instance.deep import DeepParams
 from milpland.instance.spec import InstanceSpec
 
 BOX_ACTIVE_RTOL = 1e-7  # a canonical weight within this relative distance of B is "at the bound"
+ABS_TOL_FACTOR = 1e-9  # absolute certification tolerance, relative to the best constant's risk
 
 
 def two_layer_reason(spec: InstanceSpec) -> str | None:

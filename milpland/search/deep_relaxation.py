@@ -69,6 +69,7 @@ class DeepNode:
     mhi: np.ndarray
     P: np.ndarray  # (G, m2) int8 layer-2 pattern per position
     signs: np.ndarray  # (m2,) output signs
+    runs: list | None = None  # the convex / concave runs of every layer-2 unit (deep_solve.node_runs), cached
 
     def __lt__(self, other: "DeepNode") -> bool:
         return (self.bound, self.tiebreak) < (other.bound, other.tiebreak)
@@ -79,10 +80,11 @@ class DeepNode:
 
 @dataclass(frozen=True, eq=False)
 class NodeQP:
-    """min w ||Phi z - y||^2 s.t. A z >= 0, lower <= z <= upper.  Z: z_pk as rows over the variables."""
+    """min w ||Phi z - y||^2 s.t. A z >= rhs, lower <= z <= upper.  Z: z_pk as rows over the variables."""
 
     Phi: np.ndarray
     A: np.ndarray
+    rhs: np.ndarray  # (rows,) 0 except on the secant rows of undecided pairs
     lower: np.ndarray
     upper: np.ndarray
     Z: np.ndarray  # (G, m2, N)
@@ -121,9 +123,10 @@ def kink_runs(data: TwoLayerData, node: DeepNode) -> tuple[np.ndarray, np.ndarra
     return convex, concave
 
 
-def node_qp(data: TwoLayerData, node: DeepNode, *, conic: bool = True) -> NodeQP:
+def node_qp(data: TwoLayerData, node: DeepNode, *, conic: bool = True, secant: bool = True) -> NodeQP:
     """The node's QP; ``conic`` False gives the first-order relaxation (each layer-2 unit its own
-    knot in the interval: 0 <= W_kj <= D_j M_kj only), kept for the ablation."""
+    knot in the interval: 0 <= W_kj <= D_j M_kj only), kept for the ablation; ``secant`` False drops
+    the secant rows of the undecided pairs (h <= M only), kept for the ablation."""
     G = data.n_positions
     m1, m2 = data.widths
     a0, a1 = data.slopes
@@ -154,8 +157,40 @@ def node_qp(data: TwoLayerData, node: DeepNode, *, conic: bool = True) -> NodeQP
     rows.append(_convexity_rows(data, node, Z, H))
     rows.append(_mccormick_rows(node, cols, D, N) if conic else _per_unit_rows(cols, D, N))
     A = np.vstack([r.reshape(-1, N) for r in rows])
-    lower, upper = _variable_bounds(data, node, cols, D, fi, N)
-    return NodeQP(Phi=Phi, A=A, lower=lower, upper=upper, Z=Z, free=(fi, fk), p0=cols.p0)
+    rhs = np.zeros(A.shape[0])
+    zlo, zhi = z_range(data, node)
+    if secant and fi.size:
+        srows, srhs = _secant_rows(Z, fi, fk, hcol, zlo, zhi)
+        A, rhs = np.vstack([A, srows]), np.concatenate([rhs, srhs])
+    lower, upper = _variable_bounds(data, node, cols, D, fi, N, zhi if secant else None)
+    return NodeQP(Phi=Phi, A=A, rhs=rhs, lower=lower, upper=upper, Z=Z, free=(fi, fk), p0=cols.p0)
+
+
+def z_range(data: TwoLayerData, node: DeepNode) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper), each (G, m2): bounds on z_pk over every network of the node.
+
+    z_pk = b~_k + sum_j sigma_kj |A_kj| phi_pj(t_j) with |b~_k|, |A_kj| <= B and phi_pj(t_j)
+    between phi_pj(L_j) and phi_pj(U_j) (monotone in t_j): a unit of sign +1 adds between 0 and
+    B max phi_pj, one of sign -1 between -B max phi_pj and 0."""
+    B = data.box
+    span = np.maximum(np.abs(data.features(node.orientations, node.L)),
+                      np.abs(data.features(node.orientations, node.U)))  # (G, m1)
+    pos = span @ (B * (node.sig > 0)).T  # (G, m2)
+    neg = span @ (B * (node.sig < 0)).T
+    return -B - neg, B + pos
+
+
+def _secant_rows(Z: np.ndarray, fi: np.ndarray, fk: np.ndarray, hcol: np.ndarray, zlo: np.ndarray,
+                 zhi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """h <= u (z - l) / (u - l) for every undecided pair, z in [l, u] (l < 0 < u): the concave
+    envelope of relu over [l, u], as lam z - h >= lam l with lam = u / (u - l) in (0, 1) (scaled so that
+    h has coefficient -1: unscaled, u z - (u - l) h >= u l had coefficients of order B^2 and the
+    recomputed bound lost up to 0.2 on the zigzag's nodes with B = 100)."""
+    lo, hi = zlo[fi, fk], zhi[fi, fk]
+    lam = hi / (hi - lo)
+    rows = lam[:, None] * Z[fi, fk]
+    rows[np.arange(fi.size), hcol[fi, fk]] -= 1.0
+    return rows, lam * lo
 
 
 def _convexity_rows(data: TwoLayerData, node: DeepNode, Z: np.ndarray, H: np.ndarray) -> np.ndarray:
@@ -185,44 +220,44 @@ def _mccormick_rows(node: DeepNode, cols: Columns, D: np.ndarray, N: int) -> np.
 
     Per unit j (a = sum_k M_kj, E = sum_k W_kj): E <= D a; and per k (when m2 > 1)
     M_kj >= mlo a, M_kj <= mhi a, the four McCormick rows of W_kj (the two share rows only when
-    the share interval is narrower than [0, 1])."""
+    the share interval is narrower than [0, 1]).  Built for all j at once: block[j, r] is row r of unit j."""
     m2, m1 = cols.m2, cols.m1
-    out = []
-    for j in range(m1):
-        Mj, Wj, d = cols.M[:, j], cols.W[:, j], D[j]
-        r = np.zeros(N)
-        r[Wj], r[Mj] = -1.0, d
-        out.append(r)
-        if m2 == 1:
-            continue  # a single unit: mu = 1 and W = E exactly
-        lo, hi = node.mlo[:, j], node.mhi[:, j]
-        block = np.zeros((6 * m2, N))
-        k = np.arange(m2)
-        kk = k[:, None]
-        # M_kj - lo a >= 0 ; hi a - M_kj >= 0
-        block[kk, Mj[None, :]] = -lo[:, None]
-        block[k, Mj] += 1.0
-        block[m2 + kk, Mj[None, :]] = hi[:, None]
-        block[m2 + k, Mj] -= 1.0
-        # W - lo E >= 0
-        block[2 * m2 + kk, Wj[None, :]] = -lo[:, None]
-        block[2 * m2 + k, Wj] += 1.0
-        # W - hi E - d M + hi d a >= 0
-        block[3 * m2 + kk, Wj[None, :]] = -hi[:, None]
-        block[3 * m2 + k, Wj] += 1.0
-        block[3 * m2 + kk, Mj[None, :]] = hi[:, None] * d
-        block[3 * m2 + k, Mj] -= d
-        # -W + hi E >= 0
-        block[4 * m2 + kk, Wj[None, :]] = hi[:, None]
-        block[4 * m2 + k, Wj] -= 1.0
-        # -W + lo E + d M - lo d a >= 0
-        block[5 * m2 + kk, Wj[None, :]] = lo[:, None]
-        block[5 * m2 + k, Wj] -= 1.0
-        block[5 * m2 + kk, Mj[None, :]] = -lo[:, None] * d
-        block[5 * m2 + k, Mj] += d
-        keep = np.concatenate([lo > 0, hi < 1, lo > 0, np.ones(3 * m2, dtype=bool)])
-        out.append(block[keep])
-    return np.vstack(out)
+    M, W = cols.M.T, cols.W.T  # (m1, m2): the columns of unit j
+    j1 = np.arange(m1)[:, None]
+    knot = np.zeros((m1, N))
+    knot[j1, W] = -1.0
+    knot[j1, M] = D[:, None]
+    if m2 == 1:
+        return knot  # a single unit: mu = 1 and W = E exactly
+    lo, hi, d = node.mlo.T, node.mhi.T, D[:, None]  # (m1, m2), (m1, 1)
+    block = np.zeros((m1, 6, m2, N))
+    jj, kk = np.arange(m1)[:, None, None], np.arange(m2)[None, :, None]
+    every_M, every_W = M[:, None, :], W[:, None, :]  # (m1, 1, m2): the sums a and E
+    jk = (np.arange(m1)[:, None], np.arange(m2)[None, :])
+    # 0: M_kj - lo a >= 0 ; 1: hi a - M_kj >= 0
+    block[jj, 0, kk, every_M] = -lo[..., None]
+    block[jk[0], 0, jk[1], M] += 1.0
+    block[jj, 1, kk, every_M] = hi[..., None]
+    block[jk[0], 1, jk[1], M] -= 1.0
+    # 2: W - lo E >= 0
+    block[jj, 2, kk, every_W] = -lo[..., None]
+    block[jk[0], 2, jk[1], W] += 1.0
+    # 3: W - hi E - d M + hi d a >= 0
+    block[jj, 3, kk, every_W] = -hi[..., None]
+    block[jk[0], 3, jk[1], W] += 1.0
+    block[jj, 3, kk, every_M] = (hi * d)[..., None]
+    block[jk[0], 3, jk[1], M] -= d
+    # 4: -W + hi E >= 0
+    block[jj, 4, kk, every_W] = hi[..., None]
+    block[jk[0], 4, jk[1], W] -= 1.0
+    # 5: -W + lo E + d M - lo d a >= 0
+    block[jj, 5, kk, every_W] = lo[..., None]
+    block[jk[0], 5, jk[1], W] -= 1.0
+    block[jj, 5, kk, every_M] = (-lo * d)[..., None]
+    block[jk[0], 5, jk[1], M] += d
+    keep = np.ones((m1, 6, m2), dtype=bool)
+    keep[:, 0], keep[:, 1], keep[:, 2] = lo > 0, hi < 1, lo > 0
+    return np.vstack([knot, block[keep]])
 
 
 def _per_unit_rows(cols: Columns, D: np.ndarray, N: int) -> np.ndarray:
@@ -234,8 +269,10 @@ def _per_unit_rows(cols: Columns, D: np.ndarray, N: int) -> np.ndarray:
     return out
 
 
-def _variable_bounds(data: TwoLayerData, node: DeepNode, cols: Columns, D: np.ndarray, fi: np.ndarray, N: int):
-    """Bounds every network of the node obeys (the output bias: where its optimum lies)."""
+def _variable_bounds(data: TwoLayerData, node: DeepNode, cols: Columns, D: np.ndarray, fi: np.ndarray, N: int,
+                     zhi: np.ndarray | None = None):
+    """Bounds every network of the node obeys (the output bias: where its optimum lies); ``zhi``:
+    the upper bounds of z_pk (`z_range`) for the h of undecided pairs (default: the box's M)."""
     B = data.box
     m1, m2 = data.widths
     a0, a1 = data.slopes
@@ -249,7 +286,8 @@ def _variable_bounds(data: TwoLayerData, node: DeepNode, cols: Columns, D: np.nd
     lower[cols.b], upper[cols.b] = -B, B
     upper[cols.M] = B
     upper[cols.W] = B * D[None, :]
-    upper[cols.p0:] = zmax[fi]
+    fk = np.nonzero(node.P == UNDECIDED)[1]
+    upper[cols.p0:] = zmax[fi] if zhi is None else np.minimum(zmax[fi], zhi[fi, fk])
     return lower, upper
 
 
@@ -285,6 +323,7 @@ def solve_qp(data: TwoLayerData, qp: NodeQP):
     else:  # -(e - 1 + y * Phi z) <= 0
         dense[:n, :N], dense[:n, N:], b[:n] = -data.y[:, None] * qp.Phi, -np.eye(n), -1.0
     dense[head:head + R, :N] = -qp.A
+    b[head:head + R] = -qp.rhs
     dense[head + R + np.arange(upper.size), upper] = 1.0
     dense[head + R + upper.size + np.arange(lower.size), lower] = -1.0
     b[head + R:] = np.concatenate([qp.upper[upper], -qp.lower[lower]])
@@ -304,7 +343,7 @@ def solve_qp(data: TwoLayerData, qp: NodeQP):
     settings = clarabel.DefaultSettings()
     settings.verbose = False
     settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = SOLVER_TOL
-    sol = clarabel.DefaultSolver(Pm, q, sp.csc_matrix(dense), b, cones, settings).solve()
+    sol = clarabel.DefaultSolver(Pm, q, _csc(dense), b, cones, settings).solve()
     if str(sol.status) not in ACCEPTED:
         return None
     z = np.asarray(sol.x)[:N]
@@ -318,6 +357,15 @@ def solve_qp(data: TwoLayerData, qp: NodeQP):
     if not (np.all(np.isfinite(z)) and np.all(np.isfinite(lam))):
         return None
     return z, lam, slopes
+
+
+def _csc(dense: np.ndarray) -> sp.csc_matrix:
+    """``dense`` in compressed columns, built from its non-zeros directly (scipy's conversion of a
+    dense array went through COO and took as long as Clarabel's solve on these small QPs)."""
+    cols, rows = np.nonzero(dense.T)  # column-major order, rows sorted within each column
+    indptr = np.zeros(dense.shape[1] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cols, minlength=dense.shape[1]), out=indptr[1:])
+    return sp.csc_matrix((dense.T[cols, rows], rows.astype(np.int64), indptr), shape=dense.shape)
 
 
 def _implied_upper(data: TwoLayerData, N: int) -> np.ndarray:
@@ -334,26 +382,27 @@ def bound(data: TwoLayerData, qp: NodeQP, z: np.ndarray, lam: np.ndarray, slopes
 
     Squared: with the tangent slopes mu = 2 w (Phi z - y), every feasible z' obeys
         w ||Phi z' - y||^2 >= w ||Phi z - y||^2 + mu . Phi (z' - z)
-                           >= w ||Phi z - y||^2 - mu . Phi z + (Phi^T mu - A^T lam) . z'   (lam . A z' >= 0).
-    Absolute: |r| >= s r for s in [-1, 1], so the risk >= -w s . y + (w Phi^T s - A^T lam) . z'.
-    Hinge: max(0, 1 - y f) >= pi (1 - y f) for pi in [0, 1], so the risk >= w sum pi
-    + (-w Phi^T (pi y) - A^T lam) . z'.  In each the last term is at least its minimum over the
-    variable bounds."""
+                           >= w ||Phi z - y||^2 - mu . Phi z + lam . rhs + (Phi^T mu - A^T lam) . z'
+    (lam . (A z' - rhs) >= 0).  Absolute: |r| >= s r for s in [-1, 1], so the risk
+    >= -w s . y + lam . rhs + (w Phi^T s - A^T lam) . z'.  Hinge: max(0, 1 - y f) >= pi (1 - y f) for
+    pi in [0, 1], so the risk >= w sum pi + lam . rhs + (-w Phi^T (pi y) - A^T lam) . z'.  In each
+    the last term is at least its minimum over the variable bounds."""
     ld = np.longdouble
     lo, hi = qp.lower.astype(ld), qp.upper.astype(ld)
     lam = np.maximum(lam, 0.0).astype(ld)
     Phi = qp.Phi.astype(ld)
     w, y = ld(data.weight), data.y.astype(ld)
+    offset = lam @ qp.rhs.astype(ld)
     if data.loss == "squared":
         zc = np.clip(z, qp.lower, qp.upper).astype(ld)
         resid = Phi @ zc - y
         mu = 2 * w * resid
         r = Phi.T @ mu - qp.A.T.astype(ld) @ lam
-        return float(w * (resid @ resid) - mu @ (Phi @ zc) + np.sum(np.minimum(r * lo, r * hi)))
+        return float(w * (resid @ resid) - mu @ (Phi @ zc) + offset + np.sum(np.minimum(r * lo, r * hi)))
     if data.loss == "absolute":
         s_ = np.clip(np.asarray(slopes, dtype=float), -1.0, 1.0).astype(ld)
         r = w * (Phi.T @ s_) - qp.A.T.astype(ld) @ lam
-        return float(-w * (s_ @ y) + np.sum(np.minimum(r * lo, r * hi)))
+        return float(-w * (s_ @ y) + offset + np.sum(np.minimum(r * lo, r * hi)))
     pi = np.clip(np.asarray(slopes, dtype=float), 0.0, 1.0).astype(ld)
     r = -w * (Phi.T @ (pi * y)) - qp.A.T.astype(ld) @ lam
-    return float(w * np.sum(pi) + np.sum(np.minimum(r * lo, r * hi)))
+    return float(w * np.sum(pi) + offset + np.sum(np.minimum(r * lo, r * hi)))

@@ -37,15 +37,15 @@ from milpland.search.deep_incumbents import (
     first_incumbents,
     knots_global,
 )
-from milpland.search.deep_model import CanonicalNet, TwoLayerData, two_layer_reason
+from milpland.search.deep_model import ABS_TOL_FACTOR, CanonicalNet, TwoLayerData, two_layer_reason
 from milpland.search.deep_relaxation import UNDECIDED, DeepNode
 from milpland.search.deep_result import DeepSolveResult, assemble
 from milpland.search.outcome import tolerance
 from milpland.search.pattern_bnb import lex_ordered as pattern_lex_ordered
 
-ABS_TOL_FACTOR = 1e-9  # absolute certification tolerance, relative to the best constant's risk
 EXCESS_TOL = 1e-9  # h - relu(z) below this (relative to the weights) is no excess
 POLISH_FACTOR = 1.5  # relaxation networks within this factor of the incumbent are polished
+POLISH_SHARE = 0.1  # ... while polishing has taken less than this share of the search's time
 REPORT_SECONDS = 2.0
 
 
@@ -58,6 +58,7 @@ class DeepOptions:
     polish: bool = True  # relaxation points polished by the exact cell problem at their knots
     symmetry: bool = True
     conic: bool = True  # the conic McCormick relaxation; False: each unit its own knot (first order)
+    secant: bool = True  # undecided layer-2 pairs: the secant of relu over z's range (False: h <= M only)
 
 
 @dataclass
@@ -68,6 +69,8 @@ class SearchStats:
     share_splits: int = 0
     solver_failures: int = 0
     polished: int = 0
+    polish_seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
     leaves: int = 0
     interrupted: bool = False
     roots: int = 0
@@ -205,24 +208,38 @@ def propagate(data: TwoLayerData, node: DeepNode, P: np.ndarray) -> np.ndarray |
     On a run of positions where z_k is convex, {z_k <= 0} is an interval: bottom positions fill
     the span between them, and a top position left (right) of a bottom one makes every position
     further left (right) top.  Where z_k is concave the same holds with top and bottom swapped.
-    Between two knots z_k is affine, both rules apply: the 1-D threshold rule."""
-    convex, concave = rx.kink_runs(data, node)
-    P = P.copy()
-    G = data.n_positions
-    for _ in range(2 * G + 2):
+    Between two knots z_k is affine, both rules apply: the 1-D threshold rule.
+    (Plain lists: the columns are a few positions long, where numpy's per-call cost dominated.)"""
+    if not np.any(P != UNDECIDED):  # nothing decided (a root): nothing to force
+        return P
+    runs = node_runs(data, node)
+    cols = P.T.tolist()
+    for _ in range(2 * data.n_positions + 2):
         changed = False
-        for k in range(P.shape[1]):
-            for inner, ok in ((0, convex[k]), (1, concave[k])):
-                for run in _runs(ok, G):
-                    new = _interval_rule(P[run, k], inner)
-                    if new is None:
-                        return None
-                    if np.any(new != P[run, k]):
-                        P[run, k] = new
-                        changed = True
+        for col, unit_runs in zip(cols, runs):
+            for inner, run in unit_runs:
+                values = [col[i] for i in run]
+                new = _interval_rule(values, inner)
+                if new is None:
+                    return None
+                if new != values:
+                    for i, v in zip(run, new):
+                        col[i] = v
+                    changed = True
         if not changed:
-            return P
-    return P
+            break
+    return np.array(cols, dtype=np.int8).T.copy()
+
+
+def node_runs(data: TwoLayerData, node: DeepNode) -> list[list[tuple[int, list[int]]]]:
+    """Per layer-2 unit, (inner piece, positions) of every maximal convex run (inner 0: bottom)
+    and concave run (inner 1: top); computed once per node (its children share its kinks)."""
+    if node.runs is None:
+        convex, concave = rx.kink_runs(data, node)
+        G = data.n_positions
+        node.runs = [[(inner, run.tolist()) for inner, ok in ((0, convex[k]), (1, concave[k]))
+                      for run in _runs(ok, G) if run.size > 1] for k in range(convex.shape[0])]
+    return node.runs
 
 
 def _runs(ok: np.ndarray, G: int) -> list[np.ndarray]:
@@ -235,23 +252,22 @@ def _runs(ok: np.ndarray, G: int) -> list[np.ndarray]:
     return runs
 
 
-def _interval_rule(col: np.ndarray, inner: int) -> np.ndarray | None:
+def _interval_rule(col: list[int], inner: int) -> list[int] | None:
     """``inner`` positions form an interval, the others a prefix and a suffix."""
     outer = 1 - inner
-    col = col.copy()
-    at = np.flatnonzero(col == inner)
-    if at.size == 0:
+    at = [i for i, v in enumerate(col) if v == inner]
+    if not at:
         return col
-    lo, hi = at.min(), at.max()
-    if np.any(col[lo:hi + 1] == outer):
+    lo, hi = at[0], at[-1]
+    if outer in col[lo:hi + 1]:
         return None
-    col[lo:hi + 1] = inner
-    outside = np.flatnonzero(col == outer)
-    left, right = outside[outside < lo], outside[outside > hi]
-    if left.size:
-        col[:left.max()] = outer
-    if right.size:
-        col[right.min() + 1:] = outer
+    col = col[:lo] + [inner] * (hi + 1 - lo) + col[hi + 1:]
+    left = [i for i in range(lo) if col[i] == outer]
+    if left:
+        col[:left[-1]] = [outer] * left[-1]
+    right = [i for i in range(hi + 1, len(col)) if col[i] == outer]
+    if right:
+        col[right[0] + 1:] = [outer] * (len(col) - right[0] - 1)
     return col
 
 
@@ -313,7 +329,7 @@ def expand(spec, data: TwoLayerData, node: DeepNode, incumbent: DeepIncumbent, c
     if options.symmetry and not knots_ordered(node):
         return []
     stats.nodes += 1
-    ev = evaluate(data, node, stats, conic=options.conic)
+    ev = evaluate(data, node, stats, conic=options.conic, secant=options.secant)
     if ev.bound >= cutoff():
         return []
     net, excess, violation = read_point(data, node, ev)
@@ -337,8 +353,9 @@ def expand(spec, data: TwoLayerData, node: DeepNode, incumbent: DeepIncumbent, c
     return split_interval(data, node, np.ones_like(node.mlo), ev.bound, counter, stats, shares=options.conic)
 
 
-def evaluate(data: TwoLayerData, node: DeepNode, stats: SearchStats, *, conic: bool = True) -> _Evaluated:
-    qp = rx.node_qp(data, node, conic=conic)
+def evaluate(data: TwoLayerData, node: DeepNode, stats: SearchStats, *, conic: bool = True,
+             secant: bool = True) -> _Evaluated:
+    qp = rx.node_qp(data, node, conic=conic, secant=secant)
     solved = rx.solve_qp(data, qp)
     if solved is None:
         stats.solver_failures += 1
@@ -384,11 +401,25 @@ def offer(spec, data: TwoLayerData, net: CanonicalNet | None, node: DeepNode, in
     if net is None or not net.in_box(data):
         return
     risk = net.risk(data)
-    if risk < incumbent.risk:
+    improved = risk < incumbent.risk
+    if improved:
         incumbent.update(net, risk, "relaxation")
     if not options.polish or risk > POLISH_FACTOR * incumbent.risk:
         return
+    # polishing finds better points early but costs a cell solve: it keeps to its share of the time
+    # (profile of a 1-3-2-1 search: a quarter of the time went to polishing points that did not improve)
+    if not improved and stats.polish_seconds > POLISH_SHARE * (time.perf_counter() - stats.started):
+        return
     stats.polished += 1
+    began = time.perf_counter()
+    try:
+        polish(spec, data, net, incumbent, one_hidden)
+    finally:
+        stats.polish_seconds += time.perf_counter() - began
+
+
+def polish(spec, data: TwoLayerData, net: CanonicalNet, incumbent: DeepIncumbent, one_hidden=None) -> None:
+    """``net``'s own layer-2 cell at its knots; when that beats the incumbent, the exact layer 2 too."""
     better = best_at_knots(spec, data, net)
     if better is None or better[1] >= incumbent.risk:
         return
@@ -452,6 +483,7 @@ def split_interval(data: TwoLayerData, node: DeepNode, violation: np.ndarray, bo
 
 def _child(node: DeepNode, bound: float, counter, **changes) -> DeepNode:
     fields = dict(bound=bound, tiebreak=-next(counter), orientations=node.orientations, gaps=node.gaps,
-                  sig=node.sig, L=node.L, U=node.U, mlo=node.mlo, mhi=node.mhi, P=node.P, signs=node.signs)
+                  sig=node.sig, L=node.L, U=node.U, mlo=node.mlo, mhi=node.mhi, P=node.P, signs=node.signs,
+                  runs=node.runs)
     fields.update(changes)
     return DeepNode(**fields)
