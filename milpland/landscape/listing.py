@@ -55,7 +55,7 @@ METHODS = ("auto", "enumerate", "bnb", "sample", "milp")
 DEFAULT_MAX_CELLS = 1_000_000  # about a minute with the compiled kernels (results/enumeration-speed.md)
 DEFAULT_MAX_CELLS_CELLWISE = 20_000  # about a minute where each cell goes through HiGHS (200-2,000 cells/s)
 # a fixed threshold (--risk-max, --gap-max, --gap-rel): every cell solved, only the band certified, cells above it
-# left at a bound: about 7 us of one core a cell (d = 1, width 3, n = 100: 10.7 million cells, 115 s CPU in all)
+# left at a bound: about 7 us of one core a cell (d = 1, width 3, n = 100: 10.7 million cells, 81 s CPU in all)
 DEFAULT_MAX_CELLS_THRESHOLD = 12_000_000
 DEFAULT_STARTS = 100
 Progress = Callable[[str], None]
