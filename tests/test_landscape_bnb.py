@@ -400,3 +400,16 @@ def test_bench_band_methods_list_the_enumerations_band(tmp_path):
         row = rows[method]
         assert row["certified"] and row["matches_enumerate"] is True and row["listed_by"] == listed_by
         assert row["threshold"] == pytest.approx(1.5 * rows["landscape-enumerate"]["risk"], rel=1e-9)
+
+
+def test_text_says_what_a_thresholded_enumeration_and_a_decayed_listing_claim(tmp_path, capsys):
+    path = tmp_path / "t.toml"
+    path.write_text('name = "t"\n[data]\nx = [0.0, 1.0, 2.0, 3.0]\ny = [0.0, 1.0, 0.0, 1.0]\n[network]\nhidden = [2]\n')
+    assert main(["landscape", str(path), "--method", "enumerate", "--gap-max", "0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "every local minimum in the box up to the threshold: yes" in out
+    assert "listing       risk <= global + 0.1: threshold" in out
+    path.write_text(path.read_text() + "[loss]\nweight_decay = 0.1\n")
+    assert main(["landscape", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "every local minimum over all weights" in out and "in the box" not in out.split("\n")[3]

@@ -214,6 +214,18 @@ GLOBAL_SOURCES = {"enumerate": "the complete enumeration", "bnb": "the listing's
                   "solve_global": "solve_global"}
 
 
+def complete_means(obj: dict) -> str:
+    """What `complete` claims for this listing: the method's meaning, over the certificate's region
+    (weight decay: not the box), up to the threshold when a query restricted it."""
+    means = COMPLETE_MEANS.get(obj["method"], "?")
+    region = (obj.get("global") or {}).get("region", "box")
+    if region != "box":
+        means = means.replace("in the box", f"over {region}")
+    if obj["method"] == "enumerate" and obj.get("threshold") is not None:
+        means += " up to the threshold"
+    return means
+
+
 def format_text(obj: dict) -> str:
     """A readable table of ``LandscapeResult.to_json()``."""
     g = obj["global"]
@@ -231,7 +243,7 @@ def format_text(obj: dict) -> str:
         f"architecture  {g.get('architecture', '?')}, {g.get('loss', '?')} loss ({g.get('reduction', '?')})",
         f"method        {obj['method']}" + (f" (asked: {obj['requested']})" if obj.get("requested") != obj["method"]
                                              else "")
-        + f"  (complete, i.e. {COMPLETE_MEANS.get(obj['method'], '?')}: {'yes' if obj['complete'] else 'no'})",
+        + f"  (complete, i.e. {complete_means(obj)}: {'yes' if obj['complete'] else 'no'})",
         *_listing_lines(obj),
         f"global        {number_text(obj['global_risk'])}  from {source}; certified: {'yes' if g['certified'] else 'NO'}"
         + ("; box bound active" if g.get("box_active") else "")
@@ -288,13 +300,19 @@ def headline_text(obj: dict) -> str:
 
 
 def _listing_lines(obj: dict) -> list[str]:
-    if obj["method"] != "bnb":
+    if obj["method"] != "bnb" and not (obj["method"] == "enumerate" and obj.get("query")):
         return []
     line = f"listing       {obj['query']}: threshold {number_text(obj['threshold'])}"
-    if not obj["complete"]:
+    if obj["method"] == "enumerate":
+        cells = (obj.get("counts") or {}).get("cells_bounded_above")
+        if cells:
+            line += f" ({cells} cells proven above it by a bound, not certified further)"
+    elif not obj["complete"]:
         line += (f"; stopped early: every minimum below {number_text(obj['proven_below'])} is listed "
                  f"(open bound {number_text(obj['open_bound'])})")
     return [line]
+
+
 def _basin(m: dict) -> str:
     """The basin column: the fraction, and with a census the count and the Wilson interval."""
     basin = m.get("basin_fraction")
