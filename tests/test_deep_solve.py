@@ -538,3 +538,14 @@ def test_a_stop_request_ends_the_two_layer_search_with_a_valid_bound():
     assert result.status == "interrupted" and not result.certified and result.verification.ok
     assert result.lower_bound <= 0.1 <= result.risk + 1e-12
     assert result.risk == pytest.approx(mse(result.params, np.arange(8.0), [0, 1, 0, 1, 0, 1, 0, 1]), rel=1e-9)
+
+
+def test_a_one_hidden_layer_method_on_a_two_layer_spec_is_refused_in_one_line(tmp_path, capsys):
+    from milpland.cli import main as cli_main
+
+    path = tmp_path / "deep.toml"
+    path.write_text('name = "deep"\n[data]\nx = [0.0, 1.0, 2.0, 3.0]\ny = [0.0, 1.0, 0.0, 1.0]\n'
+                    '[network]\nhidden = [2, 2]\n')
+    assert cli_main(["solve", str(path), "--method", "milp"]) == 2
+    err = capsys.readouterr().err
+    assert "applies to one hidden layer" in err and "hidden = [2, 2]" in err and "Traceback" not in err

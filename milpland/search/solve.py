@@ -130,6 +130,10 @@ def solve_global(
     if spec.network.depth != 1:
         if explore is not None:
             raise MilplandError("the branch-and-bound listing handles one hidden layer only")
+        if spec.solve.method != "auto":  # milp and bnb are one-hidden-layer searches: say so, not run another
+            raise MilplandError(f"solve.method = {spec.solve.method!r} (or --method) applies to one hidden layer; "
+                                f"{spec.name} has hidden = {list(spec.network.hidden)}: drop it (auto runs the "
+                                "two-layer search)")
         from milpland.search.deep_solve import solve_deep  # the two-layer search (DESIGN §6a)
 
         return solve_deep(spec, progress=progress, one_hidden=solve_global)
