@@ -661,8 +661,9 @@ def verify_cells(units, signs, patterns, facets, slopes, Xh, y, theta, c, has_c,
         for j in range(m):
             _unit_multipliers(Xh, pieces, signs[cell], slopes, mu, cand, j, th, lo_b, hi_b, lam)
         best = _gap(Xh, y, pieces, signs[cell], slopes, f, mu, lam, th, lo_b, hi_b, gx, m, D, has_c, r)
-        if risk - max(w * best, 0.0) - rounding > above:
-            lower_out[cell] = risk - max(w * best, 0.0) - rounding
+        first_lower = risk - max(w * best, 0.0) - rounding
+        if first_lower > above:
+            lower_out[cell] = first_lower
             kkt_out[cell] = np.inf
             status_out[cell] = ABOVE
             continue

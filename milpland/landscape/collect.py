@@ -77,7 +77,6 @@ class Query:
         return levels[self.levels - 1] if len(levels) >= self.levels else np.inf
 
 
-
 def distinct_levels(risks, tol: float) -> list[float]:
     """The distinct risk levels of these risks, lowest first: risks within ``tol`` of the lowest risk of a
     level belong to it."""

@@ -502,6 +502,7 @@ class _Certification:
     def __init__(self, spec: InstanceSpec, store: CellStore, certifier: Certifier, table, query: Query | None = None):
         self.spec, self.store, self.certifier, self.table, self.query = spec, store, certifier, table, query
         self.threshold = float("inf")
+        self.best: float | None = None  # set by the first `_cut`
         self.squared = spec.loss.kind == "squared"
         self.patterns = store.grid.patterns.astype(np.int8)
         self.tau = fit_tolerance(spec)
@@ -569,11 +570,12 @@ class _Certification:
         level tolerance); sets ``threshold``.  Without a query: all of them."""
         if self.query is None:
             return len(sorted_risk)
-        st = self.store
-        best = float(np.min(st.risk[st.verified])) if st.verified.any() else float("inf")
-        self.tol = spurious_tolerance(self.spec, best)
+        if self.best is None:  # the global minimum: the least verified optimum (fixed before the walk)
+            st = self.store
+            self.best = float(np.min(st.risk[st.verified])) if st.verified.any() else float("inf")
+            self.tol = spurious_tolerance(self.spec, self.best)
         levels = distinct_levels((m.risk for m in self.minima), self.tol) if self.query.levels else []
-        self.threshold = float(self.query.threshold(best, levels))
+        self.threshold = float(self.query.threshold(self.best, levels))
         return int(np.searchsorted(sorted_risk, self.threshold + self.tol, side="right"))
 
     def _unverified_below(self, rest: np.ndarray) -> int:

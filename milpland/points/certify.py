@@ -431,10 +431,7 @@ def _theta_tilde(spec, p1: OneHiddenParams, cell: Cell, zero, risk, tol, fields,
         return _Decision("local_min", "interior", True,
                          "strictly inside its cell (no pre-activation on a breakpoint) and minimises the cell's "
                          "convex problem")
-    try:
-        combos = _neighbour_cells(cell, _unit_options(spec, p1, cell, tied, zero), loss)
-    except _TooMany:
-        combos = None
+    combos = _neighbours_of_point(spec, p1, cell, tied, zero, loss)
     if combos is None:
         return _Decision(stationary=_escape_stationary(fields),
                          reason=f"more than {MAX_NEIGHBOURS} neighbouring cells: boundary certificate not attempted")
@@ -596,6 +593,14 @@ class _TooMany(Exception):
     """More candidate patterns than MAX_NEIGHBOURS."""
 
 
+def _neighbours_of_point(spec, p1, cell: Cell, tied, zero, loss: Loss):
+    """`_neighbour_cells` of the point's cell, None when there are too many to compare."""
+    try:
+        return _neighbour_cells(cell, _unit_options(spec, p1, cell, tied, zero), loss)
+    except _TooMany:
+        return None
+
+
 def _neighbour_cells(cell: Cell, options, loss: Loss):
     """[(cell, changed units)] to compare; None when there are more than MAX_NEIGHBOURS."""
     import itertools
@@ -744,10 +749,7 @@ def _one_hidden_decay(spec, p1: OneHiddenParams, objective, tol, fields, notes) 
     if not tied.any() and not zero:
         return _Decision("local_min", "interior", True,
                          "balanced, strictly inside its cell and minimises the cell's convex (group-lasso) problem")
-    try:
-        combos = _neighbour_cells(cell, _unit_options(spec, p1, cell, tied, zero), loss)
-    except _TooMany:
-        combos = None
+    combos = _neighbours_of_point(spec, p1, cell, tied, zero, loss)
     if combos is None:
         return _Decision(reason=f"more than {MAX_NEIGHBOURS} neighbouring cells: boundary certificate not attempted")
     fields["neighbours"] = len(combos)

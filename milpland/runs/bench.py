@@ -43,6 +43,7 @@ import pandas as pd
 import milpland.interrupt as interrupt
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
+from milpland.landscape.collect import distinct_levels
 from milpland.landscape.listing import default_max_cells
 
 GLOBAL_TOL = 1e-6
@@ -367,14 +368,6 @@ def same_minima_below(result, enumerated: list, spec: InstanceSpec) -> bool:
     scale = 1e-6 * (1.0 + np.abs(spec.y).max())
     return len(listed) == len(expected) and all(
         min(np.abs(m.fitted - e.fitted).max() for m in listed) <= scale for e in expected)
-
-
-def distinct_levels(risks: list[float], tol: float) -> np.ndarray:
-    levels: list[float] = []
-    for risk in sorted(risks):
-        if not levels or risk - levels[-1] > tol:
-            levels.append(risk)
-    return np.array(levels)
 
 
 METHODS: dict[str, Callable[[InstanceSpec, dict], dict]] = {
