@@ -43,6 +43,7 @@ from typing import Callable
 
 import numpy as np
 
+import milpland.interrupt as interrupt
 from milpland.cells import cell_qp
 from milpland.cells.arrangement import (  # noqa: F401  (re-exported: the cell generators live in cells/)
     Realizer,
@@ -52,7 +53,7 @@ from milpland.cells.arrangement import (  # noqa: F401  (re-exported: the cell g
     sign_classes,
     unit_patterns,
 )
-from milpland.cells.certificates import NEIGHBOUR_RTOL, Certifier, fit_tolerance, match_minimum
+from milpland.cells.certificates import NEIGHBOUR_RTOL, NUMPY_RTOL, Certifier, fit_tolerance, match_minimum
 from milpland.cells.problem import BOX_ACTIVE_RTOL, FEAS_TOL, Cell, CellResult, cell_outputs
 from milpland.cells.scaled import ScaledParams, sign_class
 from milpland.errors import MilplandError
@@ -65,6 +66,7 @@ from milpland.search.unit_hull import vertex_rays
 Progress = Callable[[str], None]
 SOLVE_CHUNK = 50_000  # cells per kernel call (progress messages between calls)
 SAMPLE_CELLS = 20_000  # cells solved first to estimate the global minimum for a threshold (`_sample_best`)
+CERTIFY_CHUNK = 200_000  # cells per call of the compiled certification walk (a stop is checked between calls)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -250,6 +252,13 @@ class Enumeration:
     box_limited_best: float = float("inf")  # lowest optimum among box-limited cells
     threshold: float = float("inf")  # the query's T: every cell optimum up to T (+ tolerance) was certified
     messages: list[str] = field(default_factory=list)
+    stopped: str = ""  # "time_limit" or "interrupted" when the run stopped early ("" otherwise)
+    open_bound: float = float("inf")  # stopped in the certification: every local minimum below it is listed
+
+    @property
+    def all_solved(self) -> bool:
+        """Every cell was solved (an early stop in the certification leaves the global minimum known)."""
+        return not (self.stopped and self.counts.get("cells_unsolved", 0) > 0)
 
     @property
     def n_cells(self) -> int:
@@ -270,14 +279,40 @@ class Enumeration:
         return float(np.nanmin(self.store.lower)) if len(self.store.lower) else float("inf")
 
 
+class _Stop:
+    """Whether the run should stop: Ctrl-C (`interrupt.requested`) or past the deadline; the first reason sticks."""
+
+    def __init__(self, time_limit: float | None):
+        self.deadline = time.perf_counter() + (math.inf if time_limit is None else float(time_limit))
+        self.reason = ""
+
+    def __call__(self) -> bool:
+        if not self.reason:
+            if interrupt.requested():
+                self.reason = "interrupted"
+            elif time.perf_counter() > self.deadline:
+                self.reason = "time_limit"
+        return bool(self.reason)
+
+
 def enumerate_minima(spec: InstanceSpec, *, max_cells: int, progress: Progress | None = None, threads: int = 1,
-                     query: Query | None = None) -> Enumeration:
+                     query: Query | None = None, time_limit: float | None = None) -> Enumeration:
     """Solve every cell (in ``threads`` threads) and certify the cells whose optimum lies below the
     threshold of ``query`` (every cell without one); refuse (MilplandError with the count) beyond
-    ``max_cells``."""
+    ``max_cells``.
+
+    Past ``time_limit`` seconds or on Ctrl-C the run stops with what it has (``stopped``): stopped while
+    the cells are solved, nothing is listed and the best verified optimum is only an upper bound;
+    stopped in the certification, which walks the cells in order of increasing optimum, every local
+    minimum with risk below ``open_bound`` is listed and the global minimum is known."""
+    return _enumerate(spec, max_cells=max_cells, say=progress or (lambda _msg: None), threads=threads,
+                      query=query, stop=_Stop(time_limit))
+
+
+def _enumerate(spec: InstanceSpec, *, max_cells: int, say: Progress, threads: int, query: Query | None,
+               stop: _Stop) -> Enumeration:
 
     _check_spec(spec)
-    say = progress or (lambda _msg: None)
     act = spec.network.activation
     t0 = time.perf_counter()
     realizer = Realizer(spec.X, act)
@@ -299,36 +334,65 @@ def enumerate_minima(spec: InstanceSpec, *, max_cells: int, progress: Progress |
     store = CellStore(grid, spec, 0 if table is None else table.max_rays * spec.width, kernels=table is not None)
 
     t1 = time.perf_counter()
-    if table is not None:
-        _solve_by_kernel(spec, grid, table, certifier, store, say, threads, above_for=_above_for(spec, query))
-    general = np.flatnonzero(~store.fast & ~store.above)
-    for done, k in enumerate(general):
-        result = certifier.solver.solve(store.cell(k))
-        store.keep(int(k), result, certifier.verified(result))
-        if (done + 1) % 500 == 0:
-            say(f"solved {done + 1}/{len(general)} cells with CellSolver ({time.perf_counter() - t1:.1f} s)")
-    t_cells = time.perf_counter() - t1
-    certifier.attach(_lookup(grid, store))
-
-    t2 = time.perf_counter()
-    run = _Certification(spec, store, certifier, table, query)
-    run.run(say)
+    with interrupt.polling():  # from here Ctrl-C sets a flag and the run stops with what it has
+        if table is not None:
+            _solve_by_kernel(spec, grid, table, certifier, store, say, threads, above_for=_above_for(spec, query),
+                             stop=stop)
+        general = np.flatnonzero(~store.fast & ~store.above)
+        by_cell_solver = _solve_by_cell_solver(certifier, store, general, say, stop)
+        t_cells = time.perf_counter() - t1
+        certifier.attach(_lookup(grid, store))
+        unsolved = len(general) - by_cell_solver
+        t2 = time.perf_counter()
+        run = _Certification(spec, store, certifier, table, query)
+        if unsolved == 0:  # a stop while solving leaves nothing to certify: a neighbour may be unsolved
+            run.run(say, stop)
     t_cert = time.perf_counter() - t2
     counts = dict(unit_patterns=P, cells=len(grid), **run.counts, cells_bounded_above=int(store.above.sum()),
-                  cells_by_kernel=int(store.fast.sum()), cells_by_cell_solver=int(len(general)))
+                  cells_by_kernel=int(store.fast.sum()), cells_by_cell_solver=by_cell_solver, cells_unsolved=unsolved)
     counts["distinct_minima"] = len(run.minima)
     counts["neighbour_cell_solves"] = certifier.cell_solves
     counts["certificate_lps"] = certifier.lp_solves
     counts["pattern_lps"] = realizer.lp_solves
-    complete = counts["cell_errors"] == 0 and counts["undetermined"] == 0
-    say(f"{len(run.minima)} distinct local minima; certification {t_cert:.1f} s")
+    complete = counts["cell_errors"] == 0 and counts["undetermined"] == 0 and not stop.reason
+    messages = run.messages + _stop_messages(stop.reason, unsolved, len(grid), run.open_bound)
+    say(f"{len(run.minima)} distinct local minima; certification {t_cert:.1f} s"
+        + (f" (stopped: {stop.reason})" if stop.reason else ""))
     return Enumeration(
         minima=sorted(run.minima, key=lambda m: m.risk), store=store, complete=complete, counts=counts,
         seconds={"patterns": t_patterns, "cells": t_cells, "certificates": t_cert,
                  "cells_per_second": len(grid) / t_cells if t_cells > 0 else float("inf"),
                  "cells_per_second_end_to_end": len(grid) / (time.perf_counter() - t0)},
-        box_limited_best=run.box_best, messages=run.messages, threshold=run.threshold,
+        box_limited_best=run.box_best, messages=messages, threshold=run.threshold, stopped=stop.reason,
+        open_bound=float("-inf") if unsolved else run.open_bound,
     )
+
+
+def _solve_by_cell_solver(certifier: Certifier, store: CellStore, cells: np.ndarray, say, stop: _Stop) -> int:
+    """Solve ``cells`` one by one with `CellSolver` (HiGHS and the numpy polish) until ``stop()``; how many."""
+    started = time.perf_counter()
+    for done, k in enumerate(cells):
+        if stop():
+            return done
+        result = certifier.solver.solve(store.cell(k))
+        store.keep(int(k), result, certifier.verified(result))
+        if (done + 1) % 500 == 0:
+            say(f"solved {done + 1}/{len(cells)} cells with CellSolver ({time.perf_counter() - started:.1f} s)")
+    return len(cells)
+
+
+def _stop_messages(reason: str, unsolved: int, cells: int, open_bound: float) -> list[str]:
+    """What an early stop leaves proven (nothing when the run was not stopped)."""
+    if not reason:
+        return []
+    why = "time limit" if reason == "time_limit" else "Ctrl-C"
+    if unsolved:
+        return [f"stopped by the {why} with {unsolved} of {cells} cells unsolved: no minimum certified, the best "
+                "cell optimum is only an upper bound on the global minimum"]
+    if open_bound == float("-inf"):
+        return [f"stopped by the {why} in the certification: the minima listed are certified, nothing more is proven"]
+    return [f"stopped by the {why} in the certification: every local minimum with risk below {open_bound:.10g} "
+            "is listed"]
 
 
 def _above_for(spec: InstanceSpec, query: Query | None) -> Callable[[float], float] | None:
@@ -371,7 +435,8 @@ def _ray_table(spec: InstanceSpec, patterns: np.ndarray):
 
 
 def _solve_by_kernel(spec, grid: CellGrid, table, certifier: Certifier, store: CellStore, say, threads: int = 1,
-                     above_for: Callable[[float], float] | None = None) -> None:
+                     above_for: Callable[[float], float] | None = None, stop: Callable[[], bool] = lambda: False
+                     ) -> None:
     """Solve and verify every cell with the compiled kernels; the cells they verify are marked fast.
 
     Cells are independent, and the kernels release the GIL (``nogil``), so ``threads`` threads
@@ -381,7 +446,7 @@ def _solve_by_kernel(spec, grid: CellGrid, table, certifier: Certifier, store: C
     above which no cell needs more than a proof that its optimum lies there (the query's threshold
     for U plus its tolerance, which only falls as U falls to the global minimum).  Such cells are
     left at their first Lagrangian bound (`cell_qp.ABOVE`, `store.above`).  U starts from a sample
-    of cells and falls chunk by chunk."""
+    of cells and falls chunk by chunk.  After ``stop()`` the chunks not started are left unsolved."""
     N, m = grid.units.shape
     status = np.zeros(N, dtype=np.int64)
     converged = np.zeros(N, dtype=bool)
@@ -390,6 +455,8 @@ def _solve_by_kernel(spec, grid: CellGrid, table, certifier: Certifier, store: C
 
     def solve_chunk(start: int) -> int:
         sl = slice(start, min(N, start + SOLVE_CHUNK))
+        if stop():
+            return -1
         above = above_for(best[0]) if above_for else np.inf
         _solve_and_verify(spec, grid.units[sl], grid.signs[sl], table, certifier, store.mu[sl], store.theta[sl],
                           store.c[sl], store.iterations[sl], converged[sl], status[sl], store.risk[sl],
@@ -403,7 +470,8 @@ def _solve_by_kernel(spec, grid: CellGrid, table, certifier: Certifier, store: C
     pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
     try:
         for stopped in (map(solve_chunk, starts) if pool is None else pool.map(solve_chunk, starts)):
-            say(f"solved {stopped}/{N} cells with the compiled kernel ({time.perf_counter() - started:.1f} s)")
+            if stopped > 0:
+                say(f"solved {stopped}/{N} cells with the compiled kernel ({time.perf_counter() - started:.1f} s)")
     finally:  # on Ctrl-C (KeyboardInterrupt here) the chunks not started are dropped, not waited for
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -502,6 +570,7 @@ class _Certification:
     def __init__(self, spec: InstanceSpec, store: CellStore, certifier: Certifier, table, query: Query | None = None):
         self.spec, self.store, self.certifier, self.table, self.query = spec, store, certifier, table, query
         self.threshold = float("inf")
+        self.open_bound = float("inf")  # stopped early: every local minimum below it is listed
         self.best: float | None = None  # set by the first `_cut`
         self.squared = spec.loss.kind == "squared"
         self.patterns = store.grid.patterns.astype(np.int8)
@@ -518,9 +587,11 @@ class _Certification:
         self.kernel_counts = np.zeros(6, dtype=np.int64)
         self.kernel_box_best = np.full(1, np.inf)
         self.counts = dict(box_limited=0, not_local=0, not_attained=0, undetermined=0, certified_cells=0,
-                           certified_by_certifier=0)
+                           certified_by_certifier=0, cell_errors=0, cells_verified_by_absolute_gap=0,
+                           skipped_same_fit=0, not_local_by_kernel=0)
 
-    def run(self, say) -> None:
+    def run(self, say, stop: Callable[[], bool] = lambda: False) -> None:
+        """Certify the cells up to the cut; after ``stop()`` sets ``open_bound`` (`_open_bound`) and returns."""
         st, grid = self.store, self.store.grid
         order = np.argsort(st.risk, kind="stable")
         tab = self.table
@@ -538,15 +609,18 @@ class _Certification:
         cut = self._cut(sorted_risk)
         pos, events, started = 0, 0, time.perf_counter()
         while pos < cut:
+            if stop():
+                break
+            limit = min(cut, pos + CERTIFY_CHUNK)
             pos, event = cell_qp.certify_run(
-                pos, order[:cut], st.verified, st.fast, st.box_limited, st.status_ok, st.feasible, st.risk, st.lower,
+                pos, order[:limit], st.verified, st.fast, st.box_limited, st.status_ok, st.feasible, st.risk, st.lower,
                 st.fitted, st.kernels, st.theta, st.c, st.mu,
                 grid.units, grid.signs, ptr, members, centred, gram, side, patterns, slopes, Xh, has_c,
                 grid.rank_table, grid.class_offset, grid.neg_count, self.squared, self.tau, self.w, self.spec.y,
                 self.fits, self.keys, self.interior, len(self.minima), self.kernel_counts,
                 self.certifier.floor, NEIGHBOUR_RTOL, self.kernel_box_best)
             if event == cell_qp.EVENT_DONE:
-                break
+                continue  # the chunk is walked: pos == limit
             self._certify(int(order[pos]))
             if self.query is not None and self.query.levels is not None:
                 cut = min(cut, self._cut(sorted_risk))
@@ -555,7 +629,10 @@ class _Certification:
                 say(f"certified {pos + 1}/{len(order)} cells ({time.perf_counter() - started:.1f} s)")
             pos += 1
         c = self.kernel_counts
-        c[0] += self._unverified_below(order[cut:])
+        if pos < cut:  # stopped
+            self.open_bound = self._open_bound(sorted_risk[pos], order[pos:], int(c[0]))
+        else:
+            c[0] += self._unverified_below(order[cut:])
         self.counts.update(cell_errors=int(c[0]), cells_verified_by_absolute_gap=int(c[1]),
                            skipped_same_fit=int(c[2]), not_local_by_kernel=int(c[3]))
         self.counts["not_local"] += int(c[3])
@@ -577,6 +654,21 @@ class _Certification:
         levels = distinct_levels((m.risk for m in self.minima), self.tol) if self.query.levels else []
         self.threshold = float(self.query.threshold(self.best, levels))
         return int(np.searchsorted(sorted_risk, self.threshold + self.tol, side="right"))
+
+    def _open_bound(self, next_risk: float, rest: np.ndarray, errors: int) -> float:
+        """Stopped at the cell of optimum ``next_risk`` (``rest``: it and the cells after it): every local
+        minimum with risk below the returned value is listed.  A minimum below ``next_risk`` has all its
+        cells before it, certified; an unverified cell after it may hide one down to its lower bound.
+        A listed risk is the numpy forward pass's, within NUMPY_RTOL (+ floor) of its cell's optimum:
+        the bound keeps that margin below ``next_risk``.  Nothing is proven when a cell before it was
+        unverified or undetermined."""
+        if errors or self.counts["undetermined"]:
+            return float("-inf")
+        bounds = self.store.lower[rest[~self.store.verified[rest]]]
+        if np.isnan(bounds).any():  # a failed solve: no bound at all
+            return float("-inf")
+        below_next = next_risk - NUMPY_RTOL * abs(next_risk) - self.certifier.floor
+        return float(min(below_next, np.min(bounds, initial=np.inf)))
 
     def _unverified_below(self, rest: np.ndarray) -> int:
         """Cells past the threshold's cut whose optimum was not verified and whose lower bound does not

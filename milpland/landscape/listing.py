@@ -79,16 +79,15 @@ class LandscapeResult:
     requested: str = ""  # the method asked for (auto names the one it chose in `method`)
     query: str = ""  # bnb, enumerate: which minima were asked for ("" for enumerate: all)
     threshold: float = float("inf")  # bnb, enumerate: the listing is complete up to this risk (inf: no limit)
-    open_bound: float = float("inf")  # bnb stopped early: every minimum below min(open_bound, threshold) is listed
+    open_bound: float = float("inf")  # bnb, enumerate stopped early: every minimum below min(open_bound, threshold)
+    # is listed (enumerate: -inf when incomplete for another reason)
     census: Census | None = None  # sample, or census=N: basin statistics (estimates), by minimum's cell
     census_band: CensusBand | None = None  # census=N next to a listing: matches, tail, conflicts
 
     @property
     def proven_below(self) -> float:
         """Every local minimum in the box with risk at most this is in the list (-inf: nothing proven)."""
-        if self.method == "enumerate":  # threshold: inf unless a query restricted the listing
-            return self.threshold if self.complete else float("-inf")
-        if self.method == "bnb":
+        if self.method in ("enumerate", "bnb"):  # threshold: inf unless a query restricted the listing
             return self.threshold if self.complete else min(self.open_bound, self.threshold)
         return float("-inf")
 
@@ -265,17 +264,19 @@ def landscape(spec: InstanceSpec, *, method: str = "auto", max_cells: int | None
         from milpland.landscape.enumeration import enumerate_minima
 
         query = Query(risk_max=risk_max, gap_max=gap_max, gap_rel=gap_rel, levels=levels) if asked else None
-        out = enumerate_minima(spec, max_cells=max_cells, progress=say, threads=jobs, query=query)
+        out = enumerate_minima(spec, max_cells=max_cells, progress=say, threads=jobs, query=query,
+                               time_limit=spec.solve.time_limit)
         minima, complete, counts, timings = out.minima, out.complete, out.counts, out.seconds
+        open_bound = out.open_bound if out.stopped else float("inf") if out.complete else float("-inf")
+        extra = dict(open_bound=open_bound)
         if query is not None:
-            extra = dict(query=query.describe(), threshold=out.threshold,
-                         open_bound=float("inf") if out.complete else float("-inf"))
+            extra.update(query=query.describe(), threshold=out.threshold)
         messages += out.messages
         if out.box_limited_best < float("inf"):
             messages.append(f"{out.counts['box_limited']} cell optima touch the box (lowest "
                             f"{out.box_limited_best:.10g}): minima over the box only, not listed; "
                             "a larger box may move them")
-        if out.complete:
+        if out.complete or out.stopped:  # stopped: the best cell optimum so far, certified only if every cell was
             glob, source = global_from_enumeration(spec, out, time.perf_counter() - started), "enumerate"
         else:
             glob, source = _solve_global(spec, say), "solve_global"
@@ -398,10 +399,17 @@ def _solve_global(spec: InstanceSpec, say: Progress) -> SolveResult:
 
 
 def global_from_enumeration(spec: InstanceSpec, out, seconds: float) -> SolveResult:
-    """The minimum over the box from a complete enumeration: the best cell optimum (upper bound,
-    re-evaluated with numpy) and the least Lagrangian bound of all cells (lower bound)."""
+    """The minimum over the box from an enumeration: the best cell optimum (upper bound, re-evaluated
+    with numpy) and the least Lagrangian bound of all cells (lower bound; -inf while a cell is unsolved).
+    Certified when the bounds meet and every cell has a bound: a complete enumeration, or one stopped
+    in the certification (every cell solved)."""
     best = out.best()
     if best is None:
+        if out.stopped == "interrupted":  # nothing to report: the command prints an empty interrupted result
+            raise KeyboardInterrupt
+        if out.stopped:
+            raise MilplandError(f"enumerate: stopped ({out.stopped}) before any cell optimum was verified; "
+                                "raise --time-limit")
         raise MilplandError("enumerate: no cell was solved to optimality")
     res, cell = out.store.result(best), out.store.cell(best)
     act = spec.network.activation
@@ -412,14 +420,15 @@ def global_from_enumeration(spec: InstanceSpec, out, seconds: float) -> SolveRes
     upper = verification.risk_numpy
     lower = min(out.lowest_bound(), upper)
     closed = upper - lower <= max(spec.solve.rel_gap * abs(upper), 1e-12)
-    certified = bool(out.complete and closed and not res.box_active and verification.ok)
+    bounded = out.complete or (out.all_solved and not np.isnan(out.store.lower).any())
+    certified = bool(bounded and closed and not res.box_active and verification.ok)
     notes = [str(w.message) for w in caught]
     if res.box_active:
         notes.insert(0, "a box bound is active at the best cell optimum: minimum over the box, not a global minimum")
     return SolveResult(
         instance=spec.name, instance_hash=spec.instance_hash(), method="enumerate", loss=spec.loss.kind,
         reduction=spec.loss.reduction, architecture=spec.architecture(),
-        status="optimal" if out.complete else "error", risk=upper, lower_bound=lower,
+        status="optimal" if bounded and closed else out.stopped or "error", risk=upper, lower_bound=lower,
         box_weight=spec.box.weight, box_output=spec.box.output, box_active=bool(res.box_active),
         certified=certified, params=params, pattern=cell.pattern, signs=cell.signs,
         seconds=Seconds(build=0.0, solve=float(out.seconds.get("cells", 0.0)), total=float(seconds)),
