@@ -480,7 +480,7 @@ def test_bench_shows_lambda_and_skips_what_ignores_it(tmp_path):
     table = run_bench([str(path)], methods=["milp", "bnb", "gd"])
     rows = {r["method"]: r for r in table.to_dict("records")}
     assert all(r["weight_decay"] == 0.1 for r in rows.values())
-    assert rows["bnb"]["certified"] and rows["bnb"]["search"] == "enumerate"
+    assert rows["bnb"]["certified"] and rows["bnb"]["search"] in ("enumerate", "convex-all-patterns")
     assert rows["bnb"]["risk"] == pytest.approx(solve_global(spec_from_dict(small_table(weight_decay=0.1))).risk,
                                                 rel=1e-9)
     assert rows["milp"]["status"] == rows["gd"]["status"] == "skipped"

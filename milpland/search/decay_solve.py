@@ -33,12 +33,14 @@ from milpland.cells.problem import Cell, CellResult
 from milpland.cells.verify import verify_point
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
+from milpland.search.convex_certificate import ConvexCertificate, convex_certificate
 from milpland.search.result import Seconds, SolveResult
 
 Progress = Callable[[str], None]
 MAX_DECAY_CELLS = 200_000  # about 1 ms per cell: a few minutes at most
 ABS_TOL_FACTOR = 1e-9  # absolute certification tolerance, relative to the objective at theta = 0
 METHOD = "enumerate"
+CONVEX_METHOD = "convex-all-patterns"
 
 
 def decay_applies(spec: InstanceSpec) -> str | None:
@@ -124,10 +126,58 @@ def solve_every_cell(spec: InstanceSpec, *, deadline: float = np.inf, progress: 
 
 
 def solve_decay(spec: InstanceSpec, *, progress: Progress | None = None) -> SolveResult:
-    """Certified global minimum of risk + (lam/2)||theta||^2 by solving every cell's SOCP."""
+    """Certified global minimum of risk + (lam/2)||theta||^2: first the convex program over every pattern
+    (`milpland.search.convex_certificate`, which certifies it when its solution has at most m units), else
+    every cell's SOCP."""
     started = time.perf_counter()
-    out = solve_every_cell(spec, deadline=started + spec.solve.time_limit, progress=progress)
+    say = progress or (lambda _msg: None)
+    reason = decay_applies(spec)
+    if reason:
+        raise MilplandError(reason)
+    cert = convex_certificate(spec)
+    if cert is not None:
+        result = _convex_result(spec, cert, started)
+        say(f"convex program over {cert.patterns} unit patterns: {cert.units} units, objective "
+            f"{cert.objective:.10g}, bound {cert.lower_bound:.10g}" + (" (certified)" if result.certified else ""))
+        if result.certified:
+            return result
+    try:
+        out = solve_every_cell(spec, deadline=started + spec.solve.time_limit, progress=progress)
+    except MilplandError as exc:
+        if cert is None:
+            raise
+        raise MilplandError(f"{exc}; the convex program over every unit pattern bounds the minimum below by "
+                            f"{cert.lower_bound:.10g} ({cert.units} units in its solution, more than "
+                            f"{spec.width})") from None
     return result_from_cells(spec, out, started)
+
+
+def _convex_result(spec: InstanceSpec, cert: ConvexCertificate, started: float) -> SolveResult:
+    """The convex program's width-m network as a SolveResult, re-checked with numpy; certified when it has
+    at most m units and its objective meets the numpy bound."""
+    act, params = spec.network.activation, cert.params
+    pattern = act.piece(params.pre_activations(spec.X))
+    verification = verify_point(spec, params, pattern, cert.objective)
+    upper = verification.risk_numpy
+    abs_tol = ABS_TOL_FACTOR * max(spec.loss.risk(np.zeros(spec.n), spec.y), 1e-300)
+    closed = upper - cert.lower_bound <= max(spec.solve.rel_gap * abs(upper), abs_tol)
+    certified = bool(cert.width_fits(spec.width) and closed and verification.ok)
+    notes = [f"weight decay {spec.loss.weight_decay:g} (decay_biases = true): objective = risk + "
+             f"(lam/2)||theta||^2; certificate over {region_text(spec)}",
+             f"convex program over all {cert.patterns} unit patterns (DESIGN §4e): {cert.units} units"]
+    return SolveResult(
+        instance=spec.name, instance_hash=spec.instance_hash(), method=CONVEX_METHOD, loss=spec.loss.kind,
+        reduction=spec.loss.reduction, architecture=spec.architecture(), status="optimal", risk=upper,
+        lower_bound=min(cert.lower_bound, upper), box_weight=spec.box.weight, box_output=spec.box.output,
+        box_active=False, certified=certified, params=params, pattern=pattern,
+        signs=np.where(params.v < 0, -1.0, 1.0),
+        seconds=Seconds(solve=cert.seconds, total=time.perf_counter() - started), nodes=0, iterations=0,
+        solver_name="clarabel", solver_version=clarabel.__version__,
+        options={"time_limit": spec.solve.time_limit, "rel_gap": spec.solve.rel_gap, "abs_tol": abs_tol,
+                 "method": CONVEX_METHOD, "weight_decay": spec.loss.weight_decay, "decay_biases": True},
+        seed=spec.solve.seed, verification=verification, message="; ".join(notes),
+        weight_decay=spec.loss.weight_decay, decay_biases=True, region=region_text(spec),
+    )
 
 
 def result_from_cells(spec: InstanceSpec, out: DecayCells, started: float) -> SolveResult:
