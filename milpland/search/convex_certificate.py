@@ -20,6 +20,7 @@ loss, λ > 0 with penalised biases (decay_biases = true).
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 from dataclasses import dataclass, replace
@@ -39,7 +40,9 @@ from milpland.search.convex_program import (
     support,
     to_network,
 )
+from milpland.search.unit_hull import vertex_rays
 
+TIE_TOL = 1e-9  # a sample is on a vertex ray's hyperplane when |x̃·r| <= this times ||x̃|| (unit r)
 PARALLEL_TOL = 1e-9  # groups of one sign this close to parallel are one unit (`merge_parallel`)
 MAX_PROGRAM_ENTRIES = 2_000_000  # groups x samples of the cone rows: larger programs are not tried
 
@@ -80,20 +83,49 @@ def merge_parallel(program: ConvexProgram, solution: ProgramSolution) -> Program
     return replace(solution, Q=Q)
 
 
+def program_patterns(X: np.ndarray, act) -> np.ndarray:
+    """0/1 patterns (P, n) whose closed cones {q : (2D − I) X̃ q >= 0} cover R^{d+1}.
+
+    d = 1: the strictly realisable patterns (`unit_patterns`, a sort).  d >= 2, where those cost an LP
+    each: the patterns around every vertex ray r of the arrangement (`unit_hull.vertex_rays`) — sign(X̃ r)
+    with the samples tied at r (x̃_i·r = 0) set every way.  When X̃ has full column rank every cell is a
+    pointed cone, so it has a vertex ray and its pattern is among these.  The set may hold patterns that
+    no open cell has; that is harmless: on its closed cone a pattern differs from sign(X̃ q) only where
+    x̃_i·q = 0, where both pieces give 0, so its units are real units."""
+    if X.shape[1] == 1:
+        return unit_patterns(X, act) == 1
+    Xt = np.column_stack([X, np.ones(len(X))])
+    if np.linalg.matrix_rank(Xt) < Xt.shape[1]:
+        return unit_patterns(X, act) == 1
+    rays = vertex_rays(Xt)
+    Z = Xt @ rays.T  # (n, rays)
+    tied = np.abs(Z) <= TIE_TOL * np.linalg.norm(Xt, axis=1)[:, None]
+    found = []
+    for r in range(rays.shape[0]):
+        base = Z[:, r] > 0
+        ties = np.flatnonzero(tied[:, r])
+        for bits in itertools.product((False, True), repeat=len(ties)):
+            pattern = base.copy()
+            pattern[ties] = bits
+            found.append(pattern)
+    return np.unique(np.array(found), axis=0)
+
+
 def convex_certificate_applies(spec: InstanceSpec) -> bool:
     act, loss = spec.network.activation, spec.loss
     return (spec.network.depth == 1 and act.homogeneous and act.n_pieces == 2 and loss.kind in ("squared", "absolute")
             and loss.weight_decay > 0 and loss.decay_biases)
 
 
-def convex_certificate(spec: InstanceSpec) -> ConvexCertificate | None:
+def convex_certificate(spec: InstanceSpec, *, time_limit: float = np.inf) -> ConvexCertificate | None:
     """The program over every unit pattern, its network and its numpy lower bound; None when it does not
-    apply, is too large (MAX_PROGRAM_ENTRIES) or Clarabel fails (the caller falls back to the cells)."""
+    apply, is too large (MAX_PROGRAM_ENTRIES), or Clarabel fails or reaches ``time_limit`` seconds (the
+    caller falls back to the cells)."""
     if not convex_certificate_applies(spec):
         return None
     started = time.perf_counter()
     act = spec.network.activation
-    masks = unit_patterns(spec.X, act) == 1
+    masks = program_patterns(spec.X, act)
     if 2 * masks.shape[0] * spec.n > MAX_PROGRAM_ENTRIES:
         return None
     decay = Decay(float(spec.loss.weight_decay), True)
@@ -101,7 +133,7 @@ def convex_certificate(spec: InstanceSpec) -> ConvexCertificate | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            solution = solve_program(program)
+            solution = solve_program(program, time_limit=time_limit - (time.perf_counter() - started))
     except RuntimeError:
         return None
     merged = merge_parallel(program, solution)

@@ -95,7 +95,7 @@ def program_for(X: np.ndarray, y: np.ndarray, act: Activation, loss: Loss, decay
 # ----------------------------------------------------------------------------------------------
 
 
-def solve_program(program: ConvexProgram) -> ProgramSolution:
+def solve_program(program: ConvexProgram, *, time_limit: float = np.inf) -> ProgramSolution:
     """Clarabel on  min ½ x'Px + q'x  s.t.  Ax + s = b, s ∈ K,  with x = (q_1..q_G, t_1..t_G, r, [e], [c]):
 
     r = Σ_g s_g D_σ,g X̃ q_g + c 1 − y                    (zero cone: the residuals)
@@ -117,7 +117,7 @@ def solve_program(program: ConvexProgram) -> ProgramSolution:
     Dsig = a0 + (a1 - a0) * program.masks  # (G, n): diagonals of D_σ,g
     # (n, G k): column block g is s_g D_σ,g X̃;  (G n, G k): block-diagonal −(2 D_g − I) X̃
     fit_q = (program.signs[:, None] * Dsig).T[:, :, None] * Xt[:, None, :]
-    cone_q = sp.block_diag([-(2.0 * program.masks[g] - 1.0)[:, None] * Xt for g in range(G)]) if G else None
+    cone_q = _block_diagonal(-(2.0 * program.masks - 1.0)[:, :, None] * Xt[None, :, :]) if G else None
 
     rows, rhs, cones = [], [], []
     # r − Σ_g s_g D_σ X̃ q_g − c = −y
@@ -134,12 +134,10 @@ def solve_program(program: ConvexProgram) -> ProgramSolution:
         rhs.append(np.zeros(2 * n))
     if G or absolute:
         cones.append(clarabel.NonnegativeConeT(G * n + (2 * n if absolute else 0)))
-    for g in range(G):  # s = (t_g, q_g[:k_pen]) = −A x
-        block = sp.lil_matrix((1 + k_pen, N))
-        block[0, t_at + g] = -1.0
-        for j in range(k_pen):
-            block[1 + j, q_at + g * k + j] = -1.0
-        rows.append(block.tocsr()), rhs.append(np.zeros(1 + k_pen)), cones.append(clarabel.SecondOrderConeT(1 + k_pen))
+    if G:  # s = (t_g, q_g[:k_pen]) = −A x, one second-order cone a group, all rows built at once
+        rows.append(_cone_rows(G, k, k_pen, t_at, q_at, N))
+        rhs.append(np.zeros(G * (1 + k_pen)))
+        cones += [clarabel.SecondOrderConeT(1 + k_pen)] * G
     A = sp.vstack(rows).tocsc()
     b = np.concatenate(rhs)
 
@@ -157,6 +155,8 @@ def solve_program(program: ConvexProgram) -> ProgramSolution:
     settings.verbose = False
     settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = SOLVER_TOL
     settings.max_iter = 500
+    if np.isfinite(time_limit):
+        settings.time_limit = max(float(time_limit), 1e-3)
     sol = clarabel.DefaultSolver(sp.diags(diag).tocsc(), cost, A, b, cones, settings).solve()
     status = str(sol.status)
     if status not in ("Solved", "AlmostSolved"):
@@ -237,3 +237,20 @@ def dual_bound(program: ConvexProgram, mu: np.ndarray, nu: np.ndarray, rho: floa
         - ((2.0 * program.masks - 1.0) * nu) @ program.Xt
     groups = np.minimum(0.0, (lam - np.linalg.norm(reduced, axis=1)) * rho)
     return float(mu @ program.y) + fitting + bias + float(np.sum(groups))
+
+
+def _block_diagonal(blocks: np.ndarray) -> sp.csr_matrix:
+    """The block-diagonal matrix of ``blocks`` (G, n, k), built as one sparse matrix (no loop over groups)."""
+    G, n, k = blocks.shape
+    rows = np.broadcast_to(np.arange(G)[:, None, None] * n + np.arange(n)[None, :, None], blocks.shape)
+    cols = np.broadcast_to(np.arange(G)[:, None, None] * k + np.arange(k)[None, None, :], blocks.shape)
+    return sp.csr_matrix((blocks.ravel(), (rows.ravel(), cols.ravel())), shape=(G * n, G * k))
+
+
+def _cone_rows(G: int, k: int, k_pen: int, t_at: int, q_at: int, N: int) -> sp.csr_matrix:
+    """Rows of the G second-order cones (t_g, q_g[:k_pen]) = −A x: group g's rows are g (1 + k_pen) + 0..k_pen."""
+    size = 1 + k_pen
+    g = np.arange(G)
+    rows = np.concatenate([g * size] + [g * size + 1 + j for j in range(k_pen)])
+    cols = np.concatenate([t_at + g] + [q_at + g * k + j for j in range(k_pen)])
+    return sp.csr_matrix((-np.ones(rows.size), (rows, cols)), shape=(G * size, N))

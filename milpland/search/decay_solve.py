@@ -41,6 +41,7 @@ MAX_DECAY_CELLS = 200_000  # about 1 ms per cell: a few minutes at most
 ABS_TOL_FACTOR = 1e-9  # absolute certification tolerance, relative to the objective at theta = 0
 METHOD = "enumerate"
 CONVEX_METHOD = "convex-all-patterns"
+PROGRAM_SHARE = 0.5  # of the time limit for the all-pattern program; the cells get what is left
 
 
 def decay_applies(spec: InstanceSpec) -> str | None:
@@ -134,7 +135,7 @@ def solve_decay(spec: InstanceSpec, *, progress: Progress | None = None) -> Solv
     reason = decay_applies(spec)
     if reason:
         raise MilplandError(reason)
-    cert = convex_certificate(spec)
+    cert = convex_certificate(spec, time_limit=PROGRAM_SHARE * spec.solve.time_limit)
     if cert is not None:
         result = _convex_result(spec, cert, started)
         say(f"convex program over {cert.patterns} unit patterns: {cert.units} units, objective "
