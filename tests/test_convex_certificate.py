@@ -86,3 +86,16 @@ def test_strong_decay_is_certified_by_the_program_in_closed_form():
     assert result.method == "convex-all-patterns" and result.certified
     assert result.risk == pytest.approx(want, rel=1e-9) and result.lower_bound <= want + 1e-12
     assert np.allclose(result.params.v, 0.0)
+
+
+@pytest.mark.parametrize("d,n,seed", [(2, 9, 0), (2, 14, 1), (3, 8, 2)])
+def test_the_vertex_ray_patterns_hold_every_realisable_pattern(d, n, seed):
+    """d >= 2: the patterns around the vertex rays contain every strictly realisable pattern, which
+    `unit_patterns` finds by an LP each (a different method)."""
+    from milpland.instance.activations import relu
+    from milpland.search.convex_certificate import program_patterns
+
+    X = np.random.default_rng(seed).uniform(-1, 1, (n, d))
+    realisable = {tuple(p) for p in (unit_patterns(X, relu()) == 1).astype(int)}
+    from_rays = {tuple(p) for p in program_patterns(X, relu()).astype(int)}
+    assert realisable <= from_rays
