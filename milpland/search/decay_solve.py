@@ -147,9 +147,10 @@ def solve_decay(spec: InstanceSpec, *, progress: Progress | None = None) -> Solv
     except MilplandError as exc:
         if cert is None:
             raise
+        why = (f"its solution has {cert.units} units, more than {spec.width}" if not cert.width_fits(spec.width)
+               else f"its width-{spec.width} network's objective {cert.objective:.10g} is above it")
         raise MilplandError(f"{exc}; the convex program over every unit pattern bounds the minimum below by "
-                            f"{cert.lower_bound:.10g} ({cert.units} units in its solution, more than "
-                            f"{spec.width})") from None
+                            f"{cert.lower_bound:.10g} ({why})") from None
     return result_from_cells(spec, out, started)
 
 
