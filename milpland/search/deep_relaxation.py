@@ -70,6 +70,8 @@ class DeepNode:
     P: np.ndarray  # (G, m2) int8 layer-2 pattern per position
     signs: np.ndarray  # (m2,) output signs
     runs: list | None = None  # the convex / concave runs of every layer-2 unit (deep_solve.node_runs), cached
+    frame: "NodeFrame | None" = None  # the pattern-free part of the QP (`node_frame`), cached; shared by
+    # the children of a pattern split (same knots, shares and signs), rebuilt after an interval split
 
     def __lt__(self, other: "DeepNode") -> bool:
         return (self.bound, self.tiebreak) < (other.bound, other.tiebreak)
@@ -123,6 +125,52 @@ def kink_runs(data: TwoLayerData, node: DeepNode) -> tuple[np.ndarray, np.ndarra
     return convex, concave
 
 
+@dataclass(frozen=True, eq=False)
+class NodeFrame:
+    """What a node's QP does not take from its layer-2 pattern: built once per knot / share box and
+    shared by the pattern children (a profile of the deep-scip suite: most nodes are pattern splits,
+    and rebuilding this part was a third of the Python around each QP).
+
+    Zb (G, m2, p0): z_pk over the columns before the h block; mcc (R, p0): the McCormick rows;
+    zlo, zhi (G, m2): `z_range`; zmax (G,): the box's bound on |z_pk|; lower, upper (p0,): the bounds
+    of the columns before h; convex, concave: `kink_runs`."""
+
+    Zb: np.ndarray
+    mcc: np.ndarray
+    zlo: np.ndarray
+    zhi: np.ndarray
+    zmax: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    convex: np.ndarray
+    concave: np.ndarray
+    conic: bool
+
+
+def node_frame(data: TwoLayerData, node: DeepNode, *, conic: bool = True) -> NodeFrame:
+    """The node's `NodeFrame` (cached on the node)."""
+    if node.frame is not None and node.frame.conic == conic:
+        return node.frame
+    m1, m2 = data.widths
+    cols = Columns.of(m1, m2)
+    G, p0 = data.n_positions, cols.p0
+    phiL = data.features(node.orientations, node.L)
+    dphi = data.feature_slopes(node.orientations, node.gaps)
+    D = node.U - node.L
+    Zb = np.zeros((G, m2, p0))
+    Zb[:, np.arange(m2), cols.b] = 1.0
+    kk = np.arange(m2)[:, None]
+    Zb[:, kk, cols.M] = node.sig[None] * phiL[:, None, :]
+    Zb[:, kk, cols.W] = node.sig[None] * dphi[:, None, :]
+    mcc = _mccormick_rows(node, cols, D, p0) if conic else _per_unit_rows(cols, D, p0)
+    zlo, zhi = z_range(data, node)
+    lower, upper, zmax = _fixed_bounds(data, node, cols, D)
+    convex, concave = kink_runs(data, node)
+    node.frame = NodeFrame(Zb=Zb, mcc=mcc, zlo=zlo, zhi=zhi, zmax=zmax, lower=lower, upper=upper,
+                           convex=convex, concave=concave, conic=conic)
+    return node.frame
+
+
 def node_qp(data: TwoLayerData, node: DeepNode, *, conic: bool = True, secant: bool = True) -> NodeQP:
     """The node's QP; ``conic`` False gives the first-order relaxation (each layer-2 unit its own
     knot in the interval: 0 <= W_kj <= D_j M_kj only), kept for the ablation; ``secant`` False drops
@@ -131,19 +179,15 @@ def node_qp(data: TwoLayerData, node: DeepNode, *, conic: bool = True, secant: b
     m1, m2 = data.widths
     a0, a1 = data.slopes
     cols = Columns.of(m1, m2)
+    frame = node_frame(data, node, conic=conic)
     P = node.P
     fi, fk = np.nonzero(P == UNDECIDED)
-    N = cols.p0 + fi.shape[0]
+    F = fi.shape[0]
+    N = cols.p0 + F
     hcol = np.full((G, m2), -1)
-    hcol[fi, fk] = cols.p0 + np.arange(fi.shape[0])
-    phiL = data.features(node.orientations, node.L)
-    dphi = data.feature_slopes(node.orientations, node.gaps)
-    D = node.U - node.L
+    hcol[fi, fk] = cols.p0 + np.arange(F)
     Z = np.zeros((G, m2, N))
-    Z[:, np.arange(m2), cols.b] = 1.0
-    kk = np.arange(m2)[:, None]
-    Z[:, kk, cols.M] = node.sig[None] * phiL[:, None, :]
-    Z[:, kk, cols.W] = node.sig[None] * dphi[:, None, :]
+    Z[:, :, :cols.p0] = frame.Zb
     H = np.zeros_like(Z)
     top = P == 1
     H[top] = Z[top]
@@ -153,31 +197,37 @@ def node_qp(data: TwoLayerData, node: DeepNode, *, conic: bool = True, secant: b
     Phi = fitted[data.where]
     decided = P != UNDECIDED
     side = np.where(P == 1, 1.0, -1.0)
-    rows = [(side[..., None] * Z)[decided], (H - Z)[fi, fk]]
-    rows.append(_convexity_rows(data, node, Z, H))
-    rows.append(_mccormick_rows(node, cols, D, N) if conic else _per_unit_rows(cols, D, N))
-    A = np.vstack([r.reshape(-1, N) for r in rows])
-    rhs = np.zeros(A.shape[0])
-    zlo, zhi = z_range(data, node)
-    if secant and fi.size:
-        srows, srhs = _secant_rows(Z, fi, fk, hcol, zlo, zhi)
-        A, rhs = np.vstack([A, srows]), np.concatenate([rhs, srhs])
-    lower, upper = _variable_bounds(data, node, cols, D, fi, N, zhi if secant else None)
-    return NodeQP(Phi=Phi, A=A, rhs=rhs, lower=lower, upper=upper, Z=Z, free=(fi, fk), p0=cols.p0)
+    mcc = np.zeros((frame.mcc.shape[0], N))
+    mcc[:, :cols.p0] = frame.mcc
+    rows = [(side[..., None] * Z)[decided], (H - Z)[fi, fk], _convexity_rows(data, node, Z, H, frame), mcc]
+    rhs = [np.zeros(sum(r.shape[0] for r in rows))]
+    if secant and F:
+        srows, srhs = _secant_rows(Z, fi, fk, hcol, frame.zlo, frame.zhi)
+        rows.append(srows)
+        rhs.append(srhs)
+    lower = np.concatenate([frame.lower, np.zeros(F)])
+    upper = np.concatenate([frame.upper, frame.zmax[fi] if not secant else
+                            np.minimum(frame.zmax[fi], frame.zhi[fi, fk])])
+    return NodeQP(Phi=Phi, A=np.concatenate(rows), rhs=np.concatenate(rhs), lower=lower, upper=upper, Z=Z,
+                  free=(fi, fk), p0=cols.p0)
 
 
 def z_range(data: TwoLayerData, node: DeepNode) -> tuple[np.ndarray, np.ndarray]:
     """(lower, upper), each (G, m2): bounds on z_pk over every network of the node.
 
     z_pk = b~_k + sum_j sigma_kj |A_kj| phi_pj(t_j) with |b~_k|, |A_kj| <= B and phi_pj(t_j)
-    between phi_pj(L_j) and phi_pj(U_j) (monotone in t_j): a unit of sign +1 adds between 0 and
-    B max phi_pj, one of sign -1 between -B max phi_pj and 0."""
+    between phi_pj(L_j) and phi_pj(U_j) (monotone in t_j).  phi is negative on the bottom piece of a
+    leaky or two-slope unit (alpha_0 != 0), so with phi in [lo, hi] a unit of sign +1 adds between
+    B min(0, lo) and B max(0, hi), one of sign -1 between -B max(0, hi) and -B min(0, lo).  (Until
+    2026-12-05 both were taken as 0 on one side, which held for ReLU only: with leaky ReLU and box 5,
+    20 of 400 random networks of a node violated the secant rows built on that range.)"""
     B = data.box
-    span = np.maximum(np.abs(data.features(node.orientations, node.L)),
-                      np.abs(data.features(node.orientations, node.U)))  # (G, m1)
-    pos = span @ (B * (node.sig > 0)).T  # (G, m2)
-    neg = span @ (B * (node.sig < 0)).T
-    return -B - neg, B + pos
+    phiL = data.features(node.orientations, node.L)
+    phiU = data.features(node.orientations, node.U)
+    up = np.maximum(np.maximum(phiL, phiU), 0.0)  # (G, m1): max(0, hi)
+    down = np.maximum(-np.minimum(phiL, phiU), 0.0)  # max(0, -lo)
+    positive, negative = B * (node.sig > 0).T, B * (node.sig < 0).T  # (m1, m2)
+    return -B - down @ positive - up @ negative, B + up @ positive + down @ negative
 
 
 def _secant_rows(Z: np.ndarray, fi: np.ndarray, fk: np.ndarray, hcol: np.ndarray, zlo: np.ndarray,
@@ -193,13 +243,14 @@ def _secant_rows(Z: np.ndarray, fi: np.ndarray, fk: np.ndarray, hcol: np.ndarray
     return rows, lam * lo
 
 
-def _convexity_rows(data: TwoLayerData, node: DeepNode, Z: np.ndarray, H: np.ndarray) -> np.ndarray:
+def _convexity_rows(data: TwoLayerData, node: DeepNode, Z: np.ndarray, H: np.ndarray,
+                    frame: NodeFrame | None = None) -> np.ndarray:
     """h (or h - z) convex over consecutive positions a < b < c where z_k is convex (or concave)."""
     G = data.n_positions
     if G < 3:
         return np.zeros((0, Z.shape[2]))
     x = data.positions
-    convex, concave = kink_runs(data, node)
+    convex, concave = kink_runs(data, node) if frame is None else (frame.convex, frame.concave)
     a = np.arange(G - 2)
     lam = (x[a + 2] - x[a + 1]) / (x[a + 2] - x[a])  # (G - 2,)
     undecided = node.P == UNDECIDED
@@ -269,14 +320,14 @@ def _per_unit_rows(cols: Columns, D: np.ndarray, N: int) -> np.ndarray:
     return out
 
 
-def _variable_bounds(data: TwoLayerData, node: DeepNode, cols: Columns, D: np.ndarray, fi: np.ndarray, N: int,
-                     zhi: np.ndarray | None = None):
-    """Bounds every network of the node obeys (the output bias: where its optimum lies); ``zhi``:
-    the upper bounds of z_pk (`z_range`) for the h of undecided pairs (default: the box's M)."""
+def _fixed_bounds(data: TwoLayerData, node: DeepNode, cols: Columns, D: np.ndarray):
+    """(lower, upper) of the columns before h and zmax (G,): bounds every network of the node obeys
+    (the output bias: where its optimum lies); the h of an undecided pair at position p is at most
+    zmax_p (or the secant's zhi, `node_qp`)."""
     B = data.box
-    m1, m2 = data.widths
+    m2 = data.widths[1]
     a0, a1 = data.slopes
-    lower, upper = np.zeros(N), np.zeros(N)
+    lower, upper = np.zeros(cols.p0), np.zeros(cols.p0)
     span = np.maximum(np.abs(data.features(node.orientations, node.L)),
                       np.abs(data.features(node.orientations, node.U)))
     zmax = B * (1.0 + span.sum(axis=1))  # |z_pk| <= |b~| + sum_j |A_kj| max_t |phi_pj(t)|
@@ -286,9 +337,7 @@ def _variable_bounds(data: TwoLayerData, node: DeepNode, cols: Columns, D: np.nd
     lower[cols.b], upper[cols.b] = -B, B
     upper[cols.M] = B
     upper[cols.W] = B * D[None, :]
-    fk = np.nonzero(node.P == UNDECIDED)[1]
-    upper[cols.p0:] = zmax[fi] if zhi is None else np.minimum(zmax[fi], zhi[fi, fk])
-    return lower, upper
+    return lower, upper, zmax
 
 
 def solve_qp(data: TwoLayerData, qp: NodeQP):
@@ -328,9 +377,7 @@ def solve_qp(data: TwoLayerData, qp: NodeQP):
     dense[head + R + upper.size + np.arange(lower.size), lower] = -1.0
     b[head + R:] = np.concatenate([qp.upper[upper], -qp.lower[lower]])
     if data.loss == "squared":
-        diag = np.arange(N, N + n)
-        indptr = np.concatenate([np.zeros(N + 1, dtype=np.int64), np.arange(1, n + 1, dtype=np.int64)])
-        Pm = sp.csc_matrix((np.full(n, 2.0 * weight), diag, indptr), shape=(N + n, N + n))
+        Pm = _residual_hessian(N, n, 2.0 * weight)
         q = np.zeros(N + n)
         cones = [clarabel.ZeroConeT(n), clarabel.NonnegativeConeT(R + upper.size + lower.size)]
     else:
@@ -357,6 +404,15 @@ def solve_qp(data: TwoLayerData, qp: NodeQP):
     if not (np.all(np.isfinite(z)) and np.all(np.isfinite(lam))):
         return None
     return z, lam, slopes
+
+
+@functools.lru_cache(maxsize=64)
+def _residual_hessian(N: int, n: int, value: float) -> sp.csc_matrix:
+    """The objective's matrix: ``value`` on the diagonal of the n residual columns after the N others
+    (cached: nodes share a handful of shapes, and scipy's checks cost as much as a small solve;
+    Clarabel copies it, never writes it)."""
+    indptr = np.concatenate([np.zeros(N + 1, dtype=np.int64), np.arange(1, n + 1, dtype=np.int64)])
+    return sp.csc_matrix((np.full(n, value), np.arange(N, N + n), indptr), shape=(N + n, N + n))
 
 
 def _csc(dense: np.ndarray) -> sp.csc_matrix:
