@@ -577,10 +577,12 @@ LOSS_MARKERS = {"squared": "o", "absolute": "s", "hinge": "^"}
 
 def reached_global(table: pd.DataFrame) -> np.ndarray:
     """Per row: did the method end at the global minimum?  milp, bnb, enumerate and the landscape
-    methods when they finished (status optimal); gd when at least one start reached the certified
+    methods when they finished (status optimal) with no box bound active; gd when at least one start reached the certified
     risk (fraction_global > 0); nothing else (time limits, errors, SCIP's unchecked answers count
     only when SCIP itself says optimal)."""
-    finished = table["status"].isin(["optimal"]).to_numpy()
+    finished = table["status"].isin(["optimal"]).to_numpy().copy()
+    if "box_active" in table:  # a minimum over the box with a box bound active is not the global minimum
+        finished &= ~table["box_active"].eq(True).to_numpy()
     if "fraction_global" in table:
         gd = (table["method"] == "gd").to_numpy()
         reached = table["fraction_global"].fillna(0.0).to_numpy(float) > 0
@@ -641,7 +643,8 @@ def times_figure(table: pd.DataFrame):
     filled, hollow = (("filled: complete (every minimum asked for is listed)",
                        "hollow: incomplete (time limit; sample is never complete)") if listing else
                       ("filled: ended at the global minimum (landscape: complete)",
-                       "hollow: did not (time limit; gd: no start reached it)"))
+                       "hollow: did not (time limit; gd: no start reached it),\n"
+                       "    or only at the minimum over the box (a box bound active)"))
     handles += [Line2D([], [], ls="", marker="o", color="0.35", label=filled),
                 Line2D([], [], ls="", marker="o", markerfacecolor="none", markeredgecolor="0.35", label=hollow)]
     ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
