@@ -1,5 +1,5 @@
 """A global certificate for weight decay from the convex program over EVERY activation pattern
-(DESIGN §4e): no cell enumeration when the program's solution has at most m units.
+(DESIGN §4f): no cell enumeration when the program's solution has at most m units.
 
 Every width-m network with balanced units maps to a feasible point of the program over all unit
 patterns of the data (`milpland.cells.arrangement.unit_patterns`: every strictly realisable

@@ -166,7 +166,7 @@ def _convex_result(spec: InstanceSpec, cert: ConvexCertificate, started: float) 
     certified = bool(cert.width_fits(spec.width) and closed and verification.ok)
     notes = [f"weight decay {spec.loss.weight_decay:g} (decay_biases = true): objective = risk + "
              f"(lam/2)||theta||^2; certificate over {region_text(spec)}",
-             f"convex program over all {cert.patterns} unit patterns (DESIGN §4e): {cert.units} units"]
+             f"convex program over all {cert.patterns} unit patterns (DESIGN §4f): {cert.units} units"]
     return SolveResult(
         instance=spec.name, instance_hash=spec.instance_hash(), method=CONVEX_METHOD, loss=spec.loss.kind,
         reduction=spec.loss.reduction, architecture=spec.architecture(), status="optimal", risk=upper,
