@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import clarabel
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import xlogy
 
 from milpland.cells.problem import Cell, CellResult, _Builder
 from milpland.cells.scaled import NEGLIGIBLE_NORM, RHO_LIMIT_SUBSTITUTE, ScaledParams
@@ -70,6 +71,12 @@ class Penalty:
         if self.decay_biases and self.output_bias:
             total += 0.5 * self.lam * float(theta.c) ** 2
         return total
+
+
+def binary_entropy(p: np.ndarray) -> np.ndarray:
+    """H(p) = -p log p - (1 - p) log(1 - p) on [0, 1], with 0 log 0 = 0 (scipy.special.xlogy)."""
+    p = np.asarray(p, dtype=float)
+    return -(xlogy(p, p) + xlogy(1.0 - p, 1.0 - p))
 
 
 def balanced_params(theta: ScaledParams, penalty: Penalty, act: Activation) -> tuple[OneHiddenParams, list[int]]:
@@ -106,6 +113,15 @@ def balanced_params(theta: ScaledParams, penalty: Penalty, act: Activation) -> t
     return params, limit_units
 
 
+def check_logistic_labels(y, loss: Loss, output_bias: bool) -> None:
+    """With the logistic loss, an undecayed output bias and labels of one sign, c -> +-inf drives the
+    risk to 0 at no penalty: the infimum is not attained, so the spec is refused (one line)."""
+    if (loss.kind == "logistic" and not loss.decay_biases and output_bias
+            and len(np.unique(np.sign(np.asarray(y, dtype=float)))) < 2):
+        raise MilplandError("loss.decay_biases: with the logistic loss, labels of one sign and an undecayed output "
+                            "bias the infimum (risk 0 as c -> inf) is not attained; use decay_biases = true")
+
+
 @dataclass(frozen=True, eq=False)
 class _Conic:
     """The arrays of one cell's SOCP (Clarabel's  min 1/2 x'Px + q'x  s.t.  Ax + s = b, s in K)."""
@@ -133,6 +149,7 @@ class DecayCellSolver:
             raise MilplandError("loss.weight_decay: the weight-decay cell solver needs weight_decay > 0")
         if not activation.homogeneous:
             raise MilplandError(f"loss.weight_decay: needs a positively homogeneous activation, not {activation.name!r}")
+        check_logistic_labels(y, loss, output_bias)
         self.builder = _Builder(X, y, activation, loss, box, output_bias=output_bias)
         self.loss, self.act, self.box = loss, activation, box
         self.penalty = Penalty(lam=float(loss.weight_decay), decay_biases=loss.decay_biases,
@@ -151,10 +168,14 @@ class DecayCellSolver:
     def c_bound(self, m: int, upper: float) -> float:
         """|c| of some optimal point of every cell (undecayed c): an optimal c is a weighted mean /
         median of y_i - rest_i (squared / absolute) or within 1 + max|rest_i| (hinge), with
-        |rest_i| <= m max|alpha| (max ||x_i|| upper / lam + box.weight)."""
+        |rest_i| <= m max|alpha| (max ||x_i|| upper / lam + box.weight).  Logistic (both labels present,
+        `check_logistic_labels`): a sample whose label has the sign opposite to c loses at least
+        w (|c| - |rest_i|), so every point of objective <= upper has |c| <= max|rest_i| + upper / w."""
         b = self.builder
         xs = float(np.max(np.linalg.norm(b.X, axis=1)))
         rest = m * float(np.max(np.abs(b.alpha))) * (xs * upper / self.penalty.lam + self.box.weight)
+        if self.loss.kind == "logistic":
+            return float(rest + upper / b.w + 1.0)
         return float(max(np.max(np.abs(b.y)), 1.0) + rest + 1.0)
 
     # -- the conic program -----------------------------------------------------------------------
@@ -169,9 +190,11 @@ class DecayCellSolver:
         R = G.shape[0]
         kind = self.loss.kind
         ne = 0 if kind == "squared" else n
-        # columns: theta (p) | f (n) | t (m) | e (ne)
+        nuv = n if kind == "logistic" else 0
+        # columns: theta (p) | f (n) | t (m) | e (ne) | u, v (logistic: nuv each)
         col_f, col_t, col_e = p, p + n, p + n + m
-        N = p + n + m + ne
+        col_u, col_v = col_e + ne, col_e + ne + nuv
+        N = col_v + nuv
         s = self.scale
         w = b.w / s
         lam = pen.lam / s
@@ -181,7 +204,7 @@ class DecayCellSolver:
             P[col_f:col_t] = 2.0 * w
             q[col_f:col_t] = -2.0 * w * b.y
         else:
-            q[col_e:] = w
+            q[col_e:col_u] = w
         q[col_t:col_e] = lam
         if lay.has_c and pen.decay_biases:
             P[lay.c] = lam
@@ -196,9 +219,14 @@ class DecayCellSolver:
         cell_block[:, :p] = -G
         nonneg_rows.append(cell_block)
         nonneg_rhs.append(np.zeros(R))
-        if kind != "squared":
+        if kind == "logistic":  # u_i + v_i <= 1
+            uv = np.zeros((n, N))
+            uv[:, col_u:col_v], uv[:, col_v:] = np.eye(n), np.eye(n)
+            nonneg_rows.append(uv)
+            nonneg_rhs.append(np.ones(n))
+        elif kind != "squared":
             Ie = np.zeros((n, N))
-            Ie[:, col_e:] = -np.eye(n)
+            Ie[:, col_e:col_u] = -np.eye(n)
             if kind == "absolute":  # e - (f - y) >= 0 and e + (f - y) >= 0
                 up = Ie.copy()
                 up[:, col_f:col_t] = np.eye(n)
@@ -234,8 +262,24 @@ class DecayCellSolver:
             blocks.append(rows)
             rhs.append(np.zeros(rows.shape[0]))
             cones.append(clarabel.SecondOrderConeT(rows.shape[0]))
+        if kind == "logistic":
+            self._logistic_cones(blocks, rhs, cones, N, col_f, col_e, col_u, col_v)
         return _Conic(P=sp.triu(sp.diags(P)).tocsc(), q=q, A=sp.csc_matrix(np.vstack(blocks)),
                       b=np.concatenate(rhs), cones=cones, phi=phi, G=G, n_cell_rows=R)
+
+    def _logistic_cones(self, blocks, rhs, cones, N, col_f, col_e, col_u, col_v) -> None:
+        """e_i >= log(1 + exp(-y_i f_i)) as exp(-y_i f_i - e_i) + exp(-e_i) <= 1: two exponential cones
+        per sample (Clarabel's K_exp = closure{(x, y, z): y > 0, y exp(x / y) <= z}),
+        (-y_i f_i - e_i, 1, u_i) and (-e_i, 1, v_i), with u_i + v_i <= 1 among the nonnegative rows."""
+        y = self.builder.y
+        for i in range(len(y)):
+            for col_z, margin in ((col_u, -float(y[i])), (col_v, 0.0)):
+                rows = np.zeros((3, N))  # s = b - A x = (margin f_i - e_i, 1, z_i)
+                rows[0, col_f + i], rows[0, col_e + i] = -margin, 1.0
+                rows[2, col_z + i] = -1.0
+                blocks.append(rows)
+                rhs.append(np.array([0.0, 1.0, 0.0]))
+                cones.append(clarabel.ExponentialConeT())
 
     @staticmethod
     def _settings() -> clarabel.DefaultSettings:
@@ -291,9 +335,13 @@ class DecayCellSolver:
         elif kind == "absolute":
             mu = np.clip(mu, -w, w)
             fitting = float(np.sum(-mu * y))
-        else:
+        elif kind == "hinge":
             mu = y * np.clip(mu * y, -w, 0.0)
             fitting = float(np.sum(-mu * y))
+        else:  # logistic: min_f w log(1 + exp(-y f)) - mu f = w H(p), p = -mu y / w in [0, 1]
+            p = np.clip(-mu * y / w, 0.0, 1.0)
+            mu = -w * p * y
+            fitting = float(np.sum(w * binary_entropy(p)))
         r = conic.phi.T @ mu - conic.G.T @ nu
         rho = upper / pen.lam
         r_U = r[: m * d].reshape(m, d)

@@ -564,7 +564,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 REACHED = ("optimal", "heuristic")
-LOSS_MARKERS = {"squared": "o", "absolute": "s", "hinge": "^"}
+LOSS_MARKERS = {"squared": "o", "absolute": "s", "hinge": "^", "logistic": "D"}
 
 
 def reached_global(table: pd.DataFrame) -> np.ndarray:
