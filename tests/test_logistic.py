@@ -27,6 +27,7 @@ from milpland.cells.problem import Cell
 from milpland.errors import MilplandError, SpecError
 from milpland.instance import activations as acts
 from milpland.instance.losses import Loss
+from milpland.instance.network import OneHiddenParams
 from milpland.instance.spec import Box, spec_from_dict
 from milpland.search.solve import solve_global
 
@@ -294,3 +295,133 @@ def test_the_example_spec_certifies():
     assert result.certified and result.loss == "logistic" and result.region.startswith("all weights")
     mine = objective(result.params, spec.X, spec.y, acts.relu(), 0.01, True)
     assert abs(mine - result.risk) <= NUMPY_REL * max(1.0, result.risk)
+
+
+# ---------------------------------------------------------------------------------------------
+# no weight decay: the MILP's box minimum (outer approximation with tangent cuts, DESIGN §4e)
+
+
+BOX0 = 2.0
+
+
+def box_reference_cell(X, y, act, pattern, signs):
+    """min over the cell and the box |U|, |a| <= BOX0 (c free) of mean log(1 + exp(-y f)), by SLSQP from
+    theta = 0 and two seeded random starts; the risk of each point by the brute force's forward pass of
+    its ordinary weights (|v_j| = 1 for a live unit: homogeneous activations)."""
+    n, d = X.shape
+    m = len(signs)
+    phi, G = cell_arrays(X, act, pattern, signs)
+    p = phi.shape[1]
+
+    def fun(z):
+        return float(np.mean(logistic(y * (phi @ z))))
+
+    def jac(z):
+        return phi.T @ (-y / (1.0 + np.exp(np.clip(y * (phi @ z), -700, 700)))) / n
+
+    cons = [{"type": "ineq", "fun": lambda z: G @ z, "jac": lambda z: G}]
+    bounds = [(-BOX0, BOX0)] * (m * d + m) + [(None, None)]
+    best = None
+    rng = np.random.default_rng(5)
+    for k in range(3):
+        z0 = np.zeros(p) if k == 0 else np.clip(rng.normal(scale=0.5, size=p), -BOX0, BOX0)
+        res = minimize(fun, z0, jac=jac, constraints=cons, bounds=bounds, method="SLSQP",
+                       options={"ftol": 1e-15, "maxiter": 2000})
+        z = np.clip(res.x, [b[0] if b[0] is not None else -np.inf for b in bounds],
+                    [b[1] if b[1] is not None else np.inf for b in bounds])
+        if np.min(G @ z, initial=0.0) < -1e-9:
+            continue
+        U, a, c = z[:m * d].reshape(m, d), z[m * d:m * d + m], z[p - 1]
+        params = OneHiddenParams(W1=U, b1=a, v=signs.astype(float), c=float(c))  # |v| = 1: U, a unscaled
+        value = float(np.mean(logistic(y * forward(params, X, act))))
+        best = value if best is None else min(best, value)
+    return best
+
+
+def box_reference_minimum(X, y, act, width) -> float:
+    patterns = unit_assignments(X, 2)
+    best = np.inf
+    for n_pos in range(width, -1, -1):
+        signs = np.array([1.0] * n_pos + [-1.0] * (width - n_pos))
+        for pos in itertools.combinations_with_replacement(range(len(patterns)), n_pos):
+            for neg in itertools.combinations_with_replacement(range(len(patterns)), width - n_pos):
+                found = box_reference_cell(X, y, act, patterns[list(pos) + list(neg)].T, signs)
+                if found is not None:
+                    best = min(best, found)
+    return best
+
+
+def box_table(family: str, seed: int) -> dict:
+    d, n, width = [(1, 6, 1), (1, 5, 2), (2, 5, 1)][seed % 3]
+    rng = np.random.default_rng([seed, list(FAMILIES).index(family), 23])
+    X = rng.uniform(-1.0, 1.0, (n, d))
+    return {"name": f"lg0-{family}-{seed}", "data": {"x": X.tolist(), "y": labels(rng, n).tolist()},
+            "network": {"hidden": [width], **FAMILIES[family]}, "loss": {"kind": "logistic"},
+            "box": {"weight": BOX0}, "solve": {"time_limit": 120, "method": "milp"}}
+
+
+def check_box_instance(family: str, seed: int) -> None:
+    t = box_table(family, seed)
+    spec = spec_from_dict(t)
+    result = solve_global(spec)
+    assert result.status == "optimal" and result.verification.ok, result.message
+    act = ACTIVATIONS[family]
+    mine = float(np.mean(logistic(spec.y * forward(result.params, spec.X, act))))
+    assert abs(mine - result.risk) <= NUMPY_REL * max(1.0, result.risk)
+    reference = box_reference_minimum(spec.X, spec.y, act, t["network"]["hidden"][0])
+    assert result.lower_bound <= reference + 1e-12, (result.lower_bound, reference)
+    assert abs(result.risk - reference) <= 2e-6 * reference, (result.risk, reference)  # rel_gap 1e-6
+    margins = spec.y * forward(result.params, spec.X, act)
+    assert bool(result.limit_point) == bool(np.min(margins) > 0)  # reported exactly when it separates
+    if result.limit_point:
+        assert not result.certified and result.box_active
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_milp_box_minimum_without_decay_agrees_with_the_reference(family):
+    for seed in range(2):
+        check_box_instance(family, seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_milp_box_minimum_without_decay_agrees_with_the_reference_30_seeds(family):
+    for seed in range(2, N_SEEDS):
+        check_box_instance(family, seed)
+
+
+def separable_table(method: str = "milp") -> dict:
+    """Four points on a line, labels - - + +: f = relu(x) - 0.25 (one unit) has every margin > 0."""
+    return {"name": "separable", "data": {"x": [[-1.0], [-0.5], [0.5], [1.0]], "y": [-1, -1, 1, 1]},
+            "network": {"hidden": [1], "activation": "relu"}, "loss": {"kind": "logistic"},
+            "box": {"weight": BOX0}, "solve": {"method": method}}
+
+
+def test_separable_data_are_reported_as_a_limit_point_not_a_minimum():
+    spec = spec_from_dict(separable_table())
+    # by hand: the network f = relu(x) - 0.25 separates, so t f has risk -> 0 as t -> inf
+    hand = OneHiddenParams(W1=np.array([[1.0]]), b1=np.array([0.0]), v=np.array([1.0]), c=-0.25)
+    for t in (1.0, 10.0, 100.0):
+        assert np.min(spec.y * t * forward(hand, spec.X, acts.relu())) > 0
+    assert np.mean(logistic(spec.y * 100 * forward(hand, spec.X, acts.relu()))) < 1e-9
+    result = solve_global(spec)
+    assert not result.certified and result.box_active
+    assert result.limit_point.startswith("infimum 0 over all weights, not attained")
+    assert f"the box minimum is {result.risk:.10g}" in result.limit_point
+    assert result.to_json()["limit_point"] == result.limit_point and result.to_row()["limit_point"]
+    # the box minimum by hand: U = -2, a = 2, s = -1, c = 2 gives f = (-2, -1, 1, 2): margins 2, 1, 1, 2
+    hand_min = float(np.mean(logistic(np.array([2.0, 1.0, 1.0, 2.0]))))
+    assert result.risk <= hand_min * (1 + 1e-9)
+    assert result.risk == pytest.approx(box_reference_minimum(spec.X, spec.y, acts.relu(), 1), rel=2e-6)
+
+
+def test_bnb_is_refused_in_one_line_without_decay():
+    with pytest.raises(MilplandError) as err:
+        solve_global(spec_from_dict(separable_table("bnb")))
+    assert "logistic loss needs weight_decay > 0 or method = \"milp\"" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_auto_takes_the_milp_without_decay():
+    result = solve_global(spec_from_dict(separable_table("auto")))
+    assert result.method == "milp" and result.limit_point
