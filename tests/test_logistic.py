@@ -98,6 +98,17 @@ def cell_arrays(X, act, pattern, signs):
     return phi, G
 
 
+def every_cell(X: np.ndarray, width: int):
+    """(pattern (n, m), signs) of every cell: per sign class, every multiset of unit patterns of each sign
+    (units of one sign are interchangeable), from the brute force's strictly realisable unit patterns."""
+    patterns = unit_assignments(X, 2)
+    for n_pos in range(width, -1, -1):
+        signs = np.array([1.0] * n_pos + [-1.0] * (width - n_pos))
+        for pos in itertools.combinations_with_replacement(range(len(patterns)), n_pos):
+            for neg in itertools.combinations_with_replacement(range(len(patterns)), width - n_pos):
+                yield patterns[list(pos) + list(neg)].T, signs
+
+
 def reference_cell(X, y, act, lam, decay_biases, pattern, signs):
     """One cell's minimum by SLSQP in (theta, eta): smooth, jointly convex, linear cell rows.
     Returns the objective of the best start's balanced ordinary weights (None: no feasible start)."""
@@ -154,17 +165,9 @@ def reference_minimum(t: dict, family: str) -> float:
     y = np.asarray(t["data"]["y"], dtype=float)
     lam, decay_biases = t["loss"]["weight_decay"], t["loss"]["decay_biases"]
     width = t["network"]["hidden"][0]
-    patterns = unit_assignments(X, 2)
-    best = np.inf
-    for n_pos in range(width, -1, -1):
-        signs = np.array([1.0] * n_pos + [-1.0] * (width - n_pos))
-        for pos in itertools.combinations_with_replacement(range(len(patterns)), n_pos):
-            for neg in itertools.combinations_with_replacement(range(len(patterns)), width - n_pos):
-                pattern = patterns[list(pos) + list(neg)].T
-                found = reference_cell(X, y, ACTIVATIONS[family], lam, decay_biases, pattern, signs)
-                if found is not None:
-                    best = min(best, found)
-    return best
+    found = [reference_cell(X, y, ACTIVATIONS[family], lam, decay_biases, pattern, signs)
+             for pattern, signs in every_cell(X, width)]
+    return min(v for v in found if v is not None)
 
 
 def check_instance(family: str, lam: float, decay_biases: bool, seed: int) -> None:
@@ -339,16 +342,8 @@ def box_reference_cell(X, y, act, pattern, signs):
 
 
 def box_reference_minimum(X, y, act, width) -> float:
-    patterns = unit_assignments(X, 2)
-    best = np.inf
-    for n_pos in range(width, -1, -1):
-        signs = np.array([1.0] * n_pos + [-1.0] * (width - n_pos))
-        for pos in itertools.combinations_with_replacement(range(len(patterns)), n_pos):
-            for neg in itertools.combinations_with_replacement(range(len(patterns)), width - n_pos):
-                found = box_reference_cell(X, y, act, patterns[list(pos) + list(neg)].T, signs)
-                if found is not None:
-                    best = min(best, found)
-    return best
+    found = [box_reference_cell(X, y, act, pattern, signs) for pattern, signs in every_cell(X, width)]
+    return min(v for v in found if v is not None)
 
 
 def box_table(family: str, seed: int) -> dict:

@@ -79,6 +79,21 @@ def binary_entropy(p: np.ndarray) -> np.ndarray:
     return -(xlogy(p, p) + xlogy(1.0 - p, 1.0 - p))
 
 
+def logistic_cones(y: np.ndarray, N: int, col_f: int, col_e: int, col_u: int, col_v: int):
+    """Clarabel rows (A block, b part, cone) of e_i >= log(1 + exp(-y_i f_i)), written as
+    exp(-y_i f_i - e_i) + exp(-e_i) <= 1: two exponential cones per sample (Clarabel's
+    K_exp = closure{(x, y, z): y > 0, y exp(x / y) <= z}), (-y_i f_i - e_i, 1, u_i) and (-e_i, 1, v_i);
+    the caller adds u_i + v_i <= 1.  Columns: f_i at col_f + i, e_i, u_i, v_i likewise; N columns."""
+    out = []
+    for i in range(len(y)):
+        for col_z, margin in ((col_u, -float(y[i])), (col_v, 0.0)):
+            rows = np.zeros((3, N))  # s = b - A x = (margin f_i - e_i, 1, z_i)
+            rows[0, col_f + i], rows[0, col_e + i] = -margin, 1.0
+            rows[2, col_z + i] = -1.0
+            out.append((rows, np.array([0.0, 1.0, 0.0]), clarabel.ExponentialConeT()))
+    return out
+
+
 def balanced_params(theta: ScaledParams, penalty: Penalty, act: Activation) -> tuple[OneHiddenParams, list[int]]:
     """Ordinary weights with the same outputs whose (lam/2)||theta||^2 equals `Penalty.value`.
 
@@ -263,23 +278,12 @@ class DecayCellSolver:
             rhs.append(np.zeros(rows.shape[0]))
             cones.append(clarabel.SecondOrderConeT(rows.shape[0]))
         if kind == "logistic":
-            self._logistic_cones(blocks, rhs, cones, N, col_f, col_e, col_u, col_v)
+            for rows, b_part, cone in logistic_cones(b.y, N, col_f, col_e, col_u, col_v):
+                blocks.append(rows)
+                rhs.append(b_part)
+                cones.append(cone)
         return _Conic(P=sp.triu(sp.diags(P)).tocsc(), q=q, A=sp.csc_matrix(np.vstack(blocks)),
                       b=np.concatenate(rhs), cones=cones, phi=phi, G=G, n_cell_rows=R)
-
-    def _logistic_cones(self, blocks, rhs, cones, N, col_f, col_e, col_u, col_v) -> None:
-        """e_i >= log(1 + exp(-y_i f_i)) as exp(-y_i f_i - e_i) + exp(-e_i) <= 1: two exponential cones
-        per sample (Clarabel's K_exp = closure{(x, y, z): y > 0, y exp(x / y) <= z}),
-        (-y_i f_i - e_i, 1, u_i) and (-e_i, 1, v_i), with u_i + v_i <= 1 among the nonnegative rows."""
-        y = self.builder.y
-        for i in range(len(y)):
-            for col_z, margin in ((col_u, -float(y[i])), (col_v, 0.0)):
-                rows = np.zeros((3, N))  # s = b - A x = (margin f_i - e_i, 1, z_i)
-                rows[0, col_f + i], rows[0, col_e + i] = -margin, 1.0
-                rows[2, col_z + i] = -1.0
-                blocks.append(rows)
-                rhs.append(np.array([0.0, 1.0, 0.0]))
-                cones.append(clarabel.ExponentialConeT())
 
     @staticmethod
     def _settings() -> clarabel.DefaultSettings:

@@ -33,7 +33,7 @@ import clarabel
 import numpy as np
 import scipy.sparse as sp
 
-from milpland.cells.decay import SOLVER_TOL, binary_entropy
+from milpland.cells.decay import SOLVER_TOL, binary_entropy, logistic_cones
 from milpland.cells.problem import BOX_ACTIVE_RTOL, Cell, CellResult, _Builder, cell_outputs
 from milpland.errors import MilplandError
 from milpland.instance.activations import Activation
@@ -110,14 +110,10 @@ class LogisticCellSolver:
         nonneg = np.vstack(rows)
         blocks, b_parts = [eq, nonneg], [np.zeros(n), np.concatenate(rhs)]
         cones = [clarabel.ZeroConeT(n), clarabel.NonnegativeConeT(nonneg.shape[0])]
-        for i in range(n):
-            for col_z, margin in ((col_u, -float(b.y[i])), (col_v, 0.0)):
-                cone = np.zeros((3, N))  # s = b - A x = (margin f_i - e_i, 1, z_i)
-                cone[0, col_f + i], cone[0, col_e + i] = -margin, 1.0
-                cone[2, col_z + i] = -1.0
-                blocks.append(cone)
-                b_parts.append(np.array([0.0, 1.0, 0.0]))
-                cones.append(clarabel.ExponentialConeT())
+        for rows_i, b_i, cone in logistic_cones(b.y, N, col_f, col_e, col_u, col_v):
+            blocks.append(rows_i)
+            b_parts.append(b_i)
+            cones.append(cone)
         A = sp.csc_matrix(np.vstack(blocks))
         return lay, phi, G, lo, hi, (sp.csc_matrix((N, N)), q, A, np.concatenate(b_parts), cones)
 
