@@ -52,7 +52,7 @@ from milpland.cells.bounded_lsq import bvls_active_set
 from milpland.cells.scaled import ScaledParams
 from milpland.errors import MilplandError
 from milpland.instance.activations import Activation
-from milpland.instance.losses import LOSS_KINDS, Loss
+from milpland.instance.losses import LOGISTIC_NEEDS_DECAY, LOSS_KINDS, Loss
 from milpland.instance.network import OneHiddenParams
 from milpland.instance.spec import Box
 
@@ -697,8 +697,8 @@ class CellSolver:
                  time_limit: float = 10.0, kkt_tol: float = KKT_TOL):
         if not time_limit > 0:
             raise MilplandError(f"time_limit: must be positive, got {time_limit}")
-        if loss.kind == "logistic":  # no LP/QP: its cells are exponential-cone programs (cells/decay.py)
-            raise MilplandError("loss.kind: the logistic loss needs weight_decay > 0 (or solve --method milp)")
+        if loss.kind == "logistic":  # no LP/QP: its cells are exponential-cone programs (cells/logistic.py)
+            raise MilplandError(LOGISTIC_NEEDS_DECAY)
         self.builder = _Builder(X, y, activation, loss, box, output_bias=output_bias)
         self.time_limit = float(time_limit)
         self.kkt_tol = float(kkt_tol)

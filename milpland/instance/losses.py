@@ -21,6 +21,10 @@ import numpy as np
 LOSS_KINDS = ("squared", "absolute", "hinge", "logistic")
 LABEL_LOSSES = ("hinge", "logistic")  # classification losses: labels -1 and +1
 REDUCTIONS = ("mean", "half_sum")
+# Without weight decay a logistic minimum may lie at infinity (DESIGN §4e): only `solve` (the MILP's box
+# minimum, with its limit-point report) handles it; everything else refuses with this line.
+LOGISTIC_NEEDS_DECAY = ("loss.kind: the logistic loss without weight decay is handled by solve (method milp) only; "
+                        "set [loss] weight_decay > 0 for this")
 
 
 @dataclass(frozen=True)
