@@ -254,7 +254,7 @@ def test_one_label_with_an_undecayed_output_bias_is_refused():
 def test_binary_entropy_is_the_negated_conjugate():
     """min_z log(1 + e^-z) - q z over z = H(-q) for q in (-1, 0), checked by a 1-D root of the derivative."""
     for p in (0.05, 0.3, 0.5, 0.9):
-        z = brentq(lambda z: -1.0 / (1.0 + np.exp(z)) + p, -50, 50)  # derivative of log(1 + e^-z) + p z
+        z = brentq(lambda z, p=p: -1.0 / (1.0 + np.exp(z)) + p, -50, 50)  # derivative of log(1 + e^-z) + p z
         value = np.log1p(np.exp(-z)) + p * z
         assert binary_entropy(np.array([p]))[0] == pytest.approx(value, rel=1e-12)
     assert np.all(binary_entropy(np.array([0.0, 1.0])) == 0.0)

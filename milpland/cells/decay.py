@@ -94,6 +94,47 @@ def logistic_cones(y: np.ndarray, N: int, col_f: int, col_e: int, col_u: int, co
     return out
 
 
+def clip_multipliers(kind: str, mu: np.ndarray, y: np.ndarray, w: float) -> np.ndarray:
+    """mu moved into the domain where min_f [w loss(f) - mu f] is finite: any mu for squared, |mu| <= w
+    for absolute, mu y in [-w, 0] for hinge and logistic."""
+    if kind == "absolute":
+        return np.clip(mu, -w, w)
+    if kind in ("hinge", "logistic"):
+        return y * np.clip(mu * y, -w, 0.0)
+    return np.asarray(mu, dtype=float)
+
+
+def fitting_term(kind: str, mu: np.ndarray, y: np.ndarray, w: float) -> float:
+    """sum_i min_f [w loss(f, y_i) - mu_i f] for mu in the domain (DESIGN §4d): -mu y - mu^2 / (4 w)
+    (squared), -mu y (absolute, hinge), w H(p) with p = -mu y / w (logistic)."""
+    if kind == "squared":
+        return float(np.sum(-mu * y - mu**2 / (4.0 * w)))
+    if kind == "logistic":
+        return float(np.sum(w * binary_entropy(np.clip(-mu * y / w, 0.0, 1.0))))
+    return float(np.sum(-mu * y))
+
+
+def polish_multipliers(kind: str, mu, nu, phi, G, free: list[int], y, w) -> np.ndarray:
+    """mu changed on the samples strictly inside its domain by the least-norm delta that makes
+    r = Phi^T mu - G^T nu vanish on the columns `free` (parameters the bound would multiply by a box),
+    then clipped back into the domain.  Any result is a valid multiplier; it only has to be better."""
+    if not free:
+        return mu
+    inside = np.ones(len(mu), dtype=bool)
+    if kind == "absolute":
+        inside = np.abs(mu) < w
+    elif kind in ("hinge", "logistic"):
+        inside = (mu * y < 0.0) & (mu * y > -w)
+    A = phi[np.ix_(inside, free)]  # (k, q)
+    if A.size == 0:
+        return mu
+    residual = phi[:, free].T @ mu - G[:, free].T @ nu
+    delta = np.linalg.lstsq(A.T, -residual, rcond=None)[0]  # least norm: A^T delta = -residual
+    moved = np.array(mu, dtype=float)
+    moved[inside] += delta
+    return clip_multipliers(kind, moved, y, w)
+
+
 def balanced_params(theta: ScaledParams, penalty: Penalty, act: Activation) -> tuple[OneHiddenParams, list[int]]:
     """Ordinary weights with the same outputs whose (lam/2)||theta||^2 equals `Penalty.value`.
 
@@ -326,31 +367,48 @@ class DecayCellSolver:
         )
 
     def lower_bound(self, conic: _Conic, cell: Cell, z: np.ndarray, upper: float) -> float:
-        """The Lagrangian bound of the module docstring from Clarabel's duals, recomputed in numpy."""
+        """The Lagrangian bound of the module docstring from Clarabel's duals, recomputed in numpy.
+
+        With undecayed parts (decay_biases = false) their multipliers r_a, r_c enter multiplied by the
+        box (|r| B): a dual error of 1e-9 costs 1e-7.  So the bound is also evaluated at mu moved by the
+        least-norm change that makes r vanish on those columns (`polish_multipliers`).  Likewise a group
+        with ||r_u|| a little above lam (an active unit has ||r_u|| = lam at the optimum) costs
+        (||r_u|| - lam) rho with rho = upper / lam: (mu, nu) scaled by kappa = lam / max ||r_u|| <= 1 (still
+        in the domain) removes that term.  The largest of these bounds is returned -- all are valid, as
+        the bound holds for any multipliers."""
+        b = self.builder
+        lay = b.layout(cell.width)
+        mu = clip_multipliers(self.loss.kind, self.scale * z[:b.n], b.y, b.w)
+        nu = np.maximum(self.scale * z[b.n:b.n + conic.n_cell_rows], 0.0)
+        candidates = [mu]
+        if self.has_box:
+            free = list(range(lay.a.start, lay.a.stop)) + ([lay.c] if lay.has_c else [])
+            candidates.append(polish_multipliers(self.loss.kind, mu, nu, conic.phi, conic.G, free, b.y, b.w))
+        bounds = []
+        for candidate in candidates:
+            bounds.append(self._bound(conic, cell, candidate, nu, upper))
+            kappa = self.penalty.lam / max(self.penalty.lam, float(np.max(self._group_norms(conic, cell, candidate, nu))))
+            if kappa < 1.0:
+                bounds.append(self._bound(conic, cell, kappa * candidate, kappa * nu, upper))
+        return max(bounds)
+
+    def _group_norms(self, conic: _Conic, cell: Cell, mu: np.ndarray, nu: np.ndarray) -> np.ndarray:
+        """||r_u|| of every unit's decayed group at multipliers (mu, nu)."""
+        m, d = cell.width, self.builder.d
+        r = conic.phi.T @ mu - conic.G.T @ nu
+        r_a = r[self.builder.layout(m).a]
+        return np.sqrt(np.sum(r[: m * d].reshape(m, d) ** 2, axis=1) + (r_a**2 if self.penalty.decay_biases else 0.0))
+
+    def _bound(self, conic: _Conic, cell: Cell, mu: np.ndarray, nu: np.ndarray, upper: float) -> float:
+        """The bound at multipliers mu (in the loss's domain, `clip_multipliers`) and nu >= 0."""
         b, pen = self.builder, self.penalty
-        n, m, d = b.n, cell.width, b.d
+        m = cell.width
         lay = b.layout(m)
-        mu = self.scale * z[:n]
-        nu = np.maximum(self.scale * z[n:n + conic.n_cell_rows], 0.0)
-        y, w = b.y, b.w
-        kind = self.loss.kind
-        if kind == "squared":
-            fitting = float(np.sum(-mu * y - mu**2 / (4.0 * w)))
-        elif kind == "absolute":
-            mu = np.clip(mu, -w, w)
-            fitting = float(np.sum(-mu * y))
-        elif kind == "hinge":
-            mu = y * np.clip(mu * y, -w, 0.0)
-            fitting = float(np.sum(-mu * y))
-        else:  # logistic: min_f w log(1 + exp(-y f)) - mu f = w H(p), p = -mu y / w in [0, 1]
-            p = np.clip(-mu * y / w, 0.0, 1.0)
-            mu = -w * p * y
-            fitting = float(np.sum(w * binary_entropy(p)))
+        fitting = fitting_term(self.loss.kind, mu, b.y, b.w)
         r = conic.phi.T @ mu - conic.G.T @ nu
         rho = upper / pen.lam
-        r_U = r[: m * d].reshape(m, d)
         r_a = r[lay.a]
-        group = np.sqrt(np.sum(r_U**2, axis=1) + (r_a**2 if pen.decay_biases else 0.0))
+        group = self._group_norms(conic, cell, mu, nu)
         total = fitting + float(np.sum(np.minimum(0.0, (pen.lam - group) * rho)))
         if not pen.decay_biases:
             total -= self.box.weight * float(np.sum(np.abs(r_a)))

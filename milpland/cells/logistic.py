@@ -33,7 +33,7 @@ import clarabel
 import numpy as np
 import scipy.sparse as sp
 
-from milpland.cells.decay import SOLVER_TOL, binary_entropy, logistic_cones
+from milpland.cells.decay import SOLVER_TOL, clip_multipliers, fitting_term, logistic_cones, polish_multipliers
 from milpland.cells.problem import BOX_ACTIVE_RTOL, Cell, CellResult, _Builder, cell_outputs
 from milpland.errors import MilplandError
 from milpland.instance.activations import Activation
@@ -154,18 +154,27 @@ class LogisticCellSolver:
         return [self.solve(cell) for cell in cells]
 
     def lower_bound(self, phi, G, lo, hi, z) -> float:
-        """The Lagrangian bound of the module docstring from Clarabel's duals, recomputed in numpy."""
+        """The Lagrangian bound of the module docstring from Clarabel's duals, recomputed in numpy; also
+        at mu moved so that r_c = 0 exactly (`decay.polish_multipliers`: C is large, so a dual error in
+        r_c would cost C |r_c|), the larger of the two (both valid for any multipliers)."""
         b = self.builder
-        n, w, y = b.n, b.w, b.y
         s = self.zero_risk  # Clarabel solved the objective divided by this
-        mu = s * z[:n]
-        nu = np.maximum(s * z[n:n + G.shape[0]], 0.0)
-        prob = np.clip(-mu * y / w, 0.0, 1.0)
-        mu = -w * prob * y
+        mu = clip_multipliers("logistic", s * z[:b.n], b.y, b.w)
+        nu = np.maximum(s * z[b.n:b.n + G.shape[0]], 0.0)
+        bound = self._bound(phi, G, lo, hi, mu, nu)
+        c = len(lo) - 1 if b.output_bias else None  # c is the last parameter column (CellLayout)
+        if c is not None:
+            polished = polish_multipliers("logistic", mu, nu, phi, G, [c], b.y, b.w)
+            bound = max(bound, self._bound(phi, G, lo, hi, polished, nu))
+        return bound
+
+    def _bound(self, phi, G, lo, hi, mu, nu) -> float:
+        """Sum_i w H(p_i) + min over the box of r . theta~ at multipliers mu (in the domain) and nu >= 0."""
+        b = self.builder
         r = phi.T @ mu - G.T @ nu
-        box_min = np.where(r > 0, r * np.where(np.isfinite(lo), lo, -np.inf), r * hi)
+        box_min = np.where(r > 0, r * lo, r * hi)
         box_min = np.where(r == 0, 0.0, box_min)
-        return float(np.sum(w * binary_entropy(prob)) + np.sum(box_min))
+        return fitting_term("logistic", mu, b.y, b.w) + float(np.sum(box_min))
 
     def _at_box(self, lay, x: np.ndarray, hi: np.ndarray) -> bool:
         """A scaled weight |U|, |a| at box.weight or rho at box.output (the derived c bound is never tight)."""
