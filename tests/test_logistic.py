@@ -367,9 +367,13 @@ def check_box_instance(family: str, seed: int) -> None:
     assert result.lower_bound <= reference + 1e-12, (result.lower_bound, reference)
     assert abs(result.risk - reference) <= 2e-6 * reference, (result.risk, reference)  # rel_gap 1e-6
     margins = spec.y * forward(result.params, spec.X, act)
-    assert bool(result.limit_point) == bool(np.min(margins) > 0)  # reported exactly when it separates
-    if result.limit_point:
+    if np.min(margins) > 0:  # the returned network separates: always reported, never certified
+        assert result.limit_point and "the returned network separates" in result.limit_point
         assert not result.certified and result.box_active
+    elif result.limit_point:  # otherwise only with the margin MILP's witness
+        assert "margin MILP" in result.limit_point and not result.certified
+    else:
+        assert "no network of this width separates the data" in result.message
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -420,3 +424,32 @@ def test_bnb_is_refused_in_one_line_without_decay():
 def test_auto_takes_the_milp_without_decay():
     result = solve_global(spec_from_dict(separable_table("auto")))
     assert result.method == "milp" and result.limit_point
+
+
+def test_the_margin_milp_finds_a_separation_the_box_minimiser_misses():
+    """x = -1, -0.5, 0, 0.5, 1 with labels - + + + +: f = 8 relu(x + 0.75) - 1 separates (by hand:
+    f = -1, 1, 5, 9, 13).  In a box of 0.05 the box minimiser leans on the free output bias and
+    misclassifies x = -1, so only the margin MILP (with its numpy-verified witness) can tell."""
+    X, y = np.array([[-1.0], [-0.5], [0.0], [0.5], [1.0]]), np.array([-1.0, 1.0, 1.0, 1.0, 1.0])
+    hand = OneHiddenParams(W1=np.array([[1.0]]), b1=np.array([0.75]), v=np.array([8.0]), c=-1.0)
+    assert np.allclose(forward(hand, X, acts.relu()), [-1.0, 1.0, 5.0, 9.0, 13.0])
+    spec = spec_from_dict({"name": "lean", "data": {"x": X.tolist(), "y": y.tolist()},
+                           "network": {"hidden": [1], "activation": "relu"}, "loss": {"kind": "logistic"},
+                           "box": {"weight": 0.05}, "solve": {"method": "milp"}})
+    result = solve_global(spec)
+    assert np.min(y * forward(result.params, X, acts.relu())) < 0  # the box minimiser does not separate
+    assert not result.certified
+    assert result.limit_point.startswith("infimum 0 over all weights, not attained")
+    assert "margin MILP" in result.limit_point
+
+
+def test_data_no_network_of_the_width_separates_are_said_to_be_so():
+    """x = -1, 0, 1 with labels - + -: one ReLU unit gives f = c + v relu(w x + b), monotone in x, so no
+    width-1 network separates them (by hand); the margin MILP proves it and no limit point is claimed."""
+    spec = spec_from_dict({"name": "bump", "data": {"x": [[-1.0], [0.0], [1.0]], "y": [-1, 1, -1]},
+                           "network": {"hidden": [1], "activation": "relu"}, "loss": {"kind": "logistic"},
+                           "box": {"weight": BOX0}, "solve": {"method": "milp"}})
+    result = solve_global(spec)
+    assert result.limit_point == ""
+    assert "no network of this width separates the data" in result.message
+    assert result.risk == pytest.approx(box_reference_minimum(spec.X, spec.y, acts.relu(), 1), rel=2e-6)

@@ -28,10 +28,12 @@ ANY such multipliers (DESIGN §4d: the conjugate of the logistic loss is the bin
 from __future__ import annotations
 
 import time
+import warnings
 
 import clarabel
 import numpy as np
 import scipy.sparse as sp
+from scipy.optimize import linprog
 
 from milpland.cells.decay import SOLVER_TOL, clip_multipliers, fitting_term, logistic_cones, polish_multipliers
 from milpland.cells.problem import BOX_ACTIVE_RTOL, Cell, CellResult, _Builder, cell_outputs
@@ -149,6 +151,29 @@ class LogisticCellSolver:
         return CellResult(status="optimal" if ok else "error", risk=risk, theta=theta, fitted=fitted,
                           box_active=self._at_box(lay, lay.vector(theta), hi), seconds=time.perf_counter() - started,
                           kkt_residual=gap, lower_bound=bound, max_violation=violation, method="clarabel-expcone")
+
+    def max_margin(self, cell: Cell) -> float:
+        """The smallest margin min_i y_i f_i, by a plain numpy forward pass of ordinary weights, of the
+        cell's point that maximises it over the box (an LP: max t s.t. y_i (Phi theta~)_i >= t, cell rows,
+        box, t <= 1; HiGHS via scipy).  > 0: this network separates the data (DESIGN §4e)."""
+        b = self.builder
+        lay = b.layout(cell.width)
+        phi, G = b.phi(cell, lay), b.cell_rows(cell, lay)[0]
+        lo, hi = self._bounds(lay)
+        p = lay.n_params
+        A_ub = np.vstack([np.hstack([-b.y[:, None] * phi, np.ones((b.n, 1))]),  # t - y_i f_i <= 0
+                          np.hstack([-G, np.zeros((G.shape[0], 1))])])  # -G theta <= 0
+        cost = np.zeros(p + 1)
+        cost[p] = -1.0
+        res = linprog(cost, A_ub=A_ub, b_ub=np.zeros(A_ub.shape[0]), method="highs",
+                      bounds=list(zip(lo, hi)) + [(None, 1.0)])
+        if res.status != 0:
+            return float("-inf")
+        theta = lay.theta(np.clip(res.x[:p], lo, hi), cell.signs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a limit unit is realised approximately; the margins decide
+            params, _ = theta.to_original(self.act)
+        return float(np.min(b.y * params.forward(b.X, self.act)))
 
     def solve_many(self, cells) -> list[CellResult]:
         return [self.solve(cell) for cell in cells]

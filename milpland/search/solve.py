@@ -52,6 +52,7 @@ from milpland.search.incumbents import Candidate, MultistartOptions, first_incum
 from milpland.search.outcome import ClassOutcome, Exploration, Incumbent, consider, tolerance
 from milpland.search.pattern_bnb import BnbOptions
 from milpland.search.result import Seconds, SolveResult
+from milpland.search.separability import MARGIN_SCALE, Separability, check_separable
 
 Progress = Callable[[str], None]
 OBJECTIVE_TARGET = 1e3  # the scaled objective of the incumbent (DESIGN §4: HiGHS' absolute threshold)
@@ -177,8 +178,13 @@ def solve_global(
                           candidates=tuple(candidates),
                           tangent_points=tangent_points(spec, incumbent, candidates, strategy))
             outcomes = search_classes(ctx, method, incumbent, cells, deadline, say, notes, explore=explore)
+        separation = None
+        if spec.loss.kind == "logistic" and not separates(spec, incumbent):  # DESIGN §4e: is 0 the infimum?
+            separation = check_separable(spec, formulation, cells, sign_class_order(spec), deadline=deadline,
+                                         options=highs_options(spec, 1e-9 * MARGIN_SCALE))
         return assemble_result(spec, incumbent, outcomes, abs_tol, started, formulation=formulation,
-                               strategy=strategy, search_seconds=search_seconds, method=method, notes=notes)
+                               strategy=strategy, search_seconds=search_seconds, method=method, notes=notes,
+                               separation=separation)
 
 
 def search_classes(ctx: Context, method: str, incumbent: Incumbent, cells: CellSolver, deadline: float,
@@ -753,19 +759,28 @@ def solver_name_and_version(method: str, spec: InstanceSpec, strategy: SolveStra
     return "clarabel+highs", f"{clarabel.__version__}+{highs}"
 
 
-def logistic_limit_point(spec: InstanceSpec, params, box_minimum: float) -> str:
+def separates(spec: InstanceSpec, incumbent: Incumbent) -> bool:
+    """The incumbent network has every margin y_i f_i > 0 (numpy forward pass)."""
+    return bool(np.min(spec.y * incumbent.theta.forward(spec.X, spec.network.activation)) > 0)
+
+
+def logistic_limit_point(spec: InstanceSpec, params, box_minimum: float, separation: Separability | None) -> str:
     """The limit-point report of the logistic loss without weight decay (DESIGN §4e), or "".
 
-    When the returned network separates the data (every margin y_i f_i > 0), multiplying v and c by
-    t scales every margin by t (for any activation), so the risk w sum_i log(1 + exp(-t y_i f_i))
-    decreases to 0 as t -> inf while staying > 0: the infimum over all weights is 0, not attained."""
-    margins = spec.y * params.forward(spec.X, spec.network.activation)
-    smallest = float(np.min(margins))
-    if smallest <= 0.0:
+    When a network separates the data (every margin y_i f_i > 0: the returned one, or the margin MILP's
+    verified witness), multiplying its v and c by t scales every margin by t (for any activation), so
+    the risk w sum_i log(1 + exp(-t y_i f_i)) decreases to 0 as t -> inf while staying > 0: the infimum
+    over all weights is 0, not attained."""
+    smallest = float(np.min(spec.y * params.forward(spec.X, spec.network.activation)))
+    if smallest > 0.0:
+        who = f"the returned network separates the data (smallest margin y_i f_i = {smallest:.4g})"
+    elif separation is not None and separation.separable:
+        who = (f"a network of this width separates the data (margin MILP; its smallest margin y_i f_i = "
+               f"{separation.margin:.4g} in numpy)")
+    else:
         return ""
-    return (f"infimum 0 over all weights, not attained (a limit point): the returned network separates the data "
-            f"(smallest margin y_i f_i = {smallest:.4g}), and scaling its output weights and bias by t -> inf "
-            f"drives the risk to 0; the box minimum is {box_minimum:.10g}")
+    return (f"infimum 0 over all weights, not attained (a limit point): {who}, and scaling its output weights "
+            f"and bias by t -> inf drives the risk to 0; the box minimum is {box_minimum:.10g}")
 
 
 def class_record(o: ClassOutcome) -> dict:
@@ -778,7 +793,8 @@ def class_record(o: ClassOutcome) -> dict:
 def assemble_result(spec: InstanceSpec, incumbent: Incumbent, outcomes: list[ClassOutcome],
                     abs_tol: float, started: float, *, formulation: FormulationOptions = FormulationOptions(),
                     strategy: SolveStrategy = SolveStrategy(), search_seconds: float = 0.0,
-                    method: str = "milp", notes: list[str] = ()) -> SolveResult:
+                    method: str = "milp", notes: list[str] = (),
+                    separation: Separability | None = None) -> SolveResult:
     """Bounds, status, certificate and verification of the whole solve.
 
     Without any class solved the incumbent's risk is zero up to the absolute tolerance, and the
@@ -803,7 +819,9 @@ def assemble_result(spec: InstanceSpec, incumbent: Incumbent, outcomes: list[Cla
     box_matters = incumbent.box_active and not zero_risk
     certified = bool(closed and (complete or zero_risk) and not box_matters and verification.ok)
     notes = list(notes) + [note for o in outcomes for note in o.notes] + [str(w.message) for w in caught]
-    limit = logistic_limit_point(spec, params, upper) if spec.loss.kind == "logistic" else ""
+    limit = logistic_limit_point(spec, params, upper, separation) if spec.loss.kind == "logistic" else ""
+    if separation is not None and separation.note():
+        notes.insert(0, separation.note())
     if limit:
         certified = False  # the box minimum, never a minimum over all weights
         notes.insert(0, limit)
