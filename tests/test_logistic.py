@@ -453,3 +453,11 @@ def test_data_no_network_of_the_width_separates_are_said_to_be_so():
     assert result.limit_point == ""
     assert "no network of this width separates the data" in result.message
     assert result.risk == pytest.approx(box_reference_minimum(spec.X, spec.y, acts.relu(), 1), rel=2e-6)
+
+
+def test_two_hidden_layers_are_refused_in_one_line():
+    t = small_table(weight_decay=0.0)
+    t["network"] = {"hidden": [2, 2], "activation": "relu"}
+    with pytest.raises(SpecError) as err:
+        spec_from_dict(t)
+    assert "loss.kind" in str(err.value) and "one hidden layer" in str(err.value) and "\n" not in str(err.value)
