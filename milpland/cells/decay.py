@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import clarabel
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import xlogy
 
 from milpland.cells.problem import Cell, CellResult, _Builder
 from milpland.cells.scaled import NEGLIGIBLE_NORM, RHO_LIMIT_SUBSTITUTE, ScaledParams
@@ -70,6 +71,68 @@ class Penalty:
         if self.decay_biases and self.output_bias:
             total += 0.5 * self.lam * float(theta.c) ** 2
         return total
+
+
+def binary_entropy(p: np.ndarray) -> np.ndarray:
+    """H(p) = -p log p - (1 - p) log(1 - p) on [0, 1], with 0 log 0 = 0 (scipy.special.xlogy)."""
+    p = np.asarray(p, dtype=float)
+    return -(xlogy(p, p) + xlogy(1.0 - p, 1.0 - p))
+
+
+def logistic_cones(y: np.ndarray, N: int, col_f: int, col_e: int, col_u: int, col_v: int):
+    """Clarabel rows (A block, b part, cone) of e_i >= log(1 + exp(-y_i f_i)), written as
+    exp(-y_i f_i - e_i) + exp(-e_i) <= 1: two exponential cones per sample (Clarabel's
+    K_exp = closure{(x, y, z): y > 0, y exp(x / y) <= z}), (-y_i f_i - e_i, 1, u_i) and (-e_i, 1, v_i);
+    the caller adds u_i + v_i <= 1.  Columns: f_i at col_f + i, e_i, u_i, v_i likewise; N columns."""
+    out = []
+    for i in range(len(y)):
+        for col_z, margin in ((col_u, -float(y[i])), (col_v, 0.0)):
+            rows = np.zeros((3, N))  # s = b - A x = (margin f_i - e_i, 1, z_i)
+            rows[0, col_f + i], rows[0, col_e + i] = -margin, 1.0
+            rows[2, col_z + i] = -1.0
+            out.append((rows, np.array([0.0, 1.0, 0.0]), clarabel.ExponentialConeT()))
+    return out
+
+
+def clip_multipliers(kind: str, mu: np.ndarray, y: np.ndarray, w: float) -> np.ndarray:
+    """mu moved into the domain where min_f [w loss(f) - mu f] is finite: any mu for squared, |mu| <= w
+    for absolute, mu y in [-w, 0] for hinge and logistic."""
+    if kind == "absolute":
+        return np.clip(mu, -w, w)
+    if kind in ("hinge", "logistic"):
+        return y * np.clip(mu * y, -w, 0.0)
+    return np.asarray(mu, dtype=float)
+
+
+def fitting_term(kind: str, mu: np.ndarray, y: np.ndarray, w: float) -> float:
+    """sum_i min_f [w loss(f, y_i) - mu_i f] for mu in the domain (DESIGN §4d): -mu y - mu^2 / (4 w)
+    (squared), -mu y (absolute, hinge), w H(p) with p = -mu y / w (logistic)."""
+    if kind == "squared":
+        return float(np.sum(-mu * y - mu**2 / (4.0 * w)))
+    if kind == "logistic":
+        return float(np.sum(w * binary_entropy(np.clip(-mu * y / w, 0.0, 1.0))))
+    return float(np.sum(-mu * y))
+
+
+def polish_multipliers(kind: str, mu, nu, phi, G, free: list[int], y, w) -> np.ndarray:
+    """mu changed on the samples strictly inside its domain by the least-norm delta that makes
+    r = Phi^T mu - G^T nu vanish on the columns `free` (parameters the bound would multiply by a box),
+    then clipped back into the domain.  Any result is a valid multiplier; it only has to be better."""
+    if not free:
+        return mu
+    inside = np.ones(len(mu), dtype=bool)
+    if kind == "absolute":
+        inside = np.abs(mu) < w
+    elif kind in ("hinge", "logistic"):
+        inside = (mu * y < 0.0) & (mu * y > -w)
+    A = phi[np.ix_(inside, free)]  # (k, q)
+    if A.size == 0:
+        return mu
+    residual = phi[:, free].T @ mu - G[:, free].T @ nu
+    delta = np.linalg.lstsq(A.T, -residual, rcond=None)[0]  # least norm: A^T delta = -residual
+    moved = np.array(mu, dtype=float)
+    moved[inside] += delta
+    return clip_multipliers(kind, moved, y, w)
 
 
 def balanced_params(theta: ScaledParams, penalty: Penalty, act: Activation) -> tuple[OneHiddenParams, list[int]]:
@@ -106,6 +169,15 @@ def balanced_params(theta: ScaledParams, penalty: Penalty, act: Activation) -> t
     return params, limit_units
 
 
+def check_logistic_labels(y, loss: Loss, output_bias: bool) -> None:
+    """With the logistic loss, an undecayed output bias and labels of one sign, c -> +-inf drives the
+    risk to 0 at no penalty: the infimum is not attained, so the spec is refused (one line)."""
+    if (loss.kind == "logistic" and not loss.decay_biases and output_bias
+            and len(np.unique(np.sign(np.asarray(y, dtype=float)))) < 2):
+        raise MilplandError("loss.decay_biases: with the logistic loss, labels of one sign and an undecayed output "
+                            "bias the infimum (risk 0 as c -> inf) is not attained; use decay_biases = true")
+
+
 @dataclass(frozen=True, eq=False)
 class _Conic:
     """The arrays of one cell's SOCP (Clarabel's  min 1/2 x'Px + q'x  s.t.  Ax + s = b, s in K)."""
@@ -133,6 +205,7 @@ class DecayCellSolver:
             raise MilplandError("loss.weight_decay: the weight-decay cell solver needs weight_decay > 0")
         if not activation.homogeneous:
             raise MilplandError(f"loss.weight_decay: needs a positively homogeneous activation, not {activation.name!r}")
+        check_logistic_labels(y, loss, output_bias)
         self.builder = _Builder(X, y, activation, loss, box, output_bias=output_bias)
         self.loss, self.act, self.box = loss, activation, box
         self.penalty = Penalty(lam=float(loss.weight_decay), decay_biases=loss.decay_biases,
@@ -151,10 +224,14 @@ class DecayCellSolver:
     def c_bound(self, m: int, upper: float) -> float:
         """|c| of some optimal point of every cell (undecayed c): an optimal c is a weighted mean /
         median of y_i - rest_i (squared / absolute) or within 1 + max|rest_i| (hinge), with
-        |rest_i| <= m max|alpha| (max ||x_i|| upper / lam + box.weight)."""
+        |rest_i| <= m max|alpha| (max ||x_i|| upper / lam + box.weight).  Logistic (both labels present,
+        `check_logistic_labels`): a sample whose label has the sign opposite to c loses at least
+        w (|c| - |rest_i|), so every point of objective <= upper has |c| <= max|rest_i| + upper / w."""
         b = self.builder
         xs = float(np.max(np.linalg.norm(b.X, axis=1)))
         rest = m * float(np.max(np.abs(b.alpha))) * (xs * upper / self.penalty.lam + self.box.weight)
+        if self.loss.kind == "logistic":
+            return float(rest + upper / b.w + 1.0)
         return float(max(np.max(np.abs(b.y)), 1.0) + rest + 1.0)
 
     # -- the conic program -----------------------------------------------------------------------
@@ -169,9 +246,11 @@ class DecayCellSolver:
         R = G.shape[0]
         kind = self.loss.kind
         ne = 0 if kind == "squared" else n
-        # columns: theta (p) | f (n) | t (m) | e (ne)
+        nuv = n if kind == "logistic" else 0
+        # columns: theta (p) | f (n) | t (m) | e (ne) | u, v (logistic: nuv each)
         col_f, col_t, col_e = p, p + n, p + n + m
-        N = p + n + m + ne
+        col_u, col_v = col_e + ne, col_e + ne + nuv
+        N = col_v + nuv
         s = self.scale
         w = b.w / s
         lam = pen.lam / s
@@ -181,7 +260,7 @@ class DecayCellSolver:
             P[col_f:col_t] = 2.0 * w
             q[col_f:col_t] = -2.0 * w * b.y
         else:
-            q[col_e:] = w
+            q[col_e:col_u] = w
         q[col_t:col_e] = lam
         if lay.has_c and pen.decay_biases:
             P[lay.c] = lam
@@ -196,9 +275,14 @@ class DecayCellSolver:
         cell_block[:, :p] = -G
         nonneg_rows.append(cell_block)
         nonneg_rhs.append(np.zeros(R))
-        if kind != "squared":
+        if kind == "logistic":  # u_i + v_i <= 1
+            uv = np.zeros((n, N))
+            uv[:, col_u:col_v], uv[:, col_v:] = np.eye(n), np.eye(n)
+            nonneg_rows.append(uv)
+            nonneg_rhs.append(np.ones(n))
+        elif kind != "squared":
             Ie = np.zeros((n, N))
-            Ie[:, col_e:] = -np.eye(n)
+            Ie[:, col_e:col_u] = -np.eye(n)
             if kind == "absolute":  # e - (f - y) >= 0 and e + (f - y) >= 0
                 up = Ie.copy()
                 up[:, col_f:col_t] = np.eye(n)
@@ -234,6 +318,11 @@ class DecayCellSolver:
             blocks.append(rows)
             rhs.append(np.zeros(rows.shape[0]))
             cones.append(clarabel.SecondOrderConeT(rows.shape[0]))
+        if kind == "logistic":
+            for rows, b_part, cone in logistic_cones(b.y, N, col_f, col_e, col_u, col_v):
+                blocks.append(rows)
+                rhs.append(b_part)
+                cones.append(cone)
         return _Conic(P=sp.triu(sp.diags(P)).tocsc(), q=q, A=sp.csc_matrix(np.vstack(blocks)),
                       b=np.concatenate(rhs), cones=cones, phi=phi, G=G, n_cell_rows=R)
 
@@ -278,27 +367,48 @@ class DecayCellSolver:
         )
 
     def lower_bound(self, conic: _Conic, cell: Cell, z: np.ndarray, upper: float) -> float:
-        """The Lagrangian bound of the module docstring from Clarabel's duals, recomputed in numpy."""
+        """The Lagrangian bound of the module docstring from Clarabel's duals, recomputed in numpy.
+
+        With undecayed parts (decay_biases = false) their multipliers r_a, r_c enter multiplied by the
+        box (|r| B): a dual error of 1e-9 costs 1e-7.  So the bound is also evaluated at mu moved by the
+        least-norm change that makes r vanish on those columns (`polish_multipliers`).  Likewise a group
+        with ||r_u|| a little above lam (an active unit has ||r_u|| = lam at the optimum) costs
+        (||r_u|| - lam) rho with rho = upper / lam: (mu, nu) scaled by kappa = lam / max ||r_u|| <= 1 (still
+        in the domain) removes that term.  The largest of these bounds is returned -- all are valid, as
+        the bound holds for any multipliers."""
+        b = self.builder
+        lay = b.layout(cell.width)
+        mu = clip_multipliers(self.loss.kind, self.scale * z[:b.n], b.y, b.w)
+        nu = np.maximum(self.scale * z[b.n:b.n + conic.n_cell_rows], 0.0)
+        candidates = [mu]
+        if self.has_box:
+            free = list(range(lay.a.start, lay.a.stop)) + ([lay.c] if lay.has_c else [])
+            candidates.append(polish_multipliers(self.loss.kind, mu, nu, conic.phi, conic.G, free, b.y, b.w))
+        bounds = []
+        for candidate in candidates:
+            bounds.append(self._bound(conic, cell, candidate, nu, upper))
+            kappa = self.penalty.lam / max(self.penalty.lam, float(np.max(self._group_norms(conic, cell, candidate, nu))))
+            if kappa < 1.0:
+                bounds.append(self._bound(conic, cell, kappa * candidate, kappa * nu, upper))
+        return max(bounds)
+
+    def _group_norms(self, conic: _Conic, cell: Cell, mu: np.ndarray, nu: np.ndarray) -> np.ndarray:
+        """||r_u|| of every unit's decayed group at multipliers (mu, nu)."""
+        m, d = cell.width, self.builder.d
+        r = conic.phi.T @ mu - conic.G.T @ nu
+        r_a = r[self.builder.layout(m).a]
+        return np.sqrt(np.sum(r[: m * d].reshape(m, d) ** 2, axis=1) + (r_a**2 if self.penalty.decay_biases else 0.0))
+
+    def _bound(self, conic: _Conic, cell: Cell, mu: np.ndarray, nu: np.ndarray, upper: float) -> float:
+        """The bound at multipliers mu (in the loss's domain, `clip_multipliers`) and nu >= 0."""
         b, pen = self.builder, self.penalty
-        n, m, d = b.n, cell.width, b.d
+        m = cell.width
         lay = b.layout(m)
-        mu = self.scale * z[:n]
-        nu = np.maximum(self.scale * z[n:n + conic.n_cell_rows], 0.0)
-        y, w = b.y, b.w
-        kind = self.loss.kind
-        if kind == "squared":
-            fitting = float(np.sum(-mu * y - mu**2 / (4.0 * w)))
-        elif kind == "absolute":
-            mu = np.clip(mu, -w, w)
-            fitting = float(np.sum(-mu * y))
-        else:
-            mu = y * np.clip(mu * y, -w, 0.0)
-            fitting = float(np.sum(-mu * y))
+        fitting = fitting_term(self.loss.kind, mu, b.y, b.w)
         r = conic.phi.T @ mu - conic.G.T @ nu
         rho = upper / pen.lam
-        r_U = r[: m * d].reshape(m, d)
         r_a = r[lay.a]
-        group = np.sqrt(np.sum(r_U**2, axis=1) + (r_a**2 if pen.decay_biases else 0.0))
+        group = self._group_norms(conic, cell, mu, nu)
         total = fitting + float(np.sum(np.minimum(0.0, (pen.lam - group) * rho)))
         if not pen.decay_biases:
             total -= self.box.weight * float(np.sum(np.abs(r_a)))

@@ -52,7 +52,7 @@ from milpland.cells.bounded_lsq import bvls_active_set
 from milpland.cells.scaled import ScaledParams
 from milpland.errors import MilplandError
 from milpland.instance.activations import Activation
-from milpland.instance.losses import Loss
+from milpland.instance.losses import LOGISTIC_NEEDS_DECAY, LOSS_KINDS, Loss
 from milpland.instance.network import OneHiddenParams
 from milpland.instance.spec import Box
 
@@ -269,7 +269,7 @@ class _Builder:
         y = np.asarray(y, dtype=float).reshape(-1)
         if X.ndim != 2 or X.shape[0] != y.shape[0]:
             raise MilplandError(f"data: X must be (n, d) and y (n,), got shapes {X.shape} and {y.shape}")
-        if loss.kind not in ("squared", "absolute", "hinge"):
+        if loss.kind not in LOSS_KINDS:
             raise MilplandError(f"loss.kind: unknown loss {loss.kind!r}")
         self.X, self.y, self.act, self.loss, self.box = X, y, activation, loss, box
         self.output_bias = bool(output_bias)
@@ -443,6 +443,9 @@ def _trivial_risk(y: np.ndarray, loss: Loss, w: float, output_bias: bool) -> flo
         c = float(np.mean(y))
     elif loss.kind == "absolute":
         c = float(np.median(y))
+    elif loss.kind == "logistic" and 0.0 < np.mean(y > 0) < 1.0:  # the log-odds of the positive labels
+        share = float(np.mean(y > 0))
+        c = float(np.log(share / (1.0 - share)))
     else:
         c = min((-1.0, 1.0), key=lambda v: loss.risk(np.full_like(y, v), y))
     return loss.risk(np.full_like(y, c), y)
@@ -694,6 +697,8 @@ class CellSolver:
                  time_limit: float = 10.0, kkt_tol: float = KKT_TOL):
         if not time_limit > 0:
             raise MilplandError(f"time_limit: must be positive, got {time_limit}")
+        if loss.kind == "logistic":  # no LP/QP: its cells are exponential-cone programs (cells/logistic.py)
+            raise MilplandError(LOGISTIC_NEEDS_DECAY)
         self.builder = _Builder(X, y, activation, loss, box, output_bias=output_bias)
         self.time_limit = float(time_limit)
         self.kkt_tol = float(kkt_tol)

@@ -159,6 +159,8 @@ def format_text(obj: dict, *, rel_gap: float | None = None, output_box_used: boo
         f"box active    {'YES' if obj['box_active'] else 'no'}" + _box_note(obj["box_active"]),
         f"certified     {_certificate_line(obj, rel_gap)}",
     ]
+    if obj.get("limit_point"):  # logistic loss without weight decay, separable data (DESIGN §4e)
+        lines.append(f"limit point   {obj['limit_point']}")
     if decay:  # every value is of the regularised objective, and the certificate's region is not the box
         lines.insert(4, f"objective     risk + (lam/2)||theta||^2, lam = {number_text(decay)}"
                         f"{'' if obj.get('decay_biases', True) else ' (biases not decayed)'}; risk and bounds below are of it")

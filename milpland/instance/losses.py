@@ -1,6 +1,9 @@
 """Losses, the empirical risk R = weight * sum_i loss(f_i, y_i) (DESIGN §1) and the objective
 with weight decay (DESIGN §4d).
 
+The logistic loss log(1 + exp(-y f)) (labels +-1) is evaluated as ``np.logaddexp(0, -y f)``: no
+overflow for large margins of either sign.
+
 ``reduction = "mean"`` gives weight 1/n; ``"half_sum"`` gives weight 1/2 (Yun et al.
 use 1/2 * SSE).  Every value milpland reports is in the spec's reduction.
 
@@ -15,8 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LOSS_KINDS = ("squared", "absolute", "hinge")
+LOSS_KINDS = ("squared", "absolute", "hinge", "logistic")
+LABEL_LOSSES = ("hinge", "logistic")  # classification losses: labels -1 and +1
 REDUCTIONS = ("mean", "half_sum")
+# Without weight decay a logistic minimum may lie at infinity (DESIGN §4e): only `solve` (the MILP's box
+# minimum, with its limit-point report) handles it; everything else refuses with this line.
+LOGISTIC_NEEDS_DECAY = ("loss.kind: the logistic loss without weight decay is handled by solve (method milp) only; "
+                        "set [loss] weight_decay > 0 for this")
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,8 @@ class Loss:
             return (f - y) ** 2
         if self.kind == "absolute":
             return np.abs(f - y)
+        if self.kind == "logistic":  # log(1 + exp(-y f)), stable for any margin
+            return np.logaddexp(0.0, -y * f)
         return np.maximum(0.0, 1.0 - y * f)  # hinge, labels +-1
 
     def risk(self, f: np.ndarray, y: np.ndarray) -> float:
@@ -61,5 +71,10 @@ class Loss:
 
     @property
     def is_linear_programmable(self) -> bool:
-        """Absolute and hinge cells are LPs; squared cells are convex QPs."""
-        return self.kind != "squared"
+        """Absolute and hinge cells are LPs; squared cells are convex QPs (logistic: exponential cones)."""
+        return self.kind in ("absolute", "hinge")
+
+    @property
+    def smooth(self) -> bool:
+        """A loss with a curved graph (squared, logistic): the MILP bounds it by tangent cuts (DESIGN §4)."""
+        return self.kind in ("squared", "logistic")

@@ -19,7 +19,7 @@ from milpland.errors import SpecError
 from milpland.instance import activations as acts
 from milpland.instance.activations import Activation
 from milpland.instance.data import GENERATOR_KEYS, MAX_MAGNITUDE, check_magnitude, generate, load_file
-from milpland.instance.losses import LOSS_KINDS, REDUCTIONS, Loss
+from milpland.instance.losses import LABEL_LOSSES, LOSS_KINDS, REDUCTIONS, Loss
 
 ACTIVATIONS = ("relu", "leaky_relu", "two_slope", "hardtanh", "pwl")
 TOP_KEYS = {"name", "description", "data", "network", "loss", "box", "solve"}
@@ -381,8 +381,10 @@ def _check_data(X: np.ndarray, y: np.ndarray, network: NetworkSpec, loss: Loss) 
     unique = np.unique(rows, axis=0)
     if unique.shape[0] != rows.shape[0]:
         raise SpecError("data", f"holds {rows.shape[0] - unique.shape[0]} duplicate samples (same x and y): remove them")
-    if loss.kind == "hinge" and not np.all(np.isin(y, (-1.0, 1.0))):
-        raise SpecError("data.y", "the hinge loss needs labels -1 and +1")
+    if loss.kind == "logistic" and network.depth != 1:  # the two-layer search has no logistic bound
+        raise SpecError("loss.kind", f"the logistic loss handles one hidden layer, not hidden = {list(network.hidden)}")
+    if loss.kind in LABEL_LOSSES and not np.all(np.isin(y, (-1.0, 1.0))):
+        raise SpecError("data.y", f"the {loss.kind} loss needs labels -1 and +1; map your classes to -1 and +1")
 
 
 def _check_weight_decay(network: NetworkSpec, loss: Loss) -> None:

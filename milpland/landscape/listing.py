@@ -42,6 +42,7 @@ from milpland.cells.arrangement import unit_patterns
 from milpland.cells.minima import LocalMinimum
 from milpland.cells.verify import verify_point
 from milpland.errors import MilplandError
+from milpland.instance.losses import LOGISTIC_NEEDS_DECAY
 from milpland.instance.spec import InstanceSpec
 from milpland.landscape.collect import Query, spurious_tolerance
 from milpland.records import SCHEMA_VERSION
@@ -210,6 +211,8 @@ def landscape(spec: InstanceSpec, *, method: str = "auto", max_cells: int | None
     if spec.network.depth != 1:
         raise MilplandError(f"network.hidden: landscape handles one hidden layer; {spec.name} has "
                             f"hidden = {list(spec.network.hidden)}")
+    if spec.loss.kind == "logistic" and not spec.loss.decayed:  # minima may sit at infinity (DESIGN §4e)
+        raise MilplandError(LOGISTIC_NEEDS_DECAY)
     fixed_threshold = any(v is not None for v in (risk_max, gap_max, gap_rel))
     max_cells = default_max_cells(spec, fixed_threshold=fixed_threshold) if max_cells is None else max_cells
     for flag, value in (("--max-cells", max_cells), ("--starts", starts)):

@@ -381,6 +381,7 @@ METHODS: dict[str, Callable[[InstanceSpec, dict], dict]] = {
 
 
 DECAY_UNAWARE = ("enumerate", "gd", "scip", "scip-deep")  # risk-only baselines: skipped with weight decay
+LOGISTIC_UNAWARE = ("enumerate", "gd", "scip", "scip-deep")  # baselines without the logistic loss: skipped
 
 
 def run_bench(targets: list[str], *, methods: list[str], time_limit: float | None = None,
@@ -437,6 +438,9 @@ def run_method(inst, spec: InstanceSpec, method: str, ctx: dict) -> dict:
     started = time.perf_counter()
     if spec.loss.decayed and method in DECAY_UNAWARE:
         row.update({"status": "skipped", "message": f"loss.weight_decay: {method} minimises the risk alone"})
+        return row
+    if spec.loss.kind == "logistic" and method in LOGISTIC_UNAWARE:
+        row.update({"status": "skipped", "message": f"loss.kind: {method} does not model the logistic loss"})
         return row
     try:
         row.update(METHODS[method](spec, ctx))
@@ -572,7 +576,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 REACHED = ("optimal", "heuristic")
-LOSS_MARKERS = {"squared": "o", "absolute": "s", "hinge": "^"}
+LOSS_MARKERS = {"squared": "o", "absolute": "s", "hinge": "^", "logistic": "D"}
 
 
 def reached_global(table: pd.DataFrame) -> np.ndarray:

@@ -136,7 +136,7 @@ def write_figures(frames: dict[str, pd.DataFrame], folder: str | Path) -> list[P
     return written
 
 
-LOSS_MARKERS = {"squared": "o", "absolute": "s", "hinge": "^"}
+LOSS_MARKERS = {"squared": "o", "absolute": "s", "hinge": "^", "logistic": "D"}
 HOLLOW_MEANS = "hollow: not certified (time limit, gap, box bound active or failed check)"
 
 

@@ -40,7 +40,8 @@ solves -- one row per global solve; the columns of ``SolveResult.to_row()`` plus
   W1, b1, v, c), signs (str, JSON list), risk_numpy (float64, the batch's own numpy re-evaluation
   of params), risk_numpy_difference (float64, |risk_numpy - risk| / max(1, |risk|)), weight_decay (float64,
   lam; with lam > 0 risk, lower_bound and risk_numpy are of risk + (lam/2)||theta||^2, DESIGN §4d),
-  decay_biases (bool).
+  decay_biases (bool), limit_point (str: logistic loss without weight decay, why the infimum over all
+  weights is not attained -- "" when nothing says so; DESIGN §4e).
   Rows of the landscape task also have: landscape_method (str: the method that ran, enumerate
   or bnb for auto), landscape_complete (bool), n_minima, n_spurious (int64), and the spurious
   gap: spurious_gap (float64, lowest spurious risk - global risk; null when none was found),
@@ -125,7 +126,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "landscape_method": "str", "landscape_complete": "bool", "n_minima": "int64", "n_spurious": "int64",
         **HEADLINE_COLUMNS, "landscape_query": "str", "threshold": "float64", "open_bound": "float64",
         "proven_below": "float64", "census_starts": "int64", "census_minima": "int64", "unseen_mass": "float64",
-        "weight_decay": "float64", "decay_biases": "bool",
+        "weight_decay": "float64", "decay_biases": "bool", "limit_point": "str",
     },
     "minima": {
         **BATCH_COLUMNS,

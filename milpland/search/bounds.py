@@ -8,7 +8,7 @@ that could still beat the incumbent, which is all a sign class has to examine):
   |g_ij| <= M_i = B (||x_i||_1 + 1); a bounded piece also caps g by rho_j t <= P |t|.
 - `cutoff_bounds`: a point with risk below the cutoff C has w e_i <= C for every sample, so
   e_i <= C / w and the residual obeys |f_i - y_i| <= sqrt(C / w) (squared), <= C / w
-  (absolute), or y_i f_i >= 1 - C / w (hinge).
+  (absolute), or y_i f_i >= 1 - C / w (hinge), y_i f_i >= -C / w (logistic).
 - `obbt`: optimisation-based bound tightening: min / max of every g_ijk over the LP relaxation
   with the cutoff as an objective row; the big-M coefficients are then replaced by the
   tightened bounds (valid: the LP relaxation contains every better integer point).
@@ -69,8 +69,8 @@ def cutoff_bounds(spec: InstanceSpec, cutoff: float) -> tuple[np.ndarray, np.nda
         f_lower, f_upper = y - radius, y + radius
     elif kind == "absolute":
         f_lower, f_upper = y - budget, y + budget
-    else:  # hinge: 1 - y_i f_i <= e_i <= budget
-        floor = 1.0 - budget
+    else:  # hinge: 1 - y_i f_i <= e_i <= budget; logistic: -y_i f_i <= log(1 + exp(-y_i f_i)) <= budget
+        floor = 1.0 - budget if kind == "hinge" else -budget
         f_lower = np.where(y > 0, floor, -INF)
         f_upper = np.where(y < 0, -floor, INF)
     return f_lower, f_upper, np.full(n, budget)

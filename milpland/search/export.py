@@ -48,6 +48,8 @@ def export_model(spec: InstanceSpec, *, out_prefix: str | Path, fmt: str = "mps"
         raise MilplandError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if spec.network.depth != 1:
         raise MilplandError("export handles one hidden layer (the exact MILP of DESIGN §3)")
+    if spec.loss.kind == "logistic":  # exponential cones: neither an MPS/LP MILP nor a finite set of tangents
+        raise MilplandError("loss.kind: export writes MILPs, which cannot hold the logistic loss; use milpland solve")
     if spec.loss.decayed:  # the penalty is a sum of norms (second-order cones, DESIGN §4d): not in the MILP
         raise MilplandError("loss.weight_decay: export writes the MILP of the risk, which has no weight-decay term; "
                             "use weight_decay = 0")

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit
 
 import milpland.interrupt as interrupt
 from milpland.cells.problem import Cell, CellResult, CellSolver
@@ -66,7 +67,8 @@ def multistart_descent(spec: InstanceSpec, *, starts: int, iterations: int, lear
 
     Gradients of f_i = sum_j v_j sigma(z_ij) + c, z_ij = w_j . x_i + b_j:
     df/dv_j = sigma(z_ij), df/dz_ij = v_j sigma'(z_ij), dz/dw_j = x_i, dz/db_j = 1;
-    dR/df_i = w * (2 r_i | sign r_i | -y_i [1 - y_i f_i > 0]) for squared | absolute | hinge.
+    dR/df_i = w * (2 r_i | sign r_i | -y_i [1 - y_i f_i > 0] | -y_i sigma(-y_i f_i)) for squared | absolute |
+    hinge | logistic.
     """
     act = spec.network.activation
     X, y = spec.X, spec.y
@@ -115,6 +117,8 @@ def _loss_derivative(kind: str, f: np.ndarray, y: np.ndarray) -> np.ndarray:
         return 2.0 * r
     if kind == "absolute":
         return np.sign(r)
+    if kind == "logistic":  # d/df log(1 + exp(-y f)) = -y sigma(-y f)
+        return -y * expit(-y * f)
     return np.where(1.0 - y * f > 0, -y, 0.0) * np.ones_like(f)
 
 

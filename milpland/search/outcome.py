@@ -48,7 +48,7 @@ def consider(incumbent: Incumbent, result: CellResult, cell: Cell, master_value:
     if result.status != "optimal" or result.theta is None:
         outcome.notes.append(f"cell solve of a master pattern ended {result.status}")
         return False
-    if spec.loss.kind != "squared" and result.risk > master_value + tolerance(master_value, spec, 0.0):
+    if not spec.loss.smooth and result.risk > master_value + tolerance(master_value, spec, 0.0):
         outcome.notes.append(
             f"cell optimum {result.risk:.10g} above the MILP point {master_value:.10g} of the same pattern"
         )

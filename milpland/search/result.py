@@ -59,6 +59,7 @@ class SolveResult:
     weight_decay: float = 0.0  # lam: risk and lower_bound are then of risk + (lam/2)||theta||^2 (DESIGN §4d)
     decay_biases: bool = True
     region: str = ""  # what the certificate covers when it is not the box (weight decay: "all weights")
+    limit_point: str = ""  # logistic loss, no weight decay: why the infimum over all weights is not attained
 
     @property
     def gap(self) -> float:
@@ -98,6 +99,7 @@ class SolveResult:
             "weight_decay": self.weight_decay,
             "decay_biases": self.decay_biases,
             "region": self.region or "box",
+            "limit_point": self.limit_point,
             "schema_version": SCHEMA_VERSION,
         }
 
@@ -134,6 +136,7 @@ class SolveResult:
             "message": self.message,
             "weight_decay": self.weight_decay,
             "decay_biases": self.decay_biases,
+            "limit_point": self.limit_point,
             "schema_version": SCHEMA_VERSION,
         }
 

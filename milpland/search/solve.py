@@ -27,8 +27,10 @@ from typing import Callable
 
 import highspy
 import numpy as np
+from scipy.special import expit
 
 import milpland.interrupt as interrupt
+from milpland.cells.logistic import LogisticCellSolver
 from milpland.cells.problem import Cell, CellSolver
 from milpland.cells.scaled import ScaledParams, sign_class
 from milpland.cells.verify import verify_point
@@ -50,6 +52,7 @@ from milpland.search.incumbents import Candidate, MultistartOptions, first_incum
 from milpland.search.outcome import ClassOutcome, Exploration, Incumbent, consider, tolerance
 from milpland.search.pattern_bnb import BnbOptions
 from milpland.search.result import Seconds, SolveResult
+from milpland.search.separability import MARGIN_SCALE, Separability, check_separable
 
 Progress = Callable[[str], None]
 OBJECTIVE_TARGET = 1e3  # the scaled objective of the incumbent (DESIGN §4: HiGHS' absolute threshold)
@@ -149,7 +152,7 @@ def solve_global(
     with interrupt.polling():
         method, notes = choose_method_within_limits(spec, strategy=strategy)
         if explore is not None and method != "bnb":
-            reason = pattern_bnb.applies(spec) or f"solve.method = {spec.solve.method!r}"
+            reason = bnb_refusal(spec) or f"solve.method = {spec.solve.method!r}"
             raise MilplandError(f"the branch-and-bound listing needs the pattern branch-and-bound: {reason}")
         for note in notes:
             say(note)
@@ -175,8 +178,13 @@ def solve_global(
                           candidates=tuple(candidates),
                           tangent_points=tangent_points(spec, incumbent, candidates, strategy))
             outcomes = search_classes(ctx, method, incumbent, cells, deadline, say, notes, explore=explore)
+        separation = None
+        if spec.loss.kind == "logistic" and not separates(spec, incumbent):  # DESIGN §4e: is 0 the infimum?
+            separation = check_separable(spec, formulation, cells, sign_class_order(spec), deadline=deadline,
+                                         options=highs_options(spec, 1e-9 * MARGIN_SCALE))
         return assemble_result(spec, incumbent, outcomes, abs_tol, started, formulation=formulation,
-                               strategy=strategy, search_seconds=search_seconds, method=method, notes=notes)
+                               strategy=strategy, search_seconds=search_seconds, method=method, notes=notes,
+                               separation=separation)
 
 
 def search_classes(ctx: Context, method: str, incumbent: Incumbent, cells: CellSolver, deadline: float,
@@ -243,12 +251,20 @@ def choose_method(spec: InstanceSpec) -> str:
     AUTO_BNB_MAX_RAY_ENTRIES rays x samples (without it bnb's convexity relaxation is weak from
     d = 2), up to AUTO_BNB_MAX_D for the others; else milp."""
     requested = spec.solve.method
-    reason = pattern_bnb.applies(spec)
+    reason = bnb_refusal(spec)
     if requested == "bnb" and reason:
         raise MilplandError(f"solve.method = \"bnb\": {reason}; use method = \"milp\" or \"auto\"")
     if requested == "auto":
         return "bnb" if reason is None and _bnb_measured_faster(spec) else "milp"
     return requested
+
+
+def bnb_refusal(spec: InstanceSpec) -> str | None:
+    """Why the pattern branch-and-bound cannot search `spec` (None: it can).  The logistic loss has no
+    node bound there: its global search without weight decay is the MILP's outer approximation."""
+    if spec.loss.kind == "logistic":
+        return "the logistic loss needs weight_decay > 0 or method = \"milp\""
+    return pattern_bnb.applies(spec)
 
 
 def _bnb_measured_faster(spec: InstanceSpec) -> bool:
@@ -293,7 +309,7 @@ def _within_memory(spec: InstanceSpec, method: str, strategy: SolveStrategy) -> 
         return method, []
     other = "milp" if method == "bnb" else "bnb"
     alternative = None
-    if other == "milp" or pattern_bnb.applies(spec) is None:
+    if other == "milp" or bnb_refusal(spec) is None:
         alternative = memory.estimate(spec, other, starts=starts, hull=pattern_bnb.uses_hull(spec, strategy.bnb))
     if spec.solve.method == "auto" and alternative is not None and alternative.peak <= limit:
         return other, [f"method auto: {method} would need {need.describe()}, more than the memory limit of "
@@ -307,6 +323,10 @@ def _within_memory(spec: InstanceSpec, method: str, strategy: SolveStrategy) -> 
 
 
 def make_cell_solver(spec: InstanceSpec) -> CellSolver:
+    if spec.loss.kind == "logistic":  # exponential cones, Clarabel (cells/logistic.py)
+        return LogisticCellSolver(spec.X, spec.y, spec.network.activation, spec.loss, spec.box,
+                                  output_bias=spec.network.output_bias,
+                                  time_limit=max(1.0, spec.solve.time_limit / 4))
     return CellSolver(
         spec.X, spec.y, spec.network.activation, spec.loss, spec.box,
         output_bias=spec.network.output_bias, time_limit=max(1.0, spec.solve.time_limit / 4),
@@ -343,6 +363,8 @@ def tangent_points(spec: InstanceSpec, incumbent: Incumbent, candidates: list[Ca
     describe other good cells; a grid over [-radius, radius] (radius = sqrt(cutoff / w), the
     largest residual a better point can have) bounds the master everywhere else.
     """
+    if spec.loss.kind == "logistic":
+        return logistic_tangent_points(spec, incumbent, candidates, strategy)
     if spec.loss.kind != "squared":
         return ()
     act = spec.network.activation
@@ -351,6 +373,21 @@ def tangent_points(spec: InstanceSpec, incumbent: Incumbent, candidates: list[Ca
     if strategy.tangent_grid > 0:
         radius = np.sqrt(incumbent.risk / spec.loss.weight(spec.n))
         for level in np.linspace(-radius, radius, strategy.tangent_grid):
+            points.append(np.full(spec.n, float(level)))
+    return tuple(points)
+
+
+def logistic_tangent_points(spec: InstanceSpec, incumbent: Incumbent, candidates: list[Candidate],
+                            strategy: SolveStrategy) -> tuple:
+    """Margin vectors z = y * f where the first tangents of log(1 + exp(-z)) go (DESIGN §4e): the
+    incumbent's and the best candidates' margins, and a grid over [-C / w, C / w] (a better point has
+    every margin >= -C / w, since log(1 + exp(-z)) >= -z)."""
+    act = spec.network.activation
+    points = [spec.y * incumbent.theta.forward(spec.X, act)]
+    points += [spec.y * c.fitted for c in candidates[: strategy.candidate_tangents]]
+    if strategy.tangent_grid > 0:
+        reach = incumbent.risk / spec.loss.weight(spec.n)
+        for level in np.linspace(-reach, reach, strategy.tangent_grid):
             points.append(np.full(spec.n, float(level)))
     return tuple(points)
 
@@ -364,6 +401,9 @@ def best_constant(spec: InstanceSpec) -> float:
         return float(np.mean(y))
     if spec.loss.kind == "absolute":
         return float(np.median(y))
+    share = float(np.mean(y > 0))
+    if spec.loss.kind == "logistic" and 0.0 < share < 1.0:  # the log-odds minimise the constant's risk
+        return float(np.log(share / (1.0 - share)))
     return min((-1.0, 1.0), key=lambda c: spec.loss.risk(np.full_like(y, c), y))
 
 
@@ -455,8 +495,8 @@ def solve_sign_class(ctx: Context, n_positive: int, incumbent: Incumbent, cells:
     runner = MipRunner(compiled, scale=ctx.scale, options=highs_options(spec, ctx.abs_tol * ctx.scale))
     f_cols = np.array([compiled.column(template.model.f[i]) for i in template.model.I])
     e_cols = np.array([compiled.column(template.model.e[i]) for i in template.model.I])
-    for residuals in ctx.tangent_points:
-        add_tangents(runner, spec.y, f_cols, e_cols, residuals)
+    for point in ctx.tangent_points:
+        add_loss_tangents(runner, spec, f_cols, e_cols, point)
     cutoff = class_cutoff(ctx, incumbent, shared_best)
     applied = apply_cutoff_bounds(ctx, runner, f_cols, e_cols, cutoff, np.inf)
     if formulation.obbt and np.isfinite(cutoff) and template.model.kind == "bigm":
@@ -492,7 +532,7 @@ def solve_sign_class(ctx: Context, n_positive: int, incumbent: Incumbent, cells:
                                       formulation.order_units, cell.pattern)
         if run.status not in ("optimal", "infeasible"):
             break  # time limit or solver error: the bound so far stands
-        if run.x is None or spec.loss.kind != "squared":
+        if run.x is None or not spec.loss.smooth:
             outcome.complete = True  # exact MILP solved, or nothing below the cutoff
             break
         if outcome.lower_bound >= incumbent.risk - tolerance(incumbent.risk, spec, ctx.abs_tol) / 2:
@@ -501,9 +541,9 @@ def solve_sign_class(ctx: Context, n_positive: int, incumbent: Incumbent, cells:
         if outcome.rounds >= MAX_OA_ROUNDS:
             outcome.notes.append(f"outer approximation stopped after {outcome.rounds} rounds without closing")
             break
-        add_tangents(runner, spec.y, f_cols, e_cols, run.x[f_cols] - spec.y)
+        add_loss_tangents(runner, spec, f_cols, e_cols, tangent_point(spec, run.x[f_cols]))
         if result is not None and result.fitted is not None:
-            add_tangents(runner, spec.y, f_cols, e_cols, result.fitted - spec.y)
+            add_loss_tangents(runner, spec, f_cols, e_cols, tangent_point(spec, result.fitted))
     outcome.solve_seconds = time.perf_counter() - t0 - outcome.build_seconds
     return outcome
 
@@ -638,6 +678,39 @@ def _class_worker(ctx: Context, n_positive: int, incumbent: Incumbent, budget: f
     return outcome, (incumbent if incumbent.risk < start_risk else None)
 
 
+def tangent_point(spec: InstanceSpec, fitted: np.ndarray) -> np.ndarray:
+    """Where the outer approximation's tangents go for these fitted values: the residuals f - y
+    (squared loss) or the margins y * f (logistic loss)."""
+    return spec.y * fitted if spec.loss.kind == "logistic" else fitted - spec.y
+
+
+def add_loss_tangents(runner: MipRunner, spec: InstanceSpec, f_cols: np.ndarray, e_cols: np.ndarray,
+                      point: np.ndarray) -> None:
+    """The tangent cuts of the spec's smooth loss at `point` (residuals or margins, `tangent_point`)."""
+    if spec.loss.kind == "logistic":
+        add_logistic_tangents(runner, spec.y, f_cols, e_cols, point)
+    else:
+        add_tangents(runner, spec.y, f_cols, e_cols, point)
+
+
+def add_logistic_tangents(runner: MipRunner, y: np.ndarray, f_cols: np.ndarray, e_cols: np.ndarray,
+                          margins: np.ndarray) -> None:
+    """Rows e_i + s_i y_i f_i >= L(z_i) + s_i z_i, s_i = sigma(-z_i) = -L'(z_i): the tangent of the convex
+    L(z) = log(1 + exp(-z)) at the margin z_i, valid below L everywhere (DESIGN §4e).  Tangents with a
+    slope below 1e-12 are the bound e_i >= 0 and are left out."""
+    slope = expit(-margins)
+    keep = slope > 1e-12
+    z, s, yk = margins[keep], slope[keep], y[keep]
+    count = len(z)
+    if count == 0:
+        return
+    starts = np.arange(count, dtype=np.int32) * 2
+    indices = np.column_stack([e_cols[keep], f_cols[keep]]).reshape(-1).astype(np.int32)
+    values = np.column_stack([np.ones(count), s * yk]).reshape(-1)
+    lower = np.logaddexp(0.0, -z) + s * z
+    runner.add_rows(lower, np.full(count, highspy.kHighsInf), starts, indices, values)
+
+
 def add_tangents(runner: MipRunner, y: np.ndarray, f_cols: np.ndarray, e_cols: np.ndarray,
                  residuals: np.ndarray) -> None:
     """Rows e_i - 2 r_i f_i >= -r_i^2 - 2 r_i y_i: the tangent of (f_i - y_i)^2 at residual r_i."""
@@ -671,6 +744,10 @@ def solver_name_and_version(method: str, spec: InstanceSpec, strategy: SolveStra
     relaxation, Clarabel for the convexity relaxation, HiGHS's LP for the absolute and hinge
     losses), then HiGHS for the cells."""
     highs = highspy.Highs().version()
+    if spec.loss.kind == "logistic":  # the cells are Clarabel's exponential-cone programs
+        import clarabel
+
+        return "highs+clarabel", f"{highs}+{clarabel.__version__}"
     if method == "milp" or spec.loss.kind != "squared":  # bnb's node LPs are HiGHS's too
         return "highs", highs
     if pattern_bnb.uses_hull(spec, strategy.bnb):
@@ -680,6 +757,30 @@ def solver_name_and_version(method: str, spec: InstanceSpec, strategy: SolveStra
     import clarabel
 
     return "clarabel+highs", f"{clarabel.__version__}+{highs}"
+
+
+def separates(spec: InstanceSpec, incumbent: Incumbent) -> bool:
+    """The incumbent network has every margin y_i f_i > 0 (numpy forward pass)."""
+    return bool(np.min(spec.y * incumbent.theta.forward(spec.X, spec.network.activation)) > 0)
+
+
+def logistic_limit_point(spec: InstanceSpec, params, box_minimum: float, separation: Separability | None) -> str:
+    """The limit-point report of the logistic loss without weight decay (DESIGN §4e), or "".
+
+    When a network separates the data (every margin y_i f_i > 0: the returned one, or the margin MILP's
+    verified witness), multiplying its v and c by t scales every margin by t (for any activation), so
+    the risk w sum_i log(1 + exp(-t y_i f_i)) decreases to 0 as t -> inf while staying > 0: the infimum
+    over all weights is 0, not attained."""
+    smallest = float(np.min(spec.y * params.forward(spec.X, spec.network.activation)))
+    if smallest > 0.0:
+        who = f"the returned network separates the data (smallest margin y_i f_i = {smallest:.4g})"
+    elif separation is not None and separation.separable:
+        who = (f"a network of this width separates the data (margin MILP; its smallest margin y_i f_i = "
+               f"{separation.margin:.4g} in numpy)")
+    else:
+        return ""
+    return (f"infimum 0 over all weights, not attained (a limit point): {who}, and scaling its output weights "
+            f"and bias by t -> inf drives the risk to 0; the box minimum is {box_minimum:.10g}")
 
 
 def class_record(o: ClassOutcome) -> dict:
@@ -692,7 +793,8 @@ def class_record(o: ClassOutcome) -> dict:
 def assemble_result(spec: InstanceSpec, incumbent: Incumbent, outcomes: list[ClassOutcome],
                     abs_tol: float, started: float, *, formulation: FormulationOptions = FormulationOptions(),
                     strategy: SolveStrategy = SolveStrategy(), search_seconds: float = 0.0,
-                    method: str = "milp", notes: list[str] = ()) -> SolveResult:
+                    method: str = "milp", notes: list[str] = (),
+                    separation: Separability | None = None) -> SolveResult:
     """Bounds, status, certificate and verification of the whole solve.
 
     Without any class solved the incumbent's risk is zero up to the absolute tolerance, and the
@@ -717,6 +819,15 @@ def assemble_result(spec: InstanceSpec, incumbent: Incumbent, outcomes: list[Cla
     box_matters = incumbent.box_active and not zero_risk
     certified = bool(closed and (complete or zero_risk) and not box_matters and verification.ok)
     notes = list(notes) + [note for o in outcomes for note in o.notes] + [str(w.message) for w in caught]
+    limit = logistic_limit_point(spec, params, upper, separation) if spec.loss.kind == "logistic" else ""
+    if separation is not None and separation.note():
+        notes.insert(0, separation.note())
+    if limit:
+        certified = False  # the box minimum, never a minimum over all weights
+        notes.insert(0, limit)
+    elif spec.loss.kind == "logistic" and incumbent.box_active:
+        notes.insert(0, "logistic loss without weight decay: along a direction out of the box the risk may keep "
+                        "decreasing to a limit that is not attained (DESIGN §4e)")
     if zero_risk and incumbent.box_active:
         notes.insert(0, "the risk is zero (to abs_tol), the smallest any network can reach: a global "
                         "minimum over all weights, although the returned point touches the box")
@@ -740,5 +851,5 @@ def assemble_result(spec: InstanceSpec, incumbent: Incumbent, outcomes: list[Cla
                  "method": method, "formulation": formulation.describe(), "strategy": strategy.describe(),
                  "incumbent_found_by": incumbent.found_by, "incumbent_seconds": search_seconds,
                  "classes": [class_record(o) for o in outcomes]},
-        seed=spec.solve.seed, verification=verification, message="; ".join(notes),
+        seed=spec.solve.seed, verification=verification, message="; ".join(notes), limit_point=limit,
     )
