@@ -14,6 +14,7 @@ O(rows * support^2)."""
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -21,6 +22,22 @@ import numpy as np
 DEPENDENT_PIVOT = 1e-8  # a Cholesky pivot below this (relative) marks a dependent support
 QR_DEPENDENT_PIVOT = 1e-12  # the same for the pivots of the QR factorisation (`qr=True`)
 CHECK_CLOCK_EVERY = 16  # least-squares solves between two looks at the deadline
+# the refinement step's correction (relative, max norms) above which an updated Cholesky factor is
+# replaced by a fresh one (`_solve_support`)
+REFACTOR_CORRECTION = 1e-6
+
+
+class Factor(NamedTuple):
+    """The Cholesky factor kept between the active set's least-squares solves (`_solve_support`):
+    L L^T is the Gram matrix of the columns fact[:state[0]] in that order, pos[k] is column k's
+    position in fact (-1: not in the factor), member a scratch mask of the support; state[1] counts
+    the refactorisations for accuracy."""
+
+    L: np.ndarray
+    fact: np.ndarray
+    pos: np.ndarray
+    member: np.ndarray
+    state: np.ndarray
 
 
 def bvls_active_set(A: np.ndarray, b: np.ndarray, upper: np.ndarray, start: np.ndarray | None = None, *,
@@ -124,13 +141,93 @@ def _compact_slots(support, n_support, slot, col, gram, used):
 
 
 @numba.njit(cache=True)
-def _solve_support(At, rhs_vec, support, n_support, slot, col, gram, used, L, s_out):
-    """Least squares on the columns support[:n_support] (in that order) by the normal equations:
-    Cholesky of their Gram matrix.  Writes the solution into s_out (zero elsewhere) and returns
-    (ok, used slots); ok is False when the columns are dependent: a pivot not positive or below
-    DEPENDENT_PIVOT times the largest (condition number of the columns above about 1e8)."""
+def _delete_from_factor(L, fact, pos, q, a):
+    """Remove the column at position a of the factor: L L^T is the Gram matrix of fact[:q] in that
+    order.  Dropping row a of L leaves rows a+1.. with one entry right of the diagonal; Givens
+    rotations of the column pairs (c, c + 1), c = a .. q - 2, restore the triangle (the rows of L
+    are those of R^T in a QR factorisation of the columns, and a rotation keeps L L^T).  O((q - a)^2).
+    Returns the new q."""
+    pos[fact[a]] = -1
+    for i in range(a, q - 1):
+        fact[i] = fact[i + 1]
+        pos[fact[i]] = i
+        for e in range(i + 2):
+            L[i, e] = L[i + 1, e]
+    for c in range(a, q - 1):
+        top, right = L[c, c], L[c, c + 1]
+        r = np.hypot(top, right)
+        if r == 0.0:
+            L[c, c + 1] = 0.0
+            continue
+        cs, sn = top / r, right / r
+        L[c, c], L[c, c + 1] = r, 0.0
+        for i in range(c + 1, q - 1):
+            u, v = L[i, c], L[i, c + 1]
+            L[i, c] = cs * u + sn * v
+            L[i, c + 1] = cs * v - sn * u
+    return q - 1
+
+
+@numba.njit(cache=True)
+def _append_to_factor(L, fact, pos, q, k, slot, gram):
+    """Append column k to the factor (a new last row of L: forward substitution of its Gram entries
+    with fact[:q], then its pivot).  Returns q + 1, or q (not appended) when the pivot is not
+    positive or below DEPENDENT_PIVOT times the largest pivot: k depends on the factor's columns."""
+    sk = slot[k]
+    for c in range(q):
+        value = gram[sk, slot[fact[c]]]
+        for e in range(c):
+            value -= L[q, e] * L[c, e]
+        L[q, c] = value / L[c, c]
+    value = gram[sk, sk]
+    for e in range(q):
+        value -= L[q, e] * L[q, e]
+    if not value > 0.0:
+        return q
+    pivot = np.sqrt(value)
+    top = pivot
+    for c in range(q):
+        top = max(top, L[c, c])
+    if pivot < DEPENDENT_PIVOT * top:
+        return q
+    L[q, q] = pivot
+    fact[q], pos[k] = k, q
+    return q + 1
+
+
+@numba.njit(cache=True)
+def _solve_support(At, rhs_vec, support, n_support, slot, col, gram, used, factor, s_out):
+    """Least squares on the columns support[:n_support] by the normal equations: Cholesky of their
+    Gram matrix, kept between solves (`Factor`) and brought to this support by deleting the columns
+    that left (`_delete_from_factor`) and appending those that entered (`_append_to_factor`), O(p^2)
+    a column instead of O(p^3 / 6) afresh; refactorised from scratch when more than p / 8 + 2 columns
+    changed, or when the refinement step's correction (below) exceeds REFACTOR_CORRECTION of the
+    solution after updates (rounding of the updates: then the fresh factor's answer is taken).
+    Writes the solution into s_out (zero elsewhere) and returns (ok, used slots); ok is False when
+    the columns are dependent: a pivot not positive or below DEPENDENT_PIVOT times the largest
+    (condition number of the columns above about 1e8)."""
+    L, fact, pos, member, state = factor.L, factor.fact, factor.pos, factor.member, factor.state
     if n_support > col.shape[0]:  # cannot happen with independent columns; refuse like a dependent set
         return False, used
+    q = state[0]
+    for a in range(n_support):
+        member[support[a]] = True
+    gone = 0
+    for a in range(q - 1, -1, -1):  # from the back: deleting the last position is free
+        if not member[fact[a]]:
+            gone += 1
+    entering = n_support - (q - gone)
+    fresh = gone + entering > q // 8 + 2
+    if fresh:
+        for a in range(q):
+            pos[fact[a]] = -1
+        q = 0
+    else:
+        for a in range(q - 1, -1, -1):
+            if not member[fact[a]]:
+                q = _delete_from_factor(L, fact, pos, q, a)
+    for a in range(n_support):
+        member[support[a]] = False
     for a in range(n_support):
         if slot[support[a]] < 0:
             got = _take_slot(At, support[a], slot, col, gram, used)
@@ -138,45 +235,53 @@ def _solve_support(At, rhs_vec, support, n_support, slot, col, gram, used, L, s_
                 used = _compact_slots(support, n_support, slot, col, gram, used)
                 got = _take_slot(At, support[a], slot, col, gram, used)
             used = got
-    p = n_support
-    for a in range(p):  # Cholesky, lower, row by row of the support's Gram matrix
-        sa = slot[support[a]]
-        for c in range(a + 1):
-            value = gram[sa, slot[support[c]]]
-            for e in range(c):
-                value -= L[a, e] * L[c, e]
-            if c == a:
-                if not value > 0.0:
+    for attempt in range(2):
+        for a in range(n_support):
+            if pos[support[a]] < 0:
+                grown = _append_to_factor(L, fact, pos, q, support[a], slot, gram)
+                if grown == q:
+                    state[0] = q
                     return False, used
-                L[a, a] = np.sqrt(value)
-            else:
-                L[a, c] = value / L[c, c]
-    if p:
-        top, low = L[0, 0], L[0, 0]
-        for a in range(1, p):
-            top, low = max(top, L[a, a]), min(low, L[a, a])
-        if low < DEPENDENT_PIVOT * top:
-            return False, used
+                q = grown
+        state[0] = q
+        correction = _normal_solve(At, rhs_vec, L, fact, q, s_out)
+        if fresh or correction <= REFACTOR_CORRECTION:
+            return True, used
+        for a in range(q):  # the updated factor lost accuracy: once more from scratch
+            pos[fact[a]] = -1
+        q = 0
+        fresh = True
+        state[1] += 1
+    return True, used
+
+
+@numba.njit(cache=True)
+def _normal_solve(At, rhs_vec, L, fact, q, s_out):
+    """s_out <- the least-squares solution on the columns fact[:q] from their Cholesky factor L, with
+    one step of refinement (corrected semi-normal equations): the normal equations square the
+    condition number, and a residual left not quite orthogonal to the support shows up as false
+    slopes of dependent columns, which stopped the active set early (scipy's fallback then took most
+    of the time).  Returns the correction's size relative to the solution (max norms)."""
+    p = q
     z = np.empty(p)
     for a in range(p):
-        z[a] = _dot(At[support[a]], rhs_vec)
+        z[a] = _dot(At[fact[a]], rhs_vec)
     _cholesky_solve(L, p, z)
-    # one step of refinement (corrected semi-normal equations): the normal equations square the
-    # condition number, and a residual left not quite orthogonal to the support shows up as
-    # false slopes of dependent columns, which stopped the active set early (scipy's fallback then
-    # took most of the time)
     resid = rhs_vec.copy()
     for a in range(p):
         for i in range(resid.shape[0]):
-            resid[i] -= At[support[a], i] * z[a]
+            resid[i] -= At[fact[a], i] * z[a]
     correction = np.empty(p)
     for a in range(p):
-        correction[a] = _dot(At[support[a]], resid)
+        correction[a] = _dot(At[fact[a]], resid)
     _cholesky_solve(L, p, correction)
     s_out[:] = 0.0
+    size, change = 0.0, 0.0
     for a in range(p):
-        s_out[support[a]] = z[a] + correction[a]
-    return True, used
+        s_out[fact[a]] = z[a] + correction[a]
+        size = max(size, abs(z[a] + correction[a]))
+        change = max(change, abs(correction[a]))
+    return change / size if size > 0.0 else 0.0
 
 
 @numba.njit(cache=True)
@@ -254,11 +359,11 @@ def _solve_support_qr(At, rhs_vec, support, n_support, s_out):
 
 
 @numba.njit(cache=True)
-def _solve(At, rhs_vec, support, n_support, slot, col, gram, used, L, s_out, qr):
+def _solve(At, rhs_vec, support, n_support, slot, col, gram, used, factor, s_out, qr):
     """`_solve_support` (normal equations) or, when qr, `_solve_support_qr`."""
     if qr:
         return _solve_support_qr(At, rhs_vec, support, n_support, s_out), used
-    return _solve_support(At, rhs_vec, support, n_support, slot, col, gram, used, L, s_out)
+    return _solve_support(At, rhs_vec, support, n_support, slot, col, gram, used, factor, s_out)
 
 
 @numba.njit(cache=True)
@@ -281,7 +386,9 @@ def active_set(At, b, upper, x0, has_start, tol, max_solves, deadline, qr=False)
     slot = np.full(K, -1, dtype=np.int64)
     col = np.empty(cap, dtype=np.int64)
     gram = np.empty((cap, cap))
-    L = np.empty((cap, cap))
+    factor = Factor(L=np.empty((cap + 1, cap + 1)), fact=np.empty(cap + 1, dtype=np.int64),
+                    pos=np.full(K, -1, dtype=np.int64), member=np.zeros(K, dtype=np.bool_),
+                    state=np.zeros(2, dtype=np.int64))
     used = 0
     support = np.empty(K + 1, dtype=np.int64)
     left = max_solves  # the budget of least-squares solves (and the deadline, every 16 solves)
@@ -307,7 +414,7 @@ def active_set(At, b, upper, x0, has_start, tol, max_solves, deadline, qr=False)
                 support[p] = k
                 p += 1
         have_s, used = _solve(At, _shifted_target(At, b, upper, at_upper, -1), support, p,
-                                      slot, col, gram, used, L, s, qr)
+                                      slot, col, gram, used, factor, s, qr)
     if not have_s:  # a dependent warm start: start from zero
         x[:] = 0.0
         free[:] = False
@@ -333,7 +440,7 @@ def active_set(At, b, upper, x0, has_start, tol, max_solves, deadline, qr=False)
                 left = -1
             if left >= 0:
                 have_s, used = _solve(At, _shifted_target(At, b, upper, at_upper, -1), support, p,
-                                              slot, col, gram, used, L, s, qr)
+                                              slot, col, gram, used, factor, s, qr)
         while have_s and p > 0:
             # step towards s until the first free weight leaves its interval, fix it there
             best_ratio, first, first_up = np.inf, -1, False
@@ -365,7 +472,7 @@ def active_set(At, b, upper, x0, has_start, tol, max_solves, deadline, qr=False)
             have_s = False
             if left >= 0:
                 have_s, used = _solve(At, _shifted_target(At, b, upper, at_upper, -1), support, p,
-                                              slot, col, gram, used, L, s, qr)
+                                              slot, col, gram, used, factor, s, qr)
         if not have_s:
             return x, False
         for a in range(p):
@@ -396,7 +503,7 @@ def active_set(At, b, upper, x0, has_start, tol, max_solves, deadline, qr=False)
             have_s = False
             if left >= 0:
                 have_s, used = _solve(At, _shifted_target(At, b, upper, at_upper, k), support, p + 1,
-                                              slot, col, gram, used, L, s, qr)
+                                              slot, col, gram, used, factor, s, qr)
             if left < 0:
                 return x, False
             if have_s and (s[k] < upper[k] if at_upper[k] else s[k] > 0.0):
