@@ -462,7 +462,7 @@ class HullRelaxation:
         else:
             weights, c, bound = self._least_squares(node)
             units, rays = np.nonzero(weights)  # kept sparse: open nodes are many, their nonzero weights few
-            warm = (units, rays, weights[units, rays])
+            warm = (units, rays, weights[units, rays], c)  # c: on its bound, the children keep it a column
         theta, excess = self.hull.network(weights, c, node.signs)
         excess[node.pattern != UNDECIDED] = 0.0
         scale = max(1.0, float(np.abs(theta.U).max(initial=0.0)), float(np.abs(theta.a).max(initial=0.0)))
