@@ -40,6 +40,19 @@ class Factor(NamedTuple):
     state: np.ndarray
 
 
+class QrFactor(NamedTuple):
+    """The QR factor kept between the active set's QR solves (`_solve_support_qr`): the columns
+    fact[:state[0]] are Q R with Q = Qt^T orthogonal (n x n, explicit) and R's column c in
+    Rc[c, :c + 1]; pos, member and state[1] as in `Factor`."""
+
+    Qt: np.ndarray
+    Rc: np.ndarray
+    fact: np.ndarray
+    pos: np.ndarray
+    member: np.ndarray
+    state: np.ndarray
+
+
 def bvls_active_set(A: np.ndarray, b: np.ndarray, upper: np.ndarray, start: np.ndarray | None = None, *,
                     tol: float = 1e-12, max_solves: int | None = None, deadline: float = np.inf,
                     qr: bool = False) -> tuple[np.ndarray, bool]:
@@ -300,69 +313,165 @@ def _cholesky_solve(L, p, z):
 
 
 @numba.njit(cache=True)
-def _solve_support_qr(At, rhs_vec, support, n_support, s_out):
-    """Least squares on the columns support[:n_support] by Householder QR of the columns themselves
-    (2 rows support^2 operations, no Gram matrix): the pivots |R_aa| are the Cholesky pivots of the
-    normal equations, but computed to working precision, so columns up to a condition number of
-    about 1e12 (QR_DEPENDENT_PIVOT) are solved where the normal equations stop at 1e8."""
-    n, p = At.shape[1], n_support
-    if p > n:
-        return False
-    M = np.empty((p, n))  # row a: column support[a], reduced in place to R's column a
-    for a in range(p):
-        M[a] = At[support[a]]
-    q = rhs_vec.copy()
-    v = np.empty(n)
-    for a in range(p):
-        norm = 0.0
-        for i in range(a, n):
-            norm += M[a, i] * M[a, i]
-        norm = np.sqrt(norm)
-        if norm == 0.0:
-            return False
-        alpha = -norm if M[a, a] >= 0.0 else norm
-        vv = 0.0
-        for i in range(a, n):
-            v[i] = M[a, i]
-        v[a] -= alpha
-        for i in range(a, n):
-            vv += v[i] * v[i]
-        M[a, a] = alpha
-        for c in range(a + 1, p):  # reflect the later columns and the right-hand side
-            proj = 0.0
-            for i in range(a, n):
-                proj += v[i] * M[c, i]
-            proj *= 2.0 / vv
-            for i in range(a, n):
-                M[c, i] -= proj * v[i]
-        proj = 0.0
-        for i in range(a, n):
-            proj += v[i] * q[i]
-        proj *= 2.0 / vv
-        for i in range(a, n):
-            q[i] -= proj * v[i]
-    top, low = 0.0, np.inf
-    for a in range(p):
-        top, low = max(top, abs(M[a, a])), min(low, abs(M[a, a]))
-    if p and low < QR_DEPENDENT_PIVOT * top:
-        return False
-    z = np.empty(p)
-    for a in range(p - 1, -1, -1):  # R z = (Q^T rhs)[:p], R[a, c] = M[c, a]
-        value = q[a]
-        for c in range(a + 1, p):
-            value -= M[c, a] * z[c]
-        z[a] = value / M[a, a]
+def _qr_delete(Qt, Rc, fact, pos, q, a):
+    """Remove the column at position a of the QR factor (A_fact[:q] = Q R; Qt[j] is Q's column j,
+    Rc[c, :c + 1] R's column c).  The later columns shift left and keep one entry below the
+    diagonal, which Givens rotations of the row pairs (c, c + 1) remove, applied to Q's columns as
+    well (Q G^T G R = Q R).  O(n (q - a))."""
+    pos[fact[a]] = -1
+    for c in range(a, q - 1):
+        fact[c] = fact[c + 1]
+        pos[fact[c]] = c
+        for e in range(c + 2):
+            Rc[c, e] = Rc[c + 1, e]
+    n = Qt.shape[1]
+    for c in range(a, q - 1):
+        top, below = Rc[c, c], Rc[c, c + 1]
+        r = np.hypot(top, below)
+        Rc[c, c + 1] = 0.0
+        if r == 0.0:
+            continue
+        cs, sn = top / r, below / r
+        Rc[c, c] = r
+        for e in range(c + 1, q - 1):
+            u, v = Rc[e, c], Rc[e, c + 1]
+            Rc[e, c] = cs * u + sn * v
+            Rc[e, c + 1] = cs * v - sn * u
+        for i in range(n):
+            u, v = Qt[c, i], Qt[c + 1, i]
+            Qt[c, i] = cs * u + sn * v
+            Qt[c + 1, i] = cs * v - sn * u
+    return q - 1
+
+
+@numba.njit(cache=True)
+def _qr_append(At, Qt, Rc, fact, pos, q, k, w, v):
+    """Append column k to the QR factor: w = Q^T A_k, then one Householder reflection of Q's columns
+    q.. that maps w[q:] to (alpha, 0, ...).  Returns q + 1, or q (nothing changed) when |alpha| is 0
+    or below QR_DEPENDENT_PIVOT times the largest pivot: k depends on the factor's columns.  O(n^2)."""
+    n = Qt.shape[1]
+    if q >= n:
+        return q
+    for j in range(n):
+        w[j] = _dot(Qt[j], At[k])
+    norm = 0.0
+    for j in range(q, n):
+        norm += w[j] * w[j]
+    norm = np.sqrt(norm)
+    top = norm
+    for c in range(q):
+        top = max(top, abs(Rc[c, c]))
+    if norm == 0.0 or norm < QR_DEPENDENT_PIVOT * top:
+        return q
+    alpha = -norm if w[q] >= 0.0 else norm
+    vv = 0.0
+    for j in range(q, n):
+        v[j] = w[j]
+    v[q] -= alpha
+    for j in range(q, n):
+        vv += v[j] * v[j]
+    if vv > 0.0:
+        proj = np.zeros(n)  # proj[i] = sum_j v_j Qt[j, i]: the reflection of every coordinate at once
+        for j in range(q, n):
+            if v[j] != 0.0:
+                for i in range(n):
+                    proj[i] += v[j] * Qt[j, i]
+        for j in range(q, n):
+            scale = 2.0 * v[j] / vv
+            if scale != 0.0:
+                for i in range(n):
+                    Qt[j, i] -= scale * proj[i]
+    for c in range(q):
+        Rc[q, c] = w[c]
+    Rc[q, q] = alpha
+    fact[q], pos[k] = k, q
+    return q + 1
+
+
+@numba.njit(cache=True)
+def _qr_solve(At, rhs_vec, Qt, Rc, fact, q, s_out):
+    """s_out <- the least-squares solution on the columns fact[:q]: R z = (Q^T rhs)[:q], with one
+    step of refinement from the residual.  Returns the correction's size relative to z (max norms)."""
+    z = np.empty(q)
+    _qr_back(Qt, Rc, q, rhs_vec, z)
+    resid = rhs_vec.copy()
+    for a in range(q):
+        for i in range(resid.shape[0]):
+            resid[i] -= At[fact[a], i] * z[a]
+    dz = np.empty(q)
+    _qr_back(Qt, Rc, q, resid, dz)
     s_out[:] = 0.0
-    for a in range(p):
-        s_out[support[a]] = z[a]
+    size, change = 0.0, 0.0
+    for a in range(q):
+        s_out[fact[a]] = z[a] + dz[a]
+        size = max(size, abs(z[a] + dz[a]))
+        change = max(change, abs(dz[a]))
+    return change / size if size > 0.0 else 0.0
+
+
+@numba.njit(cache=True)
+def _qr_back(Qt, Rc, q, rhs_vec, z):
+    """z <- R^-1 (Q^T rhs)[:q] (R[a, c] = Rc[c, a])."""
+    for a in range(q):
+        z[a] = _dot(Qt[a], rhs_vec)
+    for a in range(q - 1, -1, -1):
+        value = z[a]
+        for c in range(a + 1, q):
+            value -= Rc[c, a] * z[c]
+        z[a] = value / Rc[a, a]
+
+
+@numba.njit(cache=True)
+def _solve_support_qr(At, rhs_vec, support, n_support, qrf, s_out):
+    """Least squares on the columns support[:n_support] by a QR factorisation of the columns
+    themselves (no Gram matrix), kept between solves (`QrFactor`): the columns that left are deleted
+    (`_qr_delete`, Givens), those that entered appended (`_qr_append`, Householder), O(n^2) a
+    column instead of O(n p^2) afresh.  The pivots |R_aa| are the Cholesky pivots of the normal
+    equations, but computed to working precision, so columns up to a condition number of about 1e12
+    (QR_DEPENDENT_PIVOT) are solved where the normal equations stop at 1e8.  When the refinement's
+    correction exceeds REFACTOR_CORRECTION after updates, the factor is rebuilt from Q = I."""
+    Qt, Rc, fact, pos, member, state = qrf.Qt, qrf.Rc, qrf.fact, qrf.pos, qrf.member, qrf.state
+    n = At.shape[1]
+    if n_support > n:
+        return False
+    q = state[0]
+    for a in range(n_support):
+        member[support[a]] = True
+    for a in range(q - 1, -1, -1):
+        if not member[fact[a]]:
+            q = _qr_delete(Qt, Rc, fact, pos, q, a)
+    for a in range(n_support):
+        member[support[a]] = False
+    w, v = np.empty(n), np.empty(n)
+    fresh = False
+    for attempt in range(2):
+        for a in range(n_support):
+            if pos[support[a]] < 0:
+                grown = _qr_append(At, Qt, Rc, fact, pos, q, support[a], w, v)
+                if grown == q:
+                    state[0] = q
+                    return False
+                q = grown
+        state[0] = q
+        correction = _qr_solve(At, rhs_vec, Qt, Rc, fact, q, s_out)
+        if fresh or correction <= REFACTOR_CORRECTION:
+            return True
+        for a in range(q):  # the updated factor lost accuracy: once more from Q = I
+            pos[fact[a]] = -1
+        q = 0
+        Qt[:, :] = 0.0
+        for j in range(n):
+            Qt[j, j] = 1.0
+        fresh = True
+        state[1] += 1
     return True
 
 
 @numba.njit(cache=True)
-def _solve(At, rhs_vec, support, n_support, slot, col, gram, used, factor, s_out, qr):
+def _solve(At, rhs_vec, support, n_support, slot, col, gram, used, factor, qr_factor, s_out, qr):
     """`_solve_support` (normal equations) or, when qr, `_solve_support_qr`."""
     if qr:
-        return _solve_support_qr(At, rhs_vec, support, n_support, s_out), used
+        return _solve_support_qr(At, rhs_vec, support, n_support, qr_factor, s_out), used
     return _solve_support(At, rhs_vec, support, n_support, slot, col, gram, used, factor, s_out)
 
 
@@ -378,6 +487,20 @@ def _shifted_target(At, b, upper, at_upper, skip):
 
 
 @numba.njit(cache=True)
+def _new_factors(K, cap, n, qr):
+    """An empty `Factor` for the normal equations and an empty `QrFactor` (Q = I); the one the
+    active set does not use (qr or not) gets size 1."""
+    c, m = (1, n) if qr else (cap, 1)
+    chol = Factor(L=np.empty((c + 1, c + 1)), fact=np.empty(c + 1, dtype=np.int64),
+                  pos=np.full(K, -1, dtype=np.int64), member=np.zeros(K, dtype=np.bool_),
+                  state=np.zeros(2, dtype=np.int64))
+    qrf = QrFactor(Qt=np.eye(m), Rc=np.empty((m + 1, m + 1)), fact=np.empty(m + 1, dtype=np.int64),
+                   pos=np.full(K, -1, dtype=np.int64), member=np.zeros(K, dtype=np.bool_),
+                   state=np.zeros(2, dtype=np.int64))
+    return chol, qrf
+
+
+@numba.njit(cache=True)
 def active_set(At, b, upper, x0, has_start, tol, max_solves, deadline, qr=False):
     """The active set of `bvls_active_set` on the columns At (K x n); returns (x, converged).
     qr: least squares by QR of the support (slower, for supports the normal equations call dependent)."""
@@ -386,9 +509,7 @@ def active_set(At, b, upper, x0, has_start, tol, max_solves, deadline, qr=False)
     slot = np.full(K, -1, dtype=np.int64)
     col = np.empty(cap, dtype=np.int64)
     gram = np.empty((cap, cap))
-    factor = Factor(L=np.empty((cap + 1, cap + 1)), fact=np.empty(cap + 1, dtype=np.int64),
-                    pos=np.full(K, -1, dtype=np.int64), member=np.zeros(K, dtype=np.bool_),
-                    state=np.zeros(2, dtype=np.int64))
+    factor, qr_factor = _new_factors(K, cap, n, qr)
     used = 0
     support = np.empty(K + 1, dtype=np.int64)
     left = max_solves  # the budget of least-squares solves (and the deadline, every 16 solves)
@@ -414,7 +535,7 @@ def active_set(At, b, upper, x0, has_start, tol, max_solves, deadline, qr=False)
                 support[p] = k
                 p += 1
         have_s, used = _solve(At, _shifted_target(At, b, upper, at_upper, -1), support, p,
-                                      slot, col, gram, used, factor, s, qr)
+                                      slot, col, gram, used, factor, qr_factor, s, qr)
     if not have_s:  # a dependent warm start: start from zero
         x[:] = 0.0
         free[:] = False
@@ -440,7 +561,7 @@ def active_set(At, b, upper, x0, has_start, tol, max_solves, deadline, qr=False)
                 left = -1
             if left >= 0:
                 have_s, used = _solve(At, _shifted_target(At, b, upper, at_upper, -1), support, p,
-                                              slot, col, gram, used, factor, s, qr)
+                                              slot, col, gram, used, factor, qr_factor, s, qr)
         while have_s and p > 0:
             # step towards s until the first free weight leaves its interval, fix it there
             best_ratio, first, first_up = np.inf, -1, False
@@ -472,7 +593,7 @@ def active_set(At, b, upper, x0, has_start, tol, max_solves, deadline, qr=False)
             have_s = False
             if left >= 0:
                 have_s, used = _solve(At, _shifted_target(At, b, upper, at_upper, -1), support, p,
-                                              slot, col, gram, used, factor, s, qr)
+                                              slot, col, gram, used, factor, qr_factor, s, qr)
         if not have_s:
             return x, False
         for a in range(p):
@@ -503,7 +624,7 @@ def active_set(At, b, upper, x0, has_start, tol, max_solves, deadline, qr=False)
             have_s = False
             if left >= 0:
                 have_s, used = _solve(At, _shifted_target(At, b, upper, at_upper, k), support, p + 1,
-                                              slot, col, gram, used, factor, s, qr)
+                                              slot, col, gram, used, factor, qr_factor, s, qr)
             if left < 0:
                 return x, False
             if have_s and (s[k] < upper[k] if at_upper[k] else s[k] > 0.0):

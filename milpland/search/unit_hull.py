@@ -56,6 +56,11 @@ LSQ_TOL = 1e-12  # the active set's slope tolerance (`bvls_active_set`'s default
 # 500,000 or 4e6; same run).  The node keeps the bound of its earlier attempts.
 SCIPY_MAX_ENTRIES = 100_000
 C_ON_BOUND = 1e-9  # relative: a c this close to +-c_bound is on its bound (`UnitHull._solve`)
+# the active set's budget of least-squares solves per sample (and 40 more), both attempts.  A larger
+# budget for the normal equations did not pay: 1-D, width 2, n = 320, mixed-sign root: unconverged after
+# 1,960 solves and after 9,640 (its last columns are dependent for the normal equations: QR's turn)
+SOLVES_PER_SAMPLE = 6
+QR_SOLVES_PER_SAMPLE = 6
 
 
 def vertex_rays(Xh: np.ndarray) -> np.ndarray:
@@ -223,7 +228,7 @@ class UnitHull:
             if x0 is None and qr:
                 return None, False
             return active_set(ls.At, ls.target, ls.upper, ls.upper if x0 is None else x0, x0 is not None, LSQ_TOL,
-                              6 * self.n + 40, deadline, qr)
+                              (QR_SOLVES_PER_SAMPLE if qr else SOLVES_PER_SAMPLE) * self.n + 40, deadline, qr)
 
         attempts = (("warm", lambda: compiled(start) if start is not None else (None, False)),
                     ("cold", lambda: compiled(None)),
