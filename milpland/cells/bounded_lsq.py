@@ -187,7 +187,13 @@ def _delete_from_factor(L, fact, pos, q, a):
 def _append_to_factor(L, fact, pos, q, k, slot, gram):
     """Append column k to the factor (a new last row of L: forward substitution of its Gram entries
     with fact[:q], then its pivot).  Returns q + 1, or q (not appended) when the pivot is not
-    positive or below DEPENDENT_PIVOT times the largest pivot: k depends on the factor's columns."""
+    positive or below DEPENDENT_PIVOT times the largest pivot: k depends on the factor's columns.
+    Only the new pivot is tested (the factorisation afresh it replaces compared every pivot with the
+    largest, so a column accepted early could reject the support when a much longer one came later;
+    the trial column, always appended last, is tested the same way in both).  DEPENDENT_PIVOT lies
+    near the rounding of the normal equations (sqrt(eps) ~ 1.5e-8): an exactly dependent column can
+    come out with a pivot of about 1e-8 relative and pass; the refinement step and the QR attempt
+    are what catch it."""
     sk = slot[k]
     for c in range(q):
         value = gram[sk, slot[fact[c]]]
