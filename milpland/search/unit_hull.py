@@ -256,12 +256,13 @@ class UnitHull:
             value, gap = self.certificate(prob, z)
             if best is None or value - gap > best[1]:
                 best = (z, value - gap, weights, gap)
-            if c_outside:  # this attempt again, and the later ones, with c a bounded column
+            if c_outside:  # this attempt again (from "cold" at the latest: QR needs a point of the
+                # new problem), and the later ones, with c a bounded column
                 ls = self._least_squares(prob, bounded_c=True)
                 if start is not None:
                     start = np.append(start, z[-1] + self.c_bound)
                 reached[0], converged = None, False
-                i -= 1
+                i = min(i - 1, 1)
         return best[:3]
 
     def _least_squares(self, prob: HullProblem, *, bounded_c: bool) -> "BoundedC":
