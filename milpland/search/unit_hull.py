@@ -55,6 +55,12 @@ LSQ_TOL = 1e-12  # the active set's slope tolerance (`bvls_active_set`'s default
 # or 0) it took 22,184 nodes instead of 22,180 and 19 CPU s instead of 40 s (with a limit of
 # 500,000 or 4e6; same run).  The node keeps the bound of its earlier attempts.
 SCIPY_MAX_ENTRIES = 100_000
+C_ON_BOUND = 1e-9  # relative: a c this close to +-c_bound is on its bound (`UnitHull._solve`)
+# the active set's budget of least-squares solves per sample (and 40 more), both attempts.  A larger
+# budget for the normal equations did not pay: 1-D, width 2, n = 320, mixed-sign root: unconverged after
+# 1,960 solves and after 9,640 (its last columns are dependent for the normal equations: QR's turn)
+SOLVES_PER_SAMPLE = 6
+QR_SOLVES_PER_SAMPLE = 6
 
 
 def vertex_rays(Xh: np.ndarray) -> np.ndarray:
@@ -104,6 +110,17 @@ class HullProblem:
     signs: np.ndarray
 
 
+@dataclass(frozen=True, eq=False)
+class BoundedC:
+    """A node's least squares min ||At^T x - target|| over 0 <= x <= upper; bounded_c: c is the last
+    column (x[-1] = c + c_bound), else eliminated by centring (`UnitHull._least_squares`)."""
+
+    At: np.ndarray
+    target: np.ndarray
+    upper: np.ndarray
+    bounded_c: bool
+
+
 class UnitHull:
     """Vertex rays of one data set with their features; node problems of partial patterns."""
 
@@ -127,7 +144,8 @@ class UnitHull:
         # for the compiled node kernels: the sides as bit sets, the least-squares columns (centred
         # when c is eliminated), F in extended precision for the certificate
         self.positive_bits, self.negative_bits = bitsets(self.side > 0), bitsets(self.side < 0)
-        self.F_fit = np.ascontiguousarray(self.F - self.F.mean(axis=1, keepdims=True) if output_bias else self.F)
+        self.F_mean = self.F.mean(axis=1)
+        self.F_fit = np.ascontiguousarray(self.F - self.F_mean[:, None] if output_bias else self.F)
         self.F_ld = self.F.astype(np.longdouble)
         self.y_ld = np.asarray(y, dtype=np.longdouble)
         self.target = self.y - self.y.mean() if output_bias else self.y  # of the least squares
@@ -174,16 +192,17 @@ class UnitHull:
     def solve_pattern(self, P: np.ndarray, signs: np.ndarray, warm: tuple | None = None, *,
                       gap_tol: float = 0.0, deadline: float = np.inf) -> tuple[np.ndarray, float, float]:
         """(ray weights (m, number of rays), c, certified lower bound) of the node of partial pattern
-        P; warm: the parent's nonzero weights as (units, rays, values)."""
+        P; warm: the parent's nonzero weights as (units, rays, values) or (units, rays, values, c)."""
         prob = self.problem(P, signs)
-        start = None
+        start, parent_c = None, None
         if warm is not None:
             start = gather_columns(prob.unit_of, prob.ray_of, warm[0], warm[1], warm[2], self.m, self.R.shape[0])
-        z, bound, weights = self._solve(prob, start, gap_tol=gap_tol, deadline=deadline)
+            parent_c = warm[3] if len(warm) > 3 else None
+        z, bound, weights = self._solve(prob, start, gap_tol=gap_tol, deadline=deadline, parent_c=parent_c)
         return weights, float(z[-1]), bound
 
-    def _solve(self, prob: HullProblem, start: np.ndarray | None, *, gap_tol: float, deadline: float
-               ) -> tuple[np.ndarray, float, np.ndarray]:
+    def _solve(self, prob: HullProblem, start: np.ndarray | None, *, gap_tol: float, deadline: float,
+               parent_c: float | None = None) -> tuple[np.ndarray, float, np.ndarray]:
         """(z, certified lower bound, z's ray weights as (m, rays)) of the node problem.  c is
         eliminated by centring; the ray weights come from the compiled active set
         (`bounded_lsq.active_set`) warm-started at the parent's weights.  While the certified gap
@@ -192,40 +211,82 @@ class UnitHull:
         makes them too ill-conditioned, and a converged point can still carry a gap from their
         rounding); if that does not converge, scipy's BVLS solves the node (measured at d = 2,
         n = 40: 3 of 7,709 nodes got that far; scipy's BVLS takes 15-80 ms a node, 0.1-1 s when
-        BLAS threads compete for the cores; not tried above SCIPY_MAX_ENTRIES)."""
-        At = signed_rows(self.F_fit, prob.ray_of, prob.column_sign)  # the columns, as rows
-        upper = prob.upper[:-1]
+        BLAS threads compete for the cores; not tried above SCIPY_MAX_ENTRIES).
+
+        Centring drops c's box [-c_bound, c_bound].  When the centred point's c = mean(y - f) lies
+        outside it (1-D, n = 320, mixed signs: the relaxation cancels hinges of opposite units and
+        pushes c to -5 c_bound; clipped, that point certified -2e8), the attempt is repeated with c
+        as one more bounded column (`BoundedC`), and so is every later attempt of the node; a node
+        whose parent's c was on its bound starts that way."""
+        on_bound = parent_c is not None and abs(parent_c) >= self.c_bound * (1.0 - C_ON_BOUND)
+        ls = self._least_squares(prob, bounded_c=self.has_c and on_bound)
+        if start is not None and ls.bounded_c:
+            start = np.append(start, min(max(parent_c, -self.c_bound), self.c_bound) + self.c_bound)
         reached = [None]  # the last attempt's point: where the QR attempt starts
 
         def compiled(x0, qr=False):
             if x0 is None and qr:
                 return None, False
-            return active_set(At, self.target, upper, upper if x0 is None else x0, x0 is not None, LSQ_TOL,
-                              6 * self.n + 40, deadline, qr)
+            return active_set(ls.At, ls.target, ls.upper, ls.upper if x0 is None else x0, x0 is not None, LSQ_TOL,
+                              (QR_SOLVES_PER_SAMPLE if qr else SOLVES_PER_SAMPLE) * self.n + 40, deadline, qr)
 
         attempts = (("warm", lambda: compiled(start) if start is not None else (None, False)),
                     ("cold", lambda: compiled(None)),
                     ("qr", lambda: compiled(reached[0], qr=True)),
-                    ("scipy", lambda: (lsq_linear(At.T, self.target, bounds=(np.zeros_like(upper), upper),
+                    ("scipy", lambda: (lsq_linear(ls.At.T, ls.target, bounds=(np.zeros_like(ls.upper), ls.upper),
                                                   method="bvls", tol=1e-13).x, True)))
         best, converged = None, False
-        for name, attempt in attempts:
+        i = 0
+        while i < len(attempts):
+            name, attempt = attempts[i]
+            i += 1
             if best is not None and (best[3] <= gap_tol or time.perf_counter() > deadline):
                 break
             if converged and name in ("cold", "scipy"):
                 continue  # converged with a gap above gap_tol: rounding, which QR's accuracy may cure
-            if name == "scipy" and At.size > SCIPY_MAX_ENTRIES:
+            if name == "scipy" and ls.At.size > SCIPY_MAX_ENTRIES:
                 continue
             mu, converged = attempt()
             if mu is None:
                 continue
             reached[0] = mu
-            mu, weights = cancel_columns(prob.unit_of, prob.ray_of, mu, prob.signs, self.R.shape[0])
-            z = self._with_bias(prob, mu)
+            z, c_outside = self._point(prob, ls, mu)
+            mu, weights = cancel_columns(prob.unit_of, prob.ray_of, z[:-1], prob.signs, self.R.shape[0])
+            z[:-1] = mu
             value, gap = self.certificate(prob, z)
             if best is None or value - gap > best[1]:
                 best = (z, value - gap, weights, gap)
+            if c_outside:  # this attempt again (from "cold" at the latest: QR needs a point of the
+                # new problem), and the later ones, with c a bounded column
+                ls = self._least_squares(prob, bounded_c=True)
+                if start is not None:
+                    start = np.append(start, z[-1] + self.c_bound)
+                reached[0], converged = None, False
+                i = min(i - 1, 1)
         return best[:3]
+
+    def _least_squares(self, prob: HullProblem, *, bounded_c: bool) -> "BoundedC":
+        """The node's bounded least squares for `active_set`: centred (c eliminated), or with c as a
+        last column of ones, shifted to c + c_bound in [0, 2 c_bound] (the active set's lower bounds
+        are 0), against the target y + c_bound."""
+        if not bounded_c:
+            return BoundedC(signed_rows(self.F_fit, prob.ray_of, prob.column_sign), self.target, prob.upper[:-1], False)
+        At = signed_rows_and_ones(self.F, prob.ray_of, prob.column_sign)
+        upper = prob.upper.copy()
+        upper[-1] = 2.0 * self.c_bound
+        return BoundedC(At, self.y + self.c_bound, upper, True)
+
+    def _point(self, prob: HullProblem, ls: "BoundedC", x: np.ndarray) -> tuple[np.ndarray, bool]:
+        """(z = (mu, c) in the box, whether the centred c lay outside its box) of the solution x."""
+        if ls.bounded_c:
+            z = np.minimum(np.maximum(x, 0.0), ls.upper)
+            z[-1] -= self.c_bound
+            return z, False
+        z = self._with_bias(prob, x)
+        if not self.has_c:
+            return z, False
+        c = float(self.y.mean() - np.dot(x * prob.column_sign, self.F_mean[prob.ray_of]))
+        return z, abs(c) > self.c_bound * (1.0 + C_ON_BOUND)
 
     def _with_bias(self, prob: HullProblem, mu: np.ndarray) -> np.ndarray:
         """z = (mu, c) with c = mean(y - f) (the optimal output bias for these weights), in the box."""
@@ -364,6 +425,14 @@ def signed_rows(F, ray_of, column_sign):
     for k in range(ray_of.shape[0]):
         for i in range(F.shape[1]):
             out[k, i] = column_sign[k] * F[ray_of[k], i]
+    return out
+
+
+@numba.njit(cache=True)
+def signed_rows_and_ones(F, ray_of, column_sign):
+    """`signed_rows` with a last row of ones (the output bias c as a column)."""
+    out = np.ones((ray_of.shape[0] + 1, F.shape[1]))
+    out[:-1] = signed_rows(F, ray_of, column_sign)
     return out
 
 
