@@ -16,6 +16,7 @@ binaries (`verify`).
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import time
@@ -237,18 +238,20 @@ AUTO_BNB_MAX_D = 2  # absolute and hinge losses: bnb's node LPs grow with the 2 
 # n = 20, same run): d = 3 bnb 0.74 s against milp 6.9 s, d = 4 3.2 s against 4.9 s; d = 6 bnb not
 # certified in 60 s (77,520 rays a unit), milp 12 s
 AUTO_BNB_MAX_D_SQUARED = 4
-# ... and only while the hull's rays x samples stay below this: at d = 3, n = 80 (164,320 rays x 80)
-# bnb evaluated 10-30 nodes in 60 s with a lower bound of 0, and its best point (0.0523) was worse
-# than milp's (0.0367; both uncertified); the certified d = 3-4 instances above had 45,600 and 193,800
-AUTO_BNB_MAX_RAY_ENTRIES = 250_000  # d = 3 up to n = 30, d = 4 up to n = 20: the sizes measured
+# ... and at d = 4 only while the hull's rays x samples stay below this (d = 3: wherever the hull can be built).
+# Measured 2026-12-05 (60 s, width 2 unless said, teacher seed 0; with the node's output bias as a bounded
+# column, results/frontier.md): d = 3, n = 40 bnb 2.1 s against milp 23 s; d = 3, n = 80 (13 M rays x
+# samples) bnb certified in 50 s, milp's bound 0 at 60 s; d = 3, width 3, n = 40 neither certified, bnb's
+# bound 8.8e-4 against milp's 0; d = 4, n = 30 (1.6 M) milp 7.3 s against bnb 11.5 s
+AUTO_BNB_MAX_RAY_ENTRIES = {3: math.inf, 4: 250_000}
 
 
 def choose_method(spec: InstanceSpec) -> str:
     """The search behind `solve_global`: ``[solve] method`` = milp (sign-class MILPs, any activation
     and loss), bnb (`milpland.search.pattern_bnb`: homogeneous two-piece activation), or auto:
     bnb where it applies and was measured faster (results/bench-*.md): inputs of dimension up to
-    AUTO_BNB_MAX_D_SQUARED for the squared loss when the hull relaxation can be built with at most
-    AUTO_BNB_MAX_RAY_ENTRIES rays x samples (without it bnb's convexity relaxation is weak from
+    AUTO_BNB_MAX_D_SQUARED for the squared loss when the hull relaxation can be built (at d = 4 with at
+    most AUTO_BNB_MAX_RAY_ENTRIES[4] rays x samples; without it bnb's convexity relaxation is weak from
     d = 2), up to AUTO_BNB_MAX_D for the others; else milp."""
     requested = spec.solve.method
     reason = bnb_refusal(spec)
@@ -272,7 +275,7 @@ def _bnb_measured_faster(spec: InstanceSpec) -> bool:
         return True
     rays = 2 * comb(spec.n, spec.d)
     return (spec.loss.kind == "squared" and spec.d <= AUTO_BNB_MAX_D_SQUARED
-            and rays * spec.n <= AUTO_BNB_MAX_RAY_ENTRIES and pattern_bnb.hull_applies(spec.X) is None)
+            and rays * spec.n <= AUTO_BNB_MAX_RAY_ENTRIES[spec.d] and pattern_bnb.hull_applies(spec.X) is None)
 
 
 def node_seconds(spec: InstanceSpec, strategy: SolveStrategy) -> float:
