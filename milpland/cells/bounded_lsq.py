@@ -288,14 +288,28 @@ def _normal_solve(At, rhs_vec, L, fact, q, s_out):
     for a in range(p):
         z[a] = _dot(At[fact[a]], rhs_vec)
     _cholesky_solve(L, p, z)
-    resid = rhs_vec.copy()
-    for a in range(p):
-        for i in range(resid.shape[0]):
-            resid[i] -= At[fact[a], i] * z[a]
+    resid = _residual(At, rhs_vec, fact, p, z)
     correction = np.empty(p)
     for a in range(p):
         correction[a] = _dot(At[fact[a]], resid)
     _cholesky_solve(L, p, correction)
+    return _scatter_refined(fact, p, z, correction, s_out)
+
+
+@numba.njit(cache=True)
+def _residual(At, rhs_vec, fact, p, z):
+    """rhs - sum_a z[a] A[:, fact[a]]: the residual of the support's solution z."""
+    resid = rhs_vec.copy()
+    for a in range(p):
+        for i in range(resid.shape[0]):
+            resid[i] -= At[fact[a], i] * z[a]
+    return resid
+
+
+@numba.njit(cache=True)
+def _scatter_refined(fact, p, z, correction, s_out):
+    """s_out <- z + correction on the columns fact[:p], 0 elsewhere; returns max|correction| / max|z + correction|
+    (0 for a zero solution): how much the refinement step moved the solution."""
     s_out[:] = 0.0
     size, change = 0.0, 0.0
     for a in range(p):
@@ -402,19 +416,9 @@ def _qr_solve(At, rhs_vec, Qt, Rc, fact, q, s_out):
     step of refinement from the residual.  Returns the correction's size relative to z (max norms)."""
     z = np.empty(q)
     _qr_back(Qt, Rc, q, rhs_vec, z)
-    resid = rhs_vec.copy()
-    for a in range(q):
-        for i in range(resid.shape[0]):
-            resid[i] -= At[fact[a], i] * z[a]
     dz = np.empty(q)
-    _qr_back(Qt, Rc, q, resid, dz)
-    s_out[:] = 0.0
-    size, change = 0.0, 0.0
-    for a in range(q):
-        s_out[fact[a]] = z[a] + dz[a]
-        size = max(size, abs(z[a] + dz[a]))
-        change = max(change, abs(dz[a]))
-    return change / size if size > 0.0 else 0.0
+    _qr_back(Qt, Rc, q, _residual(At, rhs_vec, fact, q, z), dz)
+    return _scatter_refined(fact, q, z, dz, s_out)
 
 
 @numba.njit(cache=True)

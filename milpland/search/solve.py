@@ -23,7 +23,6 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from math import comb
 from typing import Callable
 
 import highspy
@@ -273,7 +272,7 @@ def bnb_refusal(spec: InstanceSpec) -> str | None:
 def _bnb_measured_faster(spec: InstanceSpec) -> bool:
     if spec.d <= AUTO_BNB_MAX_D:
         return True
-    rays = 2 * comb(spec.n, spec.d)
+    rays = 2 * math.comb(spec.n, spec.d)
     return (spec.loss.kind == "squared" and spec.d <= AUTO_BNB_MAX_D_SQUARED
             and rays * spec.n <= AUTO_BNB_MAX_RAY_ENTRIES[spec.d] and pattern_bnb.hull_applies(spec.X) is None)
 
