@@ -137,33 +137,11 @@ def convex_certificate(spec: InstanceSpec, *, time_limit: float = np.inf) -> Con
     except RuntimeError:
         return None
     merged = merge_parallel(program, solution)
-    keep = support(program, merged.Q)
-    units = int(np.count_nonzero(keep))
+    units = int(np.count_nonzero(support(program, merged.Q)))
     params = to_network(program, merged, act, spec.width)
-    if units <= spec.width:  # polish: the program again over the support alone (tiny groups dropped exactly)
-        params = _polished(program, keep, params, spec, act, time_limit - (time.perf_counter() - started))
     objective = spec.loss.objective(params, spec.X, spec.y, act)
     rho = objective / decay.weight_decay
     lower = min(dual_bound(program, solution.mu, solution.nu, rho), objective)
     return ConvexCertificate(lower_bound=lower, params=params, objective=objective, units=units,
                              patterns=int(masks.shape[0]), solver_status=solution.status,
                              seconds=time.perf_counter() - started)
-
-
-def _polished(program: ConvexProgram, keep: np.ndarray, params: OneHiddenParams, spec: InstanceSpec, act,
-              time_left: float) -> OneHiddenParams:
-    """The program over the support's groups only (at most m): its network when its numpy objective is the
-    lower one.  The support's groups hold the merged units' patterns, so this is a width-m network; the
-    full solution's tiny groups, dropped by `support`, are gone from the fit instead of cut off it."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            restricted = program.subset(keep)
-            again = solve_program(restricted, time_limit=time_left)
-    except RuntimeError:
-        return params
-    polished = to_network(restricted, merge_parallel(restricted, again), act, spec.width)
-    if polished.W1.shape[0] > spec.width:
-        return params
-    better = spec.loss.objective(polished, spec.X, spec.y, act) < spec.loss.objective(params, spec.X, spec.y, act)
-    return polished if better else params
