@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from milpland.search.deep_assemble import assemble
 from milpland.search.deep_model import TwoLayerData
 
 UNDECIDED = -1
@@ -172,44 +173,22 @@ def node_frame(data: TwoLayerData, node: DeepNode, *, conic: bool = True) -> Nod
 
 
 def node_qp(data: TwoLayerData, node: DeepNode, *, conic: bool = True, secant: bool = True) -> NodeQP:
-    """The node's QP; ``conic`` False gives the first-order relaxation (each layer-2 unit its own
-    knot in the interval: 0 <= W_kj <= D_j M_kj only), kept for the ablation; ``secant`` False drops
-    the secant rows of the undecided pairs (h <= M only), kept for the ablation."""
-    G = data.n_positions
-    m1, m2 = data.widths
-    a0, a1 = data.slopes
-    cols = Columns.of(m1, m2)
+    """The node's QP: its frame (`node_frame`) and the rows of its layer-2 pattern, assembled by the
+    compiled `deep_assemble.assemble` (the rows are listed there).  ``conic`` False gives the
+    first-order relaxation (each layer-2 unit its own knot in the interval: 0 <= W_kj <= D_j M_kj
+    only), kept for the ablation; ``secant`` False drops the secant rows of the undecided pairs
+    (h <= M only), kept for the ablation.
+
+    The secant row of an undecided pair, h <= u (z - l) / (u - l) for z in [l, u] (l < 0 < u), is the
+    concave envelope of relu over [l, u], written lam z - h >= lam l with lam = u / (u - l) in (0, 1)
+    so that h has coefficient -1: unscaled, u z - (u - l) h >= u l had coefficients of order B^2 and
+    the recomputed bound lost up to 0.2 on the zigzag's nodes with B = 100."""
     frame = node_frame(data, node, conic=conic)
-    P = node.P
-    fi, fk = np.nonzero(P == UNDECIDED)
-    F = fi.shape[0]
-    N = cols.p0 + F
-    hcol = np.full((G, m2), -1)
-    hcol[fi, fk] = cols.p0 + np.arange(F)
-    Z = np.zeros((G, m2, N))
-    Z[:, :, :cols.p0] = frame.Zb
-    H = np.zeros_like(Z)
-    top = P == 1
-    H[top] = Z[top]
-    H[fi, fk, hcol[fi, fk]] = 1.0
-    fitted = np.einsum("k,pkN->pN", node.signs, a0 * Z + (a1 - a0) * H)
-    fitted[:, 0] = 1.0
-    Phi = fitted[data.where]
-    decided = P != UNDECIDED
-    side = np.where(P == 1, 1.0, -1.0)
-    mcc = np.zeros((frame.mcc.shape[0], N))
-    mcc[:, :cols.p0] = frame.mcc
-    rows = [(side[..., None] * Z)[decided], (H - Z)[fi, fk], _convexity_rows(data, node, Z, H, frame), mcc]
-    rhs = [np.zeros(sum(r.shape[0] for r in rows))]
-    if secant and F:
-        srows, srhs = _secant_rows(Z, fi, fk, hcol, frame.zlo, frame.zhi)
-        rows.append(srows)
-        rhs.append(srhs)
-    lower = np.concatenate([frame.lower, np.zeros(F)])
-    upper = np.concatenate([frame.upper, frame.zmax[fi] if not secant else
-                            np.minimum(frame.zmax[fi], frame.zhi[fi, fk])])
-    return NodeQP(Phi=Phi, A=np.concatenate(rows), rhs=np.concatenate(rhs), lower=lower, upper=upper, Z=Z,
-                  free=(fi, fk), p0=cols.p0)
+    a0, a1 = data.slopes
+    Phi, A, rhs, lower, upper, Z, fi, fk = assemble(
+        frame.Zb, frame.mcc, frame.zlo, frame.zhi, frame.zmax, frame.lower, frame.upper, frame.convex,
+        frame.concave, node.P, node.signs, a0, a1, data.where, data.positions, secant)
+    return NodeQP(Phi=Phi, A=A, rhs=rhs, lower=lower, upper=upper, Z=Z, free=(fi, fk), p0=frame.Zb.shape[2])
 
 
 def z_range(data: TwoLayerData, node: DeepNode) -> tuple[np.ndarray, np.ndarray]:
@@ -228,42 +207,6 @@ def z_range(data: TwoLayerData, node: DeepNode) -> tuple[np.ndarray, np.ndarray]
     down = np.maximum(-np.minimum(phiL, phiU), 0.0)  # max(0, -lo)
     positive, negative = B * (node.sig > 0).T, B * (node.sig < 0).T  # (m1, m2)
     return -B - down @ positive - up @ negative, B + up @ positive + down @ negative
-
-
-def _secant_rows(Z: np.ndarray, fi: np.ndarray, fk: np.ndarray, hcol: np.ndarray, zlo: np.ndarray,
-                 zhi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """h <= u (z - l) / (u - l) for every undecided pair, z in [l, u] (l < 0 < u): the concave
-    envelope of relu over [l, u], as lam z - h >= lam l with lam = u / (u - l) in (0, 1) (scaled so that
-    h has coefficient -1: unscaled, u z - (u - l) h >= u l had coefficients of order B^2 and the
-    recomputed bound lost up to 0.2 on the zigzag's nodes with B = 100)."""
-    lo, hi = zlo[fi, fk], zhi[fi, fk]
-    lam = hi / (hi - lo)
-    rows = lam[:, None] * Z[fi, fk]
-    rows[np.arange(fi.size), hcol[fi, fk]] -= 1.0
-    return rows, lam * lo
-
-
-def _convexity_rows(data: TwoLayerData, node: DeepNode, Z: np.ndarray, H: np.ndarray,
-                    frame: NodeFrame | None = None) -> np.ndarray:
-    """h (or h - z) convex over consecutive positions a < b < c where z_k is convex (or concave)."""
-    G = data.n_positions
-    if G < 3:
-        return np.zeros((0, Z.shape[2]))
-    x = data.positions
-    convex, concave = kink_runs(data, node) if frame is None else (frame.convex, frame.concave)
-    a = np.arange(G - 2)
-    lam = (x[a + 2] - x[a + 1]) / (x[a + 2] - x[a])  # (G - 2,)
-    undecided = node.P == UNDECIDED
-    touched = undecided[a] | undecided[a + 1] | undecided[a + 2]  # (G - 2, m2)
-    cvx = touched & (convex[:, a] & convex[:, a + 1]).T
-    ccv = touched & ~cvx & (concave[:, a] & concave[:, a + 1]).T
-    Gz = H - Z
-    rows = []
-    for kind, V in ((cvx, H), (ccv, Gz)):
-        ta, tk = np.nonzero(kind)
-        if ta.size:
-            rows.append(lam[ta, None] * V[ta, tk] + (1 - lam[ta, None]) * V[ta + 2, tk] - V[ta + 1, tk])
-    return np.vstack(rows) if rows else np.zeros((0, Z.shape[2]))
 
 
 def _mccormick_rows(node: DeepNode, cols: Columns, D: np.ndarray, N: int) -> np.ndarray:

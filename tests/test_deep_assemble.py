@@ -1,0 +1,135 @@
+"""The compiled assembly of a two-layer node's QP (`deep_assemble.assemble`) against the numpy
+assembly it replaced, written out here as the reference: the same rows in the same order, the same
+bounds, on every node that real searches evaluate (ReLU, leaky ReLU and two-slope units; squared,
+absolute and hinge losses; with and without the secant rows) and on nodes with random patterns.
+What the rows mean is tested against random networks of a node in tests/test_deep_solve.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+
+import numpy as np
+import pytest
+
+from milpland.instance.spec import spec_from_dict
+from milpland.search import deep_relaxation as rx
+from milpland.search import deep_solve as ds
+from milpland.search.deep_model import TwoLayerData
+
+
+def reference_qp(data, node, *, conic=True, secant=True):
+    """The numpy assembly (deep_relaxation.node_qp until 2026-12-05)."""
+    G = data.n_positions
+    m1, m2 = data.widths
+    a0, a1 = data.slopes
+    frame = rx.node_frame(data, node, conic=conic)
+    p0 = rx.Columns.of(m1, m2).p0
+    P = node.P
+    fi, fk = np.nonzero(P == rx.UNDECIDED)
+    F = fi.shape[0]
+    N = p0 + F
+    hcol = np.full((G, m2), -1)
+    hcol[fi, fk] = p0 + np.arange(F)
+    Z = np.zeros((G, m2, N))
+    Z[:, :, :p0] = frame.Zb
+    H = np.zeros_like(Z)
+    top = P == 1
+    H[top] = Z[top]
+    H[fi, fk, hcol[fi, fk]] = 1.0
+    fitted = np.einsum("k,pkN->pN", node.signs, a0 * Z + (a1 - a0) * H)
+    fitted[:, 0] = 1.0
+    decided = P != rx.UNDECIDED
+    side = np.where(P == 1, 1.0, -1.0)
+    mcc = np.zeros((frame.mcc.shape[0], N))
+    mcc[:, :p0] = frame.mcc
+    rows = [(side[..., None] * Z)[decided], (H - Z)[fi, fk], convexity_rows(data, node, Z, H, frame), mcc]
+    rhs = [np.zeros(sum(r.shape[0] for r in rows))]
+    if secant and F:
+        lo, hi = frame.zlo[fi, fk], frame.zhi[fi, fk]
+        lam = hi / (hi - lo)
+        srows = lam[:, None] * Z[fi, fk]
+        srows[np.arange(F), hcol[fi, fk]] -= 1.0
+        rows.append(srows)
+        rhs.append(lam * lo)
+    lower = np.concatenate([frame.lower, np.zeros(F)])
+    upper = np.concatenate([frame.upper, frame.zmax[fi] if not secant else
+                            np.minimum(frame.zmax[fi], frame.zhi[fi, fk])])
+    return dict(Phi=fitted[data.where], A=np.concatenate(rows), rhs=np.concatenate(rhs), lower=lower,
+                upper=upper, Z=Z, fi=fi, fk=fk)
+
+
+def convexity_rows(data, node, Z, H, frame):
+    G = data.n_positions
+    if G < 3:
+        return np.zeros((0, Z.shape[2]))
+    x = data.positions
+    a = np.arange(G - 2)
+    lam = (x[a + 2] - x[a + 1]) / (x[a + 2] - x[a])
+    undecided = node.P == rx.UNDECIDED
+    touched = undecided[a] | undecided[a + 1] | undecided[a + 2]
+    cvx = touched & (frame.convex[:, a] & frame.convex[:, a + 1]).T
+    ccv = touched & ~cvx & (frame.concave[:, a] & frame.concave[:, a + 1]).T
+    rows = []
+    for kind, V in ((cvx, H), (ccv, H - Z)):
+        ta, tk = np.nonzero(kind)
+        if ta.size:
+            rows.append(lam[ta, None] * V[ta, tk] + (1 - lam[ta, None]) * V[ta + 2, tk] - V[ta + 1, tk])
+    return np.vstack(rows) if rows else np.zeros((0, Z.shape[2]))
+
+
+def assert_same(data, node, *, conic=True, secant=True):
+    got = rx.node_qp(data, node, conic=conic, secant=secant)
+    want = reference_qp(data, node, conic=conic, secant=secant)
+    for name in ("Phi", "A", "rhs", "lower", "upper", "Z"):
+        np.testing.assert_allclose(getattr(got, name), want[name], rtol=1e-14, atol=1e-14, err_msg=name)
+    np.testing.assert_array_equal(got.free[0], want["fi"])
+    np.testing.assert_array_equal(got.free[1], want["fk"])
+
+
+def spec_for(act, loss, n, seed, hidden=(2, 2)):
+    rng = np.random.default_rng(seed)
+    x = np.sort(rng.uniform(-1, 1, size=n))
+    y = rng.choice([-1.0, 1.0], size=n) if loss == "hinge" else rng.normal(size=n)
+    return spec_from_dict({"name": "assemble", "data": {"x": x[:, None].tolist(), "y": y.tolist()},
+                           "network": {"hidden": list(hidden), "activation": act,
+                                       **({"s_plus": 1.0, "s_minus": -0.5} if act == "two_slope" else {})}, "loss": {"kind": loss},
+                           "box": {"weight": 2.0}, "solve": {"time_limit": 5.0}})
+
+
+@pytest.mark.parametrize("act, loss, hidden, secant", [
+    ("relu", "squared", (2, 2), True), ("leaky_relu", "squared", (2, 2), True), ("relu", "absolute", (2, 2), True),
+    ("two_slope", "hinge", (2, 2), True), ("relu", "squared", (3, 2), False), ("relu", "squared", (2, 1), True)])
+def test_the_compiled_assembly_writes_the_numpy_rows_on_the_nodes_of_a_search(monkeypatch, act, loss, hidden, secant):
+    spec = spec_for(act, loss, 5, seed=len(act) + len(loss), hidden=hidden)
+    data = TwoLayerData.of(spec)
+    seen = []
+    real = rx.node_qp
+
+    def recording(data, node, **kw):
+        seen.append(dataclasses.replace(node))
+        return real(data, node, **kw)
+
+    rx.node_qp(data, ds.root_nodes(data, itertools.count())[0])  # compiled before the clock runs
+    monkeypatch.setattr(rx, "node_qp", recording)
+    ds.search(spec, data, ds.DeepIncumbent(risk=data.baseline(), net=ds.constant_net(data), found_by="constant"),
+              deadline=time.perf_counter() + 3.0, abs_tol=1e-9, say=lambda _m: None,
+              stats=ds.SearchStats(), options=ds.DeepOptions(polish=False, secant=secant))
+    monkeypatch.undo()
+    assert len(seen) >= 20
+    patterns = {node.P.tobytes() for node in seen}
+    assert len(patterns) > 3, "the search evaluated nodes with different patterns"
+    for node in seen[:400]:
+        assert_same(data, node, secant=secant)
+
+
+def test_random_patterns_and_the_first_order_relaxation():
+    rng = np.random.default_rng(4)
+    data = TwoLayerData.of(spec_for("leaky_relu", "squared", 7, seed=2))
+    counter = itertools.count()
+    roots = ds.root_nodes(data, counter)
+    for node in rng.choice(roots, size=30, replace=False):
+        node = dataclasses.replace(node, P=rng.integers(-1, 2, size=node.P.shape).astype(np.int8), frame=None)
+        for conic in (True, False):
+            assert_same(data, dataclasses.replace(node, frame=None), conic=conic)
