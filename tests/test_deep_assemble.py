@@ -1,5 +1,5 @@
-"""The compiled assembly of a two-layer node's QP (`deep_assemble.assemble`) against the numpy
-assembly it replaced, written out here as the reference: the same rows in the same order, the same
+"""The compiled assembly of a two-layer node's QP (`deep_assemble.frame` and `assemble`) against the
+numpy assembly they replaced, written out here as the reference: the same rows in the same order, the same
 bounds, on every node that real searches evaluate (ReLU, leaky ReLU and two-slope units; squared,
 absolute and hinge losses; with and without the secant rows) and on nodes with random patterns.
 What the rows mean is tested against random networks of a node in tests/test_deep_solve.py."""
@@ -79,7 +79,106 @@ def convexity_rows(data, node, Z, H, frame):
     return np.vstack(rows) if rows else np.zeros((0, Z.shape[2]))
 
 
+def reference_frame(data, node, conic):
+    """The numpy frame (deep_relaxation.node_frame until 2026-12-05): (Zb, mcc, zlo, zhi, zmax, lower, upper)."""
+    m1, m2 = data.widths
+    cols = rx.Columns.of(m1, m2)
+    G, p0 = data.n_positions, cols.p0
+    phiL = data.features(node.orientations, node.L)
+    dphi = data.feature_slopes(node.orientations, node.gaps)
+    D = node.U - node.L
+    Zb = np.zeros((G, m2, p0))
+    Zb[:, np.arange(m2), cols.b] = 1.0
+    kk = np.arange(m2)[:, None]
+    Zb[:, kk, cols.M] = node.sig[None] * phiL[:, None, :]
+    Zb[:, kk, cols.W] = node.sig[None] * dphi[:, None, :]
+    mcc = reference_mccormick_rows(node, cols, D, p0) if conic else reference_per_unit_rows(cols, D, p0)
+    zlo, zhi = reference_z_range(data, node)
+    lower, upper, zmax = reference_fixed_bounds(data, node, cols, D)
+    return dict(Zb=Zb, mcc=mcc, zlo=zlo, zhi=zhi, zmax=zmax, lower=lower, upper=upper)
+
+
+
+def reference_z_range(data, node):
+    B = data.box
+    phiL = data.features(node.orientations, node.L)
+    phiU = data.features(node.orientations, node.U)
+    up = np.maximum(np.maximum(phiL, phiU), 0.0)  # (G, m1): max(0, hi)
+    down = np.maximum(-np.minimum(phiL, phiU), 0.0)  # max(0, -lo)
+    positive, negative = B * (node.sig > 0).T, B * (node.sig < 0).T  # (m1, m2)
+    return -B - down @ positive - up @ negative, B + up @ positive + down @ negative
+
+
+def reference_mccormick_rows(node, cols, D, N):
+    m2, m1 = cols.m2, cols.m1
+    M, W = cols.M.T, cols.W.T  # (m1, m2): the columns of unit j
+    j1 = np.arange(m1)[:, None]
+    knot = np.zeros((m1, N))
+    knot[j1, W] = -1.0
+    knot[j1, M] = D[:, None]
+    if m2 == 1:
+        return knot  # a single unit: mu = 1 and W = E exactly
+    lo, hi, d = node.mlo.T, node.mhi.T, D[:, None]  # (m1, m2), (m1, 1)
+    block = np.zeros((m1, 6, m2, N))
+    jj, kk = np.arange(m1)[:, None, None], np.arange(m2)[None, :, None]
+    every_M, every_W = M[:, None, :], W[:, None, :]  # (m1, 1, m2): the sums a and E
+    jk = (np.arange(m1)[:, None], np.arange(m2)[None, :])
+    # 0: M_kj - lo a >= 0 ; 1: hi a - M_kj >= 0
+    block[jj, 0, kk, every_M] = -lo[..., None]
+    block[jk[0], 0, jk[1], M] += 1.0
+    block[jj, 1, kk, every_M] = hi[..., None]
+    block[jk[0], 1, jk[1], M] -= 1.0
+    # 2: W - lo E >= 0
+    block[jj, 2, kk, every_W] = -lo[..., None]
+    block[jk[0], 2, jk[1], W] += 1.0
+    # 3: W - hi E - d M + hi d a >= 0
+    block[jj, 3, kk, every_W] = -hi[..., None]
+    block[jk[0], 3, jk[1], W] += 1.0
+    block[jj, 3, kk, every_M] = (hi * d)[..., None]
+    block[jk[0], 3, jk[1], M] -= d
+    # 4: -W + hi E >= 0
+    block[jj, 4, kk, every_W] = hi[..., None]
+    block[jk[0], 4, jk[1], W] -= 1.0
+    # 5: -W + lo E + d M - lo d a >= 0
+    block[jj, 5, kk, every_W] = lo[..., None]
+    block[jk[0], 5, jk[1], W] -= 1.0
+    block[jj, 5, kk, every_M] = (-lo * d)[..., None]
+    block[jk[0], 5, jk[1], M] += d
+    keep = np.ones((m1, 6, m2), dtype=bool)
+    keep[:, 0], keep[:, 1], keep[:, 2] = lo > 0, hi < 1, lo > 0
+    return np.vstack([knot, block[keep]])
+
+
+def reference_per_unit_rows(cols, D, N):
+    out = np.zeros((cols.m1 * cols.m2, N))
+    for r, (k, j) in enumerate(np.ndindex(cols.m2, cols.m1)):
+        out[r, cols.W[k, j]] = -1.0
+        out[r, cols.M[k, j]] = D[j]
+    return out
+
+
+def reference_fixed_bounds(data, node, cols, D):
+    B = data.box
+    m2 = data.widths[1]
+    a0, a1 = data.slopes
+    lower, upper = np.zeros(cols.p0), np.zeros(cols.p0)
+    span = np.maximum(np.abs(data.features(node.orientations, node.L)),
+                      np.abs(data.features(node.orientations, node.U)))
+    zmax = B * (1.0 + span.sum(axis=1))  # |z_pk| <= |b~| + sum_j |A_kj| max_t |phi_pj(t)|
+    reach = m2 * (abs(a0) + abs(a1 - a0)) * float(zmax.max())
+    c_bound = float(np.max(np.abs(data.y)) + reach + 1.0) if data.output_bias else 0.0
+    lower[0], upper[0] = -c_bound, c_bound
+    lower[cols.b], upper[cols.b] = -B, B
+    upper[cols.M] = B
+    upper[cols.W] = B * D[None, :]
+    return lower, upper, zmax
+
+
 def assert_same(data, node, *, conic=True, secant=True):
+    want_frame = reference_frame(data, node, conic)
+    got_frame = rx.node_frame(data, dataclasses.replace(node, frame=None), conic=conic)
+    for name, want in want_frame.items():
+        np.testing.assert_allclose(getattr(got_frame, name), want, rtol=1e-14, atol=1e-14, err_msg=name)
     got = rx.node_qp(data, node, conic=conic, secant=secant)
     want = reference_qp(data, node, conic=conic, secant=secant)
     for name in ("Phi", "A", "rhs", "lower", "upper", "Z"):
@@ -102,7 +201,7 @@ def spec_for(act, loss, n, seed, hidden=(2, 2)):
     ("relu", "squared", (2, 2), True), ("leaky_relu", "squared", (2, 2), True), ("relu", "absolute", (2, 2), True),
     ("two_slope", "hinge", (2, 2), True), ("relu", "squared", (3, 2), False), ("relu", "squared", (2, 1), True)])
 def test_the_compiled_assembly_writes_the_numpy_rows_on_the_nodes_of_a_search(monkeypatch, act, loss, hidden, secant):
-    spec = spec_for(act, loss, 5, seed=len(act) + len(loss), hidden=hidden)
+    spec = spec_for(act, loss, 5 if hidden[0] < 3 else 4, seed=len(act) + len(loss), hidden=hidden)
     data = TwoLayerData.of(spec)
     seen = []
     real = rx.node_qp
@@ -114,7 +213,7 @@ def test_the_compiled_assembly_writes_the_numpy_rows_on_the_nodes_of_a_search(mo
     rx.node_qp(data, ds.root_nodes(data, itertools.count())[0])  # compiled before the clock runs
     monkeypatch.setattr(rx, "node_qp", recording)
     ds.search(spec, data, ds.DeepIncumbent(risk=data.baseline(), net=ds.constant_net(data), found_by="constant"),
-              deadline=time.perf_counter() + 3.0, abs_tol=1e-9, say=lambda _m: None,
+              deadline=time.perf_counter() + 5.0, abs_tol=1e-9, say=lambda _m: None,
               stats=ds.SearchStats(), options=ds.DeepOptions(polish=False, secant=secant))
     monkeypatch.undo()
     assert len(seen) >= 20

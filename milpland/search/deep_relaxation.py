@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from milpland.search.deep_assemble import assemble
+from milpland.search.deep_assemble import assemble, frame
 from milpland.search.deep_model import TwoLayerData
 
 UNDECIDED = -1
@@ -149,23 +149,15 @@ class NodeFrame:
 
 
 def node_frame(data: TwoLayerData, node: DeepNode, *, conic: bool = True) -> NodeFrame:
-    """The node's `NodeFrame` (cached on the node)."""
+    """The node's `NodeFrame` (cached on the node), built by the compiled `deep_assemble.frame`
+    (its docstring has the rows and ranges)."""
     if node.frame is not None and node.frame.conic == conic:
         return node.frame
-    m1, m2 = data.widths
-    cols = Columns.of(m1, m2)
-    G, p0 = data.n_positions, cols.p0
-    phiL = data.features(node.orientations, node.L)
-    dphi = data.feature_slopes(node.orientations, node.gaps)
-    D = node.U - node.L
-    Zb = np.zeros((G, m2, p0))
-    Zb[:, np.arange(m2), cols.b] = 1.0
-    kk = np.arange(m2)[:, None]
-    Zb[:, kk, cols.M] = node.sig[None] * phiL[:, None, :]
-    Zb[:, kk, cols.W] = node.sig[None] * dphi[:, None, :]
-    mcc = _mccormick_rows(node, cols, D, p0) if conic else _per_unit_rows(cols, D, p0)
-    zlo, zhi = z_range(data, node)
-    lower, upper, zmax = _fixed_bounds(data, node, cols, D)
+    a0, a1 = data.slopes
+    Zb, mcc, zlo, zhi, zmax, lower, upper = frame(
+        data.positions, a0, a1, np.asarray(node.orientations, dtype=float), np.asarray(node.gaps, dtype=np.int64),
+        node.sig, node.L, node.U, node.mlo, node.mhi, data.box, float(np.max(np.abs(data.y))), data.output_bias,
+        conic)
     convex, concave = kink_runs(data, node)
     node.frame = NodeFrame(Zb=Zb, mcc=mcc, zlo=zlo, zhi=zhi, zmax=zmax, lower=lower, upper=upper,
                            convex=convex, concave=concave, conic=conic)
@@ -192,95 +184,11 @@ def node_qp(data: TwoLayerData, node: DeepNode, *, conic: bool = True, secant: b
 
 
 def z_range(data: TwoLayerData, node: DeepNode) -> tuple[np.ndarray, np.ndarray]:
-    """(lower, upper), each (G, m2): bounds on z_pk over every network of the node.
-
-    z_pk = b~_k + sum_j sigma_kj |A_kj| phi_pj(t_j) with |b~_k|, |A_kj| <= B and phi_pj(t_j)
-    between phi_pj(L_j) and phi_pj(U_j) (monotone in t_j).  phi is negative on the bottom piece of a
-    leaky or two-slope unit (alpha_0 != 0), so with phi in [lo, hi] a unit of sign +1 adds between
-    B min(0, lo) and B max(0, hi), one of sign -1 between -B max(0, hi) and -B min(0, lo).  (Until
-    2026-12-05 both were taken as 0 on one side, which held for ReLU only: with leaky ReLU and box 5,
-    20 of 400 random networks of a node violated the secant rows built on that range.)"""
-    B = data.box
-    phiL = data.features(node.orientations, node.L)
-    phiU = data.features(node.orientations, node.U)
-    up = np.maximum(np.maximum(phiL, phiU), 0.0)  # (G, m1): max(0, hi)
-    down = np.maximum(-np.minimum(phiL, phiU), 0.0)  # max(0, -lo)
-    positive, negative = B * (node.sig > 0).T, B * (node.sig < 0).T  # (m1, m2)
-    return -B - down @ positive - up @ negative, B + up @ positive + down @ negative
-
-
-def _mccormick_rows(node: DeepNode, cols: Columns, D: np.ndarray, N: int) -> np.ndarray:
-    """The share and knot rows of every layer-1 unit (module docstring), all homogeneous.
-
-    Per unit j (a = sum_k M_kj, E = sum_k W_kj): E <= D a; and per k (when m2 > 1)
-    M_kj >= mlo a, M_kj <= mhi a, the four McCormick rows of W_kj (the two share rows only when
-    the share interval is narrower than [0, 1]).  Built for all j at once: block[j, r] is row r of unit j."""
-    m2, m1 = cols.m2, cols.m1
-    M, W = cols.M.T, cols.W.T  # (m1, m2): the columns of unit j
-    j1 = np.arange(m1)[:, None]
-    knot = np.zeros((m1, N))
-    knot[j1, W] = -1.0
-    knot[j1, M] = D[:, None]
-    if m2 == 1:
-        return knot  # a single unit: mu = 1 and W = E exactly
-    lo, hi, d = node.mlo.T, node.mhi.T, D[:, None]  # (m1, m2), (m1, 1)
-    block = np.zeros((m1, 6, m2, N))
-    jj, kk = np.arange(m1)[:, None, None], np.arange(m2)[None, :, None]
-    every_M, every_W = M[:, None, :], W[:, None, :]  # (m1, 1, m2): the sums a and E
-    jk = (np.arange(m1)[:, None], np.arange(m2)[None, :])
-    # 0: M_kj - lo a >= 0 ; 1: hi a - M_kj >= 0
-    block[jj, 0, kk, every_M] = -lo[..., None]
-    block[jk[0], 0, jk[1], M] += 1.0
-    block[jj, 1, kk, every_M] = hi[..., None]
-    block[jk[0], 1, jk[1], M] -= 1.0
-    # 2: W - lo E >= 0
-    block[jj, 2, kk, every_W] = -lo[..., None]
-    block[jk[0], 2, jk[1], W] += 1.0
-    # 3: W - hi E - d M + hi d a >= 0
-    block[jj, 3, kk, every_W] = -hi[..., None]
-    block[jk[0], 3, jk[1], W] += 1.0
-    block[jj, 3, kk, every_M] = (hi * d)[..., None]
-    block[jk[0], 3, jk[1], M] -= d
-    # 4: -W + hi E >= 0
-    block[jj, 4, kk, every_W] = hi[..., None]
-    block[jk[0], 4, jk[1], W] -= 1.0
-    # 5: -W + lo E + d M - lo d a >= 0
-    block[jj, 5, kk, every_W] = lo[..., None]
-    block[jk[0], 5, jk[1], W] -= 1.0
-    block[jj, 5, kk, every_M] = (-lo * d)[..., None]
-    block[jk[0], 5, jk[1], M] += d
-    keep = np.ones((m1, 6, m2), dtype=bool)
-    keep[:, 0], keep[:, 1], keep[:, 2] = lo > 0, hi < 1, lo > 0
-    return np.vstack([knot, block[keep]])
-
-
-def _per_unit_rows(cols: Columns, D: np.ndarray, N: int) -> np.ndarray:
-    """W_kj <= D_j M_kj for every (k, j): the relaxation that lets every unit pick its own knot."""
-    out = np.zeros((cols.m1 * cols.m2, N))
-    for r, (k, j) in enumerate(np.ndindex(cols.m2, cols.m1)):
-        out[r, cols.W[k, j]] = -1.0
-        out[r, cols.M[k, j]] = D[j]
-    return out
-
-
-def _fixed_bounds(data: TwoLayerData, node: DeepNode, cols: Columns, D: np.ndarray):
-    """(lower, upper) of the columns before h and zmax (G,): bounds every network of the node obeys
-    (the output bias: where its optimum lies); the h of an undecided pair at position p is at most
-    zmax_p (or the secant's zhi, `node_qp`)."""
-    B = data.box
-    m2 = data.widths[1]
-    a0, a1 = data.slopes
-    lower, upper = np.zeros(cols.p0), np.zeros(cols.p0)
-    span = np.maximum(np.abs(data.features(node.orientations, node.L)),
-                      np.abs(data.features(node.orientations, node.U)))
-    zmax = B * (1.0 + span.sum(axis=1))  # |z_pk| <= |b~| + sum_j |A_kj| max_t |phi_pj(t)|
-    reach = m2 * (abs(a0) + abs(a1 - a0)) * float(zmax.max())
-    c_bound = float(np.max(np.abs(data.y)) + reach + 1.0) if data.output_bias else 0.0
-    lower[0], upper[0] = -c_bound, c_bound
-    lower[cols.b], upper[cols.b] = -B, B
-    upper[cols.M] = B
-    upper[cols.W] = B * D[None, :]
-    return lower, upper, zmax
+    """(lower, upper), each (G, m2): bounds on z_pk over every network of the node (`deep_assemble.frame`).
+    (Until 2026-12-05 phi was taken as non-negative, which held for ReLU only: with leaky ReLU and
+    box 5, 20 of 400 random networks of a node violated the secant rows built on that range.)"""
+    built = node_frame(data, node, conic=node.frame.conic if node.frame is not None else True)
+    return built.zlo, built.zhi
 
 
 def solve_qp(data: TwoLayerData, qp: NodeQP):
