@@ -193,75 +193,103 @@ def _step_length(s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free):
 
 
 @numba.njit(cache=True)
+def _residuals(Q, q, constant, start, cols, vals, rhs, free, z, s, lam, tl, ul, tu, uu, rp, rd, work_R, work_N):
+    """Fill r_p, r_d; return (complementarity gap, objective, ||r_p||, ||r_d||) (module docstring)."""
+    R, N = s.shape[0], z.shape[0]
+    _row_products(start, cols, vals, z, work_R)
+    _transposed_products(start, cols, vals, lam, work_N)
+    gap, objective, rp_norm, rd_norm = 0.0, constant, 0.0, 0.0
+    for r in range(R):
+        rp[r] = work_R[r] - s[r] - rhs[r]
+        rp_norm = max(rp_norm, abs(rp[r]))
+        gap += s[r] * lam[r]
+    for j in range(N):
+        Qz = 0.0
+        for k in range(N):
+            Qz += Q[j, k] * z[k]
+        objective += z[j] * (0.5 * Qz + q[j])
+        rd[j] = 0.0
+        if free[j]:
+            rd[j] = Qz + q[j] - work_N[j] - ul[j] + uu[j]
+            rd_norm = max(rd_norm, abs(rd[j]))
+            gap += tl[j] * ul[j] + tu[j] * uu[j]
+    return gap, objective, rp_norm, rd_norm
+
+
+@numba.njit(cache=True)
+def _normal_matrix(Q, start, cols, vals, free, s, lam, tl, ul, tu, uu, K):
+    """K = Q + A^T diag(lam / s) A + diag(u_l / t_l + u_u / t_u), an identity row and column for a fixed
+    variable; accumulated over the non-zeros of every row."""
+    N = K.shape[0]
+    K[:, :] = Q
+    for r in range(s.shape[0]):
+        d = lam[r] / s[r]
+        for a in range(start[r], start[r + 1]):
+            va = d * vals[a]
+            for b in range(start[r], start[r + 1]):
+                K[cols[a], cols[b]] += va * vals[b]
+    for j in range(N):
+        if free[j]:
+            K[j, j] += ul[j] / tl[j] + uu[j] / tu[j]
+        else:
+            K[j, :] = 0.0
+            K[:, j] = 0.0
+            K[j, j] = 1.0
+
+
+@numba.njit(cache=True)
+def _affine_complementarity(alpha, s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free):
+    """The complementarity s.lam + t_l.u_l + t_u.u_u after a step alpha along the predictor."""
+    total = 0.0
+    for r in range(s.shape[0]):
+        total += (s[r] + alpha * ds[r]) * (lam[r] + alpha * dlam[r])
+    for j in range(dz.shape[0]):
+        if free[j]:
+            total += (tl[j] + alpha * dz[j]) * (ul[j] + alpha * dul[j]) + (tu[j] - alpha * dz[j]) * (uu[j] + alpha * duu[j])
+    return total
+
+
+@numba.njit(cache=True)
 def _interior_point(Phi, y, weight, A, rhs, lower, upper, tol, max_iter):
     """Mehrotra's predictor-corrector for min weight ||Phi z - y||^2, A z >= rhs, lower <= z <= upper
-    (module docstring): (z, lam, converged, iterations)."""
+    (module docstring): (z, lam, converged, iterations).  Starts at the middle of the bounds with
+    every multiplier 1 and the row slacks max(A z - rhs, 1)."""
     R, N = A.shape
     Q = 2.0 * weight * (Phi.T @ Phi)
     q = -2.0 * weight * (Phi.T @ y)
     constant = weight * (y @ y)
     start, cols, vals = _row_pattern(A)
     free = upper - lower > 0.0
-    n_free = 0
-    z = np.empty(N)
-    for j in range(N):
-        z[j] = 0.5 * (lower[j] + upper[j]) if free[j] else lower[j]
-        n_free += 1 if free[j] else 0
+    z = np.where(free, 0.5 * (lower + upper), lower)
     tl, tu = z - lower, upper - z
     ul, uu = np.ones(N), np.ones(N)
-    Az = np.empty(R)
-    _row_products(start, cols, vals, z, Az)
-    s = np.maximum(Az - rhs, 1.0)
-    lam = np.ones(R)
-    rhs_norm = 1.0 + np.max(np.abs(rhs)) if R else 1.0
+    s, lam = np.empty(R), np.ones(R)
+    _row_products(start, cols, vals, z, s)
+    s = np.maximum(s - rhs, 1.0)
+    rhs_norm = 1.0 + (np.max(np.abs(rhs)) if R else 0.0)
     q_norm = 1.0 + np.max(np.abs(q))
-    m = R + 2 * n_free
+    m = R + 2 * np.sum(free)
     rd, rp = np.empty(N), np.empty(R)
     K = np.empty((N, N))
     dz, ds, dlam, dul, duu = np.empty(N), np.empty(R), np.empty(R), np.empty(N), np.empty(N)
     dz2, ds2, dlam2, dul2, duu2 = np.empty(N), np.empty(R), np.empty(R), np.empty(N), np.empty(N)
     rs, rl, ru = np.empty(R), np.empty(N), np.empty(N)
-    work_R, work_N, ATlam = np.empty(R), np.empty(N), np.empty(N)
+    work_R, work_N = np.empty(R), np.empty(N)
     for it in range(max_iter + 1):
-        # residuals and the stopping rule
-        _row_products(start, cols, vals, z, Az)
-        _transposed_products(start, cols, vals, lam, ATlam)
-        Qz = Q @ z
-        for r in range(R):
-            rp[r] = Az[r] - s[r] - rhs[r]
-        gap = 0.0
-        for j in range(N):
-            rd[j] = (Qz[j] + q[j] - ATlam[j] - ul[j] + uu[j]) if free[j] else 0.0
-            if free[j]:
-                gap += tl[j] * ul[j] + tu[j] * uu[j]
-        gap += s @ lam
-        objective = 0.5 * (z @ Qz) + q @ z + constant
+        gap, objective, rp_norm, rd_norm = _residuals(Q, q, constant, start, cols, vals, rhs, free, z, s, lam, tl, ul,
+                                                      tu, uu, rp, rd, work_R, work_N)
         if not (np.isfinite(gap) and np.isfinite(objective)):
             return z, lam, False, it
-        rp_norm = np.max(np.abs(rp)) if R else 0.0
-        if rp_norm <= tol * rhs_norm and np.max(np.abs(rd)) <= tol * q_norm and gap <= tol * (1.0 + abs(objective)):
+        # (a NaN anywhere fails these comparisons: converged implies a finite z and lam)
+        if rp_norm <= tol * rhs_norm and rd_norm <= tol * q_norm and gap <= tol * (1.0 + abs(objective)):
             return z, lam, True, it
         if it == max_iter:
             break
         mu = gap / m
-        # the normal matrix and its factor
-        K[:, :] = Q
-        for r in range(R):
-            d = lam[r] / s[r]
-            for a in range(start[r], start[r + 1]):
-                va = d * vals[a]
-                for b in range(start[r], start[r + 1]):
-                    K[cols[a], cols[b]] += va * vals[b]
-        for j in range(N):
-            if free[j]:
-                K[j, j] += ul[j] / tl[j] + uu[j] / tu[j]
-            else:  # fixed: an identity row and column
-                K[j, :] = 0.0
-                K[:, j] = 0.0
-                K[j, j] = 1.0
+        _normal_matrix(Q, start, cols, vals, free, s, lam, tl, ul, tu, uu, K)
         if not _cholesky(K):
             return z, lam, False, it
-        # predictor
+        # predictor: the affine-scaling direction (targets 0)
         for r in range(R):
             rs[r] = -s[r] * lam[r]
         for j in range(N):
@@ -270,13 +298,9 @@ def _interior_point(Phi, y, weight, A, rhs, lower, upper, tol, max_iter):
         _direction(K, start, cols, vals, free, rd, rp, s, lam, tl, ul, tu, uu, rs, rl, ru, dz, ds, dlam, dul, duu,
                    work_R, work_N)
         alpha = _step_length(s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free)
-        mu_aff = (s + alpha * ds) @ (lam + alpha * dlam)
-        for j in range(N):
-            if free[j]:
-                mu_aff += (tl[j] + alpha * dz[j]) * (ul[j] + alpha * dul[j]) + \
-                    (tu[j] - alpha * dz[j]) * (uu[j] + alpha * duu[j])
-        sigma_mu = (mu_aff / m / mu) ** 3 * mu
-        # corrector
+        mu_aff = _affine_complementarity(alpha, s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free) / m
+        sigma_mu = (mu_aff / mu) ** 3 * mu
+        # corrector: centring sigma mu and the predictor's second-order term, same factor
         for r in range(R):
             rs[r] = -s[r] * lam[r] - ds[r] * dlam[r] + sigma_mu
         for j in range(N):
