@@ -34,6 +34,7 @@ import milpland.interrupt as interrupt
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
 from milpland.search import deep_relaxation as rx
+from milpland.search import small_qp
 from milpland.search.deep_incumbents import (
     KNOTS_SECONDS,
     DeepIncumbent,
@@ -110,6 +111,8 @@ def solve_two_layer(spec: InstanceSpec, *, one_hidden, progress=None,
     reason = two_layer_reason(spec)
     if reason:
         raise MilplandError(f"solve for two hidden layers: {reason}")
+    if spec.loss.kind == "squared":  # numba: load (first time: compile) the node QP kernel before the clock
+        small_qp.warm_up()
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
     data = TwoLayerData.of(spec)
