@@ -61,10 +61,6 @@ def run_solve(method: str) -> Callable[[InstanceSpec, dict], dict]:
                                 else "deep: needs two hidden layers")
         # weight decay: only the every-cell SOCP solve honours it (DESIGN §4d); bnb runs it, column `search`
         decayed_bnb = spec.loss.decayed and method == "bnb"
-        if method == "deep":  # loading the compiled kernels is not timed, as SCIP's time excludes loading SCIP
-            from milpland.search.deep_relaxation import load_kernels
-
-            load_kernels()
         result = solve_global(spec if method == "deep" or decayed_bnb else spec.with_options(method=method))
         if result.status == "optimal" and not np.isfinite(ctx.get("global_risk", np.nan)):
             ctx["global_risk"] = result.risk

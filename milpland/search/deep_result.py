@@ -117,11 +117,17 @@ def verify_deep(spec: InstanceSpec, data: TwoLayerData, net: CanonicalNet, param
     return ver, claimed
 
 
+# node QPs: the squared loss's by the compiled interior point (small_qp, numba) with Clarabel as its
+# fallback, the absolute and hinge losses' by Clarabel; the exact layer-2 solves by HiGHS
+SOLVER_NAMES = {True: "small_qp+clarabel+highs", False: "clarabel+highs"}
+
+
 def assemble(spec: InstanceSpec, data: TwoLayerData, incumbent, *, lower: float, complete: bool, abs_tol: float,
              started: float, stats, incumbent_seconds: float, options) -> DeepSolveResult:
     """Bounds, status, certificate and verification of a two-layer solve."""
     import clarabel
     import highspy
+    import numba
 
     net = incumbent.net
     params = net.to_params(data)
@@ -152,11 +158,12 @@ def assemble(spec: InstanceSpec, data: TwoLayerData, incumbent, *, lower: float,
         params=params, pattern=claimed, signs=net.signs.copy(), knots=net.t.copy(),
         orientations=net.orientations.copy(),
         seconds=Seconds(build=0.0, solve=total - incumbent_seconds, total=total), nodes=stats.nodes,
-        iterations=0, solver_name="clarabel+highs",
-        solver_version=f"{clarabel.__version__}+{highspy.Highs().version()}",
+        iterations=0, solver_name=SOLVER_NAMES[spec.loss.kind == "squared"],
+        solver_version=f"{numba.__version__}+{clarabel.__version__}+{highspy.Highs().version()}",
         options={"time_limit": spec.solve.time_limit, "rel_gap": spec.solve.rel_gap, "abs_tol": abs_tol,
                  "method": "deep-bnb", "incumbent_found_by": incumbent.found_by,
-                 "incumbent_seconds": incumbent_seconds, "roots": stats.roots,
+                 "incumbent_seconds": incumbent_seconds, "kernel_load_seconds": stats.kernel_load_seconds,
+                 "roots": stats.roots,
                  "pattern_splits": stats.pattern_splits, "knot_splits": stats.knot_splits,
                  "share_splits": stats.share_splits, "polished": stats.polished,
                  "solver_failures": stats.solver_failures, "options": asdict(options)},

@@ -83,6 +83,7 @@ class SearchStats:
     leaves: int = 0
     interrupted: bool = False
     roots: int = 0
+    kernel_load_seconds: float = 0.0  # `deep_relaxation.load_kernels`, before the clock
     notes: list = field(default_factory=list)
 
 
@@ -110,6 +111,7 @@ def solve_two_layer(spec: InstanceSpec, *, one_hidden, progress=None,
     reason = two_layer_reason(spec)
     if reason:
         raise MilplandError(f"solve for two hidden layers: {reason}")
+    kernel_load_seconds = rx.load_kernels()  # before the clock (see there); reported with the result
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
     data = TwoLayerData.of(spec)
@@ -119,7 +121,7 @@ def solve_two_layer(spec: InstanceSpec, *, one_hidden, progress=None,
     heuristics = FirstIncumbents(spec, data, options, one_hidden, say)
     if heuristics.delay() <= 0:
         heuristics.run(incumbent)
-    stats = SearchStats()
+    stats = SearchStats(kernel_load_seconds=kernel_load_seconds)
     lower, complete = 0.0, True  # a zero risk (to abs_tol) needs no search: every loss is >= 0
     if incumbent.risk > abs_tol:
         lower, complete = search(spec, data, incumbent, deadline=deadline, abs_tol=abs_tol, say=say,
