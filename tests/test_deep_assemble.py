@@ -98,7 +98,6 @@ def reference_frame(data, node, conic):
     return dict(Zb=Zb, mcc=mcc, zlo=zlo, zhi=zhi, zmax=zmax, lower=lower, upper=upper)
 
 
-
 def reference_z_range(data, node):
     B = data.box
     phiL = data.features(node.orientations, node.L)
@@ -223,12 +222,20 @@ def test_the_compiled_assembly_writes_the_numpy_rows_on_the_nodes_of_a_search(mo
         assert_same(data, node, secant=secant)
 
 
-def test_random_patterns_and_the_first_order_relaxation():
+def test_random_patterns_knot_and_share_intervals_and_the_first_order_relaxation():
+    """Nodes no search of the suite reaches often: random partial patterns, knot sub-intervals and
+    share intervals narrower than [0, 1] (the McCormick rows 0-2 exist only then)."""
     rng = np.random.default_rng(4)
     data = TwoLayerData.of(spec_for("leaky_relu", "squared", 7, seed=2))
-    counter = itertools.count()
-    roots = ds.root_nodes(data, counter)
+    roots = ds.root_nodes(data, itertools.count())
+    narrowed = 0
     for node in rng.choice(roots, size=30, replace=False):
-        node = dataclasses.replace(node, P=rng.integers(-1, 2, size=node.P.shape).astype(np.int8), frame=None)
+        cut = np.sort(rng.uniform(node.L, node.U, size=(2, node.L.size)), axis=0)
+        lo = rng.uniform(0.0, 0.6, size=node.mlo.shape) * (rng.random(node.mlo.shape) < 0.7)
+        hi = np.where(rng.random(node.mhi.shape) < 0.7, lo + rng.uniform(0.05, 1.0 - lo), 1.0)
+        node = dataclasses.replace(node, P=rng.integers(-1, 2, size=node.P.shape).astype(np.int8), L=cut[0],
+                                   U=cut[1], mlo=lo, mhi=np.minimum(hi, 1.0), frame=None, runs=None)
+        narrowed += int(np.any(node.mlo > 0) and np.any(node.mhi < 1))
         for conic in (True, False):
             assert_same(data, dataclasses.replace(node, frame=None), conic=conic)
+    assert narrowed >= 20
