@@ -607,6 +607,22 @@ def test_a_stop_request_ends_the_two_layer_search_with_a_valid_bound():
     assert result.risk == pytest.approx(mse(result.params, np.arange(8.0), [0, 1, 0, 1, 0, 1, 0, 1]), rel=1e-9)
 
 
+def test_a_two_layer_search_that_outgrows_the_memory_limit_stops_with_its_best_point_and_bound(monkeypatch):
+    """Past [solve] memory_limit the search stops as at a time limit (status memory_limit, a note
+    naming the limit), with a valid bound below the zigzag's minimum 1/10 (DESIGN §6a)."""
+    from milpland.search import memory
+
+    x, y = np.arange(8.0), [0, 1, 0, 1, 0, 1, 0, 1]
+    spec = make_spec(x, y, time_limit=60).with_options(memory_limit=1.0)
+    monkeypatch.setattr(ds, "MEMORY_CHECK_EVERY", 5)
+    monkeypatch.setattr(memory, "resident_bytes", lambda: 2e9)  # 2 GB held, limit 1 GB
+    result = solve_global(spec)
+    assert result.status == "memory_limit" and not result.certified and result.nodes == 4
+    assert "memory limit" in result.message and "1 GB" in result.message and "2 GB" in result.message
+    assert result.verification.ok and result.risk == pytest.approx(mse(result.params, x, y), rel=1e-9)
+    assert result.lower_bound <= 0.1 <= result.risk + 1e-12
+
+
 def test_a_one_hidden_layer_method_on_a_two_layer_spec_is_refused_in_one_line(tmp_path, capsys):
     from milpland.cli import main as cli_main
 

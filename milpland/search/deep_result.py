@@ -18,6 +18,7 @@ from milpland.cells.verify import Verification
 from milpland.instance.deep import DeepParams
 from milpland.instance.spec import InstanceSpec
 from milpland.records import SCHEMA_VERSION
+from milpland.search import memory
 from milpland.search.deep_model import CanonicalNet, TwoLayerData
 from milpland.search.result import Seconds, SolveResult
 from milpland.search.result import _finite_or_none as _finite
@@ -146,13 +147,17 @@ def assemble(spec: InstanceSpec, data: TwoLayerData, incumbent, *, lower: float,
     elif box_active:
         notes.insert(0, "a box bound is active at the minimiser (a canonical layer-2 weight is at the box): "
                         "this is the minimum over the box, not a global minimum; re-solve with a larger box")
+    if stats.memory_held and not complete:
+        notes.append(f"{memory.MEMORY_NOTE}: the search held {memory.gigabytes(stats.memory_held)}, more than [solve] "
+                     f"memory_limit = {memory.gigabytes(memory.limit_bytes(spec))}; the open nodes' bound stays proven")
     if stats.solver_failures:
         notes.append(f"{stats.solver_failures} node QP(s) without a usable solution kept their parent's bound")
     total = time.perf_counter() - started
     return DeepSolveResult(
         instance=spec.name, instance_hash=spec.instance_hash(), method="deep-bnb", loss=spec.loss.kind,
         reduction=spec.loss.reduction, architecture=spec.architecture(),
-        status="optimal" if complete else ("interrupted" if stats.interrupted else "time_limit"),
+        status="optimal" if complete else ("interrupted" if stats.interrupted else
+                                           "memory_limit" if stats.memory_held else "time_limit"),
         risk=upper, lower_bound=min(lower, upper),
         box_weight=spec.box.weight, box_output=spec.box.output, box_active=box_active, certified=certified,
         params=params, pattern=claimed, signs=net.signs.copy(), knots=net.t.copy(),

@@ -34,6 +34,7 @@ import milpland.interrupt as interrupt
 from milpland.errors import MilplandError
 from milpland.instance.spec import InstanceSpec
 from milpland.search import deep_relaxation as rx
+from milpland.search import memory
 from milpland.search.deep_incumbents import (
     KNOTS_SECONDS,
     DeepIncumbent,
@@ -52,6 +53,7 @@ EXCESS_TOL = 1e-9  # h - relu(z) below this (relative to the weights) is no exce
 POLISH_FACTOR = 1.5  # relaxation networks within this factor of the incumbent are polished
 POLISH_SHARE = 0.1  # ... while polishing has taken less than this share of the search's time
 REPORT_SECONDS = 2.0
+MEMORY_CHECK_EVERY = 500  # nodes between two looks at the process's memory (a /proc read, ~20 us)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class SearchStats:
     interrupted: bool = False
     roots: int = 0
     kernel_load_seconds: float = 0.0  # `deep_relaxation.load_kernels`, before the clock
+    memory_held: float = 0.0  # resident bytes when [solve] memory_limit stopped the search (0: it did not)
     notes: list = field(default_factory=list)
 
 
@@ -336,7 +339,9 @@ def search(spec: InstanceSpec, data: TwoLayerData, incumbent: DeepIncumbent, *, 
 
     The lower bound is the least bound of the open nodes (capped by the final cutoff: every
     pruned node's bound reached the cutoff in force then).  Ctrl-C ends the search with the node
-    in hand put back, so the bound stays valid."""
+    in hand put back, so the bound stays valid; so does a resident size above [solve] memory_limit
+    (looked at every MEMORY_CHECK_EVERY nodes: no estimate before the search, the tree's size is
+    not known in advance)."""
     started = time.perf_counter()
     counter = itertools.count()
     heap = root_nodes(data, counter, symmetry=options.symmetry)
@@ -344,6 +349,8 @@ def search(spec: InstanceSpec, data: TwoLayerData, incumbent: DeepIncumbent, *, 
     heapq.heapify(heap)
     say(f"two-layer search: {len(heap)} root nodes")
     last = started
+    memory_cap = memory.limit_bytes(spec)
+    popped = 0
 
     def cutoff() -> float:
         return incumbent.risk - tolerance(incumbent.risk, spec, abs_tol) / 2
@@ -351,6 +358,11 @@ def search(spec: InstanceSpec, data: TwoLayerData, incumbent: DeepIncumbent, *, 
     while heap and heap[0].bound < cutoff() and time.perf_counter() < deadline:
         if interrupt.requested():  # Ctrl-C inside interrupt.polling() (certify, solve): stop, bound intact
             stats.interrupted = True
+            break
+        # the open nodes (and the frames they share) grow with the tree: past the limit stop as at a time limit
+        popped += 1
+        if popped % MEMORY_CHECK_EVERY == 0 and (held := memory.resident_bytes()) > memory_cap:
+            stats.memory_held = held
             break
         node = heapq.heappop(heap)
         try:
