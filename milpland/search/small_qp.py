@@ -251,14 +251,34 @@ def _normal_matrix(Q, start, cols, vals, free, s, lam, tl, ul, tu, uu, K):
 
 
 @numba.njit(cache=True)
-def _affine_complementarity(alpha, s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free):
-    """The complementarity s.lam + t_l.u_l + t_u.u_u after a step alpha along the predictor."""
-    total = 0.0
-    for r in range(s.shape[0]):
-        total += (s[r] + alpha * ds[r]) * (lam[r] + alpha * dlam[r])
+def _split_step_lengths(s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free):
+    """(primal, dual): the largest steps in [0, 1] keeping s, t_l, t_u (primal) and lam, u_l, u_u (dual)
+    non-negative."""
+    primal = _max_step(s, ds, 1.0)
+    dual = _max_step(lam, dlam, 1.0)
     for j in range(dz.shape[0]):
         if free[j]:
-            total += (tl[j] + alpha * dz[j]) * (ul[j] + alpha * dul[j]) + (tu[j] - alpha * dz[j]) * (uu[j] + alpha * duu[j])
+            if dz[j] < 0.0:
+                primal = min(primal, -tl[j] / dz[j])
+            elif dz[j] > 0.0:
+                primal = min(primal, tu[j] / dz[j])
+            if dul[j] < 0.0:
+                dual = min(dual, -ul[j] / dul[j])
+            if duu[j] < 0.0:
+                dual = min(dual, -uu[j] / duu[j])
+    return primal, dual
+
+
+@numba.njit(cache=True)
+def _affine_complementarity(alpha, beta, s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free):
+    """The complementarity s.lam + t_l.u_l + t_u.u_u after a primal step alpha and a dual step beta
+    along the predictor."""
+    total = 0.0
+    for r in range(s.shape[0]):
+        total += (s[r] + alpha * ds[r]) * (lam[r] + beta * dlam[r])
+    for j in range(dz.shape[0]):
+        if free[j]:
+            total += (tl[j] + alpha * dz[j]) * (ul[j] + beta * dul[j]) + (tu[j] - alpha * dz[j]) * (uu[j] + beta * duu[j])
     return total
 
 
@@ -269,15 +289,16 @@ def _interior_point(Phi, y, weight, A, rhs, lower, upper, tol, max_iter):
     Q = 2.0 * weight * (Phi.T @ Phi)
     q = -2.0 * weight * (Phi.T @ y)
     constant = weight * (y @ y)
-    return _mehrotra(Q, q, constant, A, rhs, lower, upper, tol, max_iter)
+    return _mehrotra(Q, q, constant, A, rhs, lower, upper, tol, max_iter, False)
 
 
 @numba.njit(cache=True)
-def _mehrotra(Q, q, constant, A, rhs, lower, upper, tol, max_iter):
+def _mehrotra(Q, q, constant, A, rhs, lower, upper, tol, max_iter, split):
     """Mehrotra's predictor-corrector for min 1/2 z^T Q z + q^T z + constant, A z >= rhs,
     lower <= z <= upper, Q positive semidefinite (0 for an LP), every bound finite (module docstring):
     (z, lam, converged, iterations).  Starts at the middle of the bounds with every multiplier 1 and
-    the row slacks max(A z - rhs, 1)."""
+    the row slacks max(A z - rhs, 1).  ``split`` (only for Q = 0, where the primal and dual steps do
+    not interact through Q): separate primal and dual step lengths."""
     R, N = A.shape
     start, cols, vals = _row_pattern(A)
     free = upper - lower > 0.0
@@ -318,8 +339,11 @@ def _mehrotra(Q, q, constant, A, rhs, lower, upper, tol, max_iter):
             ru[j] = -tu[j] * uu[j]
         _direction(K, start, cols, vals, free, rd, rp, s, lam, tl, ul, tu, uu, rs, rl, ru, dz, ds, dlam, dul, duu,
                    work_R, work_N)
-        alpha = _step_length(s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free)
-        mu_aff = _affine_complementarity(alpha, s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free) / m
+        if split:
+            alpha, beta = _split_step_lengths(s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free)
+        else:
+            alpha = beta = _step_length(s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free)
+        mu_aff = _affine_complementarity(alpha, beta, s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free) / m
         sigma_mu = (mu_aff / mu) ** 3 * mu
         # corrector: centring sigma mu and the predictor's second-order term, same factor
         for r in range(R):
@@ -329,15 +353,20 @@ def _mehrotra(Q, q, constant, A, rhs, lower, upper, tol, max_iter):
             ru[j] = -tu[j] * uu[j] + dz[j] * duu[j] + sigma_mu
         _direction(K, start, cols, vals, free, rd, rp, s, lam, tl, ul, tu, uu, rs, rl, ru, dz2, ds2, dlam2, dul2,
                    duu2, work_R, work_N)
-        alpha = min(1.0, STEP_TO_BOUNDARY * _step_length(s, ds2, lam, dlam2, tl, ul, dul2, tu, uu, duu2, dz2, free))
+        if split:
+            alpha, beta = _split_step_lengths(s, ds2, lam, dlam2, tl, ul, dul2, tu, uu, duu2, dz2, free)
+            alpha, beta = min(1.0, STEP_TO_BOUNDARY * alpha), min(1.0, STEP_TO_BOUNDARY * beta)
+        else:
+            alpha = beta = min(1.0, STEP_TO_BOUNDARY * _step_length(s, ds2, lam, dlam2, tl, ul, dul2, tu, uu, duu2,
+                                                                    dz2, free))
         for r in range(R):
             s[r] += alpha * ds2[r]
-            lam[r] += alpha * dlam2[r]
+            lam[r] += beta * dlam2[r]
         for j in range(N):
             if free[j]:
                 z[j] += alpha * dz2[j]
-                ul[j] += alpha * dul2[j]
-                uu[j] += alpha * duu2[j]
+                ul[j] += beta * dul2[j]
+                uu[j] += beta * duu2[j]
                 tl[j] += alpha * dz2[j]  # updated, not recomputed as z - lower: no cancellation near a bound
                 tu[j] -= alpha * dz2[j]
     return z, lam, False, max_iter
@@ -396,7 +425,8 @@ def _loss_lp(Phi, y, weight, A, rhs, lower, upper, hinge, tol, max_iter):
         hi[N + i] = 1.0 + 2.0 * ((1.0 + abs(y[i]) * size[i]) if hinge else (abs(y[i]) + size[i]))
     q = np.zeros(N + n)
     q[N:] = weight
-    x, lam_all, converged, iterations = _mehrotra(np.zeros((N + n, N + n)), q, 0.0, AA, bb, lo, hi, tol, max_iter)
+    x, lam_all, converged, iterations = _mehrotra(np.zeros((N + n, N + n)), q, 0.0, AA, bb, lo, hi, tol, max_iter,
+                                                  True)  # an LP: separate primal and dual step lengths
     if hinge:
         slopes = lam_all[R:R + n] / weight
     else:
