@@ -232,3 +232,166 @@ def test_the_search_finds_the_same_minimum_and_bound_with_either_solver(monkeypa
     assert compiled.risk == pytest.approx(reference.risk, rel=1e-6)
     assert compiled.lower_bound == pytest.approx(reference.lower_bound, rel=1e-6)
     assert abs(compiled.nodes - reference.nodes) <= 0.1 * reference.nodes
+
+
+# ---- the absolute- and hinge-loss LPs (small_qp.solve_loss_lp) ----
+
+def lp_loss(Phi, y, weight, z, hinge):
+    f = Phi @ z
+    return float(weight * (np.sum(np.maximum(0.0, 1.0 - y * f)) if hinge else np.sum(np.abs(f - y))))
+
+
+def linprog_loss_lp(Phi, y, weight, A, rhs, lower, upper, hinge):
+    """The optimum of the loss LP by scipy's HiGHS, in the epigraph form written out here (e free above;
+    hinge e >= 0, absolute e free below)."""
+    from scipy.optimize import linprog
+
+    n, N = Phi.shape
+    if hinge:  # -(y_i Phi_i) z - e_i <= -1
+        rows, b = np.hstack([-y[:, None] * Phi, -np.eye(n)]), -np.ones(n)
+    else:  # Phi z - e <= y, -Phi z - e <= -y
+        rows = np.vstack([np.hstack([Phi, -np.eye(n)]), np.hstack([-Phi, -np.eye(n)])])
+        b = np.concatenate([y, -y])
+    rows = np.vstack([rows, np.hstack([-A, np.zeros((A.shape[0], n))])])
+    b = np.concatenate([b, -rhs])
+    bounds = list(zip(lower, upper)) + [(0.0 if hinge else None, None)] * n
+    res = linprog(np.concatenate([np.zeros(N), np.full(n, weight)]), A_ub=rows, b_ub=b, bounds=bounds,
+                  method="highs", options={"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10})
+    assert res.status == 0
+    return float(res.fun)
+
+
+def lagrangian_bound(Phi, y, weight, A, rhs, lower, upper, lam, slopes, hinge):
+    """The weak-duality bound of the loss LP from (lam, slopes), written out here as in DESIGN §6a:
+    absolute: |r| >= s r (s in [-1, 1]); hinge: max(0, 1 - y f) >= pi (1 - y f) (pi in [0, 1])."""
+    lam = np.maximum(lam, 0.0)
+    if hinge:
+        pi = np.clip(slopes, 0.0, 1.0)
+        constant, r = weight * pi.sum(), -weight * Phi.T @ (pi * y) - A.T @ lam
+    else:
+        s_ = np.clip(slopes, -1.0, 1.0)
+        constant, r = -weight * s_ @ y, weight * Phi.T @ s_ - A.T @ lam
+    return float(constant + lam @ rhs + np.sum(np.minimum(r * lower, r * upper)))
+
+
+@pytest.mark.parametrize("hinge", [False, True], ids=["absolute", "hinge"])
+def test_a_one_variable_loss_lp_has_its_hand_derived_optimum(hinge):
+    """absolute: min w |z - 2| s.t. -z >= -1 (z <= 1), z in [-5, 5]: z = 1, risk w, slope -1 (f < y) and,
+    from d/dz w |z - 2| = -w = -lam, lam = w.  hinge: min w max(0, 1 - z) (y = 1) s.t. z <= 0.5: z = 0.5,
+    risk w / 2, pi = 1 and lam = w.  With the objective scaled (scale 3) the same in risk units."""
+    w = 0.7
+    cap = 0.5 if hinge else 1.0
+    for scale in (1.0, 3.0):
+        z, lam, slopes, converged = small_qp.solve_loss_lp(np.ones((1, 1)), np.array([1.0 if hinge else 2.0]), w,
+                                                           scale, -np.ones((1, 1)), np.array([-cap]),
+                                                           np.array([-5.0]), np.array([5.0]), hinge=hinge)
+        assert converged
+        assert z[0] == pytest.approx(cap, abs=1e-9) and lam[0] == pytest.approx(w, rel=1e-8)
+        assert slopes[0] == pytest.approx(1.0 if hinge else -1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("hinge", [False, True], ids=["absolute", "hinge"])
+def test_random_loss_lps_agree_with_highs_and_their_duals_bound_it(hinge):
+    """60 random feasible LPs of the node LPs' shapes (hinge: labels +-1): the loss at the returned point
+    within 1e-8 (relative) of scipy's HiGHS optimum, the point inside its bounds and rows, and the
+    Lagrangian bound from the returned multipliers and slopes within 1e-8 of that optimum (below it
+    up to rounding: weak duality)."""
+    rng = np.random.default_rng(29 + hinge)
+    for _ in range(60):
+        Phi, y, w, A, rhs, lower, upper = random_qp(rng)
+        if hinge:
+            y = np.where(y >= 0, 1.0, -1.0)
+        scale = float(rng.uniform(0.1, 3.0))
+        z, lam, slopes, converged = small_qp.solve_loss_lp(Phi, y, w, scale, A, rhs, lower, upper, hinge=hinge)
+        assert converged
+        reference = linprog_loss_lp(Phi, y, w, A, rhs, lower, upper, hinge)
+        size = 1.0 + abs(reference)
+        assert abs(lp_loss(Phi, y, w, z, hinge) - reference) <= 1e-8 * size
+        assert np.all(z >= lower) and np.all(z <= upper) and np.min(A @ z - rhs) >= -1e-9 * (1 + np.abs(rhs).max())
+        dual = lagrangian_bound(Phi, y, w, A, rhs, lower, upper, lam, slopes, hinge)
+        assert reference - 1e-8 * size <= dual <= reference + 1e-9 * size
+
+
+def test_an_infeasible_loss_lp_is_not_converged_and_solve_qp_falls_back(monkeypatch):
+    """Rows z_0 >= 1 and -z_0 >= 0: not converged.  An absolute-loss node LP with a row beyond a
+    variable's bound goes to Clarabel, which calls it infeasible (None)."""
+    rng = np.random.default_rng(4)
+    Phi, y, w, A, rhs, lower, upper = random_qp(rng)
+    e0 = np.eye(A.shape[1])[0]
+    A2, rhs2 = np.vstack([A, e0, -e0]), np.concatenate([rhs, [1.0, 0.0]])
+    for hinge in (False, True):
+        assert not small_qp.solve_loss_lp(Phi, np.sign(y), w, 1.0, A2, rhs2, lower, upper, hinge=hinge)[3]
+
+    data, qp = root_qp(lp_spec("box1-n3-s1", "absolute"))
+    beyond = np.eye(qp.A.shape[1])[:1]
+    bad = rx.NodeQP(Phi=qp.Phi, A=np.vstack([qp.A, beyond]), rhs=np.append(qp.rhs, qp.upper[0] + 1.0),
+                    lower=qp.lower, upper=qp.upper, Z=qp.Z, free=qp.free, p0=qp.p0)
+    import clarabel
+
+    calls = []
+    real = clarabel.DefaultSolver
+    monkeypatch.setattr(clarabel, "DefaultSolver", lambda *a: calls.append(1) or real(*a))
+    assert rx.solve_qp(data, bad) is None and calls
+
+
+@pytest.mark.parametrize("loss", ["absolute", "hinge"])
+def test_a_loss_lp_that_does_not_converge_falls_back_to_clarabel(monkeypatch, loss):
+    """solve_loss_lp reporting no convergence (forced here) gives exactly Clarabel's answer."""
+    data, qp = root_qp(lp_spec("box1-n3-s1", loss))
+    N, R, n = qp.A.shape[1], qp.A.shape[0], qp.Phi.shape[0]
+    monkeypatch.setattr(small_qp, "solve_loss_lp", lambda *a, **k: (np.zeros(N), np.zeros(R), np.zeros(n), False))
+    fallen = rx.solve_qp(data, qp)
+    clarabel = rx.solve_qp(data, qp, compiled=False)
+    assert all(np.array_equal(a, b) for a, b in zip(fallen, clarabel))
+
+
+def lp_spec(name: str, loss: str, labels=None):
+    """A deep-scip instance (its x; 1-2-2-1 ReLU, box 1) with the absolute loss on its labels, or the
+    hinge loss on ``labels`` (default: the signs of its labels)."""
+    spec = next(i.spec for i in load_suite("models/suites/deep-scip.toml") if i.name == name)
+    y = np.asarray(spec.y, dtype=float)
+    if loss == "hinge":
+        y = np.where(y >= 0, 1.0, -1.0) if labels is None else np.asarray(labels, dtype=float)
+    return spec_from_dict({"name": name, "data": {"x": [float(v) for v in np.asarray(spec.X)[:, 0]],
+                                                  "y": [float(v) for v in y]},
+                           "network": {"hidden": [2, 2], "activation": "relu"}, "loss": {"kind": loss},
+                           "box": {"weight": 1.0}, "solve": {"time_limit": 900}})
+
+
+def lp_bound_differences(recorded):
+    """As `bound_differences`, for the loss LPs."""
+    differences, unconverged = [], 0
+    for data, qp in recorded:
+        z, lam, slopes, converged = small_qp.solve_loss_lp(qp.Phi, data.y, data.weight, rx._lp_scale(data), qp.A,
+                                                           qp.rhs, qp.lower, qp.upper, hinge=data.loss == "hinge")
+        reference = rx.solve_qp(data, qp, compiled=False)
+        if not converged:
+            unconverged += 1
+            continue
+        if reference is not None:
+            theirs = rx.bound(data, qp, *reference)
+            differences.append((rx.bound(data, qp, z, lam, slopes) - theirs) / (1.0 + abs(theirs)))
+    return np.array(differences), unconverged
+
+
+@pytest.mark.parametrize("spec", [pytest.param(lp_spec("box1-n3-s1", "absolute"), id="absolute-n3-s1"),
+                                  pytest.param(lp_spec("box1-n3-s1", "hinge"), id="hinge-n3-s1")])
+def test_recorded_node_lps_bound_at_least_as_well_as_clarabel(spec):
+    """On every node LP of a real absolute / hinge search (about 650 each) the certified bound from the
+    compiled (z, lam, slopes) is at least Clarabel's minus 1e-9 (1 + |bound|); at most 1 % are left to
+    Clarabel."""
+    recorded = recorded_node_qps(spec)
+    differences, unconverged = lp_bound_differences(recorded)
+    assert len(recorded) > 300 and unconverged <= 0.01 * len(recorded)
+    assert differences.min() >= -1e-9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,loss,labels", [("box1-n4-s1", "absolute", None), ("box1-n3-s2", "absolute", None),
+                                              ("box1-n4-s1", "hinge", [1, -1, -1, 1]),
+                                              ("box1-n4-s3", "hinge", [1, -1, 1, -1])])
+def test_recorded_node_lps_of_larger_searches(name, loss, labels):
+    """The same on four larger searches (1,900-3,500 node LPs each)."""
+    recorded = recorded_node_qps(lp_spec(name, loss, labels))
+    differences, unconverged = lp_bound_differences(recorded)
+    assert len(recorded) > 1000 and unconverged <= 0.01 * len(recorded) and differences.min() >= -1e-9

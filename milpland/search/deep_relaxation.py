@@ -215,8 +215,8 @@ def solve_qp(data: TwoLayerData, qp: NodeQP, *, compiled: bool = True):
     """(point, multipliers of A z >= 0 in risk units, loss slopes or None) from Clarabel; None when
     it gives no usable answer.  Squared loss with ``compiled``: the compiled interior point of
     `small_qp` first (every variable of a node QP has finite bounds; 5x faster on the deep-scip
-    suite's QPs), Clarabel only when it did not converge or its answer is not finite.  The absolute
-    and hinge losses (an LP whose loss slopes feed `bound`) always go to Clarabel.
+    suite's QPs), Clarabel only when it did not converge or its answer is not finite; the absolute
+    and hinge losses (an LP whose loss slopes feed `bound`) likewise, with `small_qp.solve_loss_lp`.
 
     Squared loss: variables (z, r), r = Phi z - y in the zero cone, objective (w / scale) ||r||^2
     scaled to O(1).  Absolute and hinge losses (an LP): variables (z, e) with e_i >= |f_i - y_i|
@@ -229,15 +229,18 @@ def solve_qp(data: TwoLayerData, qp: NodeQP, *, compiled: bool = True):
                                                    qp.lower, qp.upper)
         if converged and np.all(np.isfinite(z)) and np.all(np.isfinite(lam)):
             return z, lam, None
+    if compiled and data.loss in ("absolute", "hinge"):
+        z, lam, slopes, converged = small_qp.solve_loss_lp(qp.Phi, data.y, data.weight, _lp_scale(data), qp.A, qp.rhs,
+                                                           qp.lower, qp.upper, hinge=data.loss == "hinge")
+        if converged and np.all(np.isfinite(z)) and np.all(np.isfinite(lam)) and np.all(np.isfinite(slopes)):
+            return z, lam, np.clip(slopes, -1.0 if data.loss == "absolute" else 0.0, 1.0)
     import clarabel  # imported here: only the two-layer search needs it
 
     n, N = qp.Phi.shape
     R = qp.A.shape[0]
     upper = np.flatnonzero(np.isfinite(qp.upper) & ~_implied_upper(data, N))
     lower = np.flatnonzero(np.isfinite(qp.lower))
-    floor = 1e-6 * max(1.0, float(np.max(np.abs(data.y))))  # a zero baseline must not blow the objective up
-    scale = max(data.baseline() / data.weight / max(n, 1), floor) if data.loss != "squared" else \
-        _variance(data)
+    scale = _lp_scale(data) if data.loss != "squared" else _variance(data)
     weight = data.weight / scale
     loss_rows = {"squared": 0, "absolute": 2 * n, "hinge": n}[data.loss]
     head = n if data.loss == "squared" else loss_rows
@@ -290,6 +293,14 @@ def _variance(data: TwoLayerData) -> float:
     """The squared loss's objective scale: the variance of y (at least 1e-12); cached per instance
     (frozen, hashed by identity): numpy's mean of a few labels cost a quarter of the compiled solve."""
     return max(float(np.mean((data.y - data.y.mean()) ** 2)), 1e-12)
+
+
+@functools.lru_cache(maxsize=8)
+def _lp_scale(data: TwoLayerData) -> float:
+    """The absolute and hinge losses' objective scale: the baseline's loss per sample (per unit weight),
+    at least 1e-6 max(1, |y|) (a zero baseline must not blow the objective up); cached per instance."""
+    floor = 1e-6 * max(1.0, float(np.max(np.abs(data.y))))
+    return max(data.baseline() / data.weight / max(data.y.size, 1), floor)
 
 
 @functools.lru_cache(maxsize=64)

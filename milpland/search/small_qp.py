@@ -71,10 +71,23 @@ def solve_squared(Phi: np.ndarray, y: np.ndarray, weight: float, scale: float, A
     return z, lam * scale, converged
 
 
+def solve_loss_lp(Phi: np.ndarray, y: np.ndarray, weight: float, scale: float, A: np.ndarray, rhs: np.ndarray,
+                  lower: np.ndarray, upper: np.ndarray, *, hinge: bool, tol: float = TOL,
+                  max_iter: int = MAX_ITER) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """(z, lam, slopes, converged) for the absolute-loss LP min weight sum_i |f_i - y_i| (``hinge``
+    False) or the hinge-loss LP min weight sum_i max(0, 1 - y_i f_i), f = Phi z, s.t. A z >= rhs,
+    lower <= z <= upper, all bounds finite (`_loss_lp`).  lam are the multipliers of A z >= rhs in the
+    units of that objective; slopes the loss slopes of `deep_relaxation.bound` (absolute: s_i in
+    [-1, 1], hinge: pi_i in [0, 1]; clipped there).  The interior point runs on weight / scale."""
+    z, lam, slopes, converged, _ = _loss_lp(Phi, y, weight / scale, A, rhs, lower, upper, hinge, tol, max_iter)
+    return z, lam * scale, slopes, converged
+
+
 def warm_up() -> None:
-    """Compile (or load from numba's cache) the kernel on a 2-variable problem."""
+    """Compile (or load from numba's cache) the kernels on a 2-variable problem."""
     eye = np.eye(2)
     solve_squared(eye, np.ones(2), 1.0, 1.0, eye, np.zeros(2), -np.ones(2), np.ones(2))
+    solve_loss_lp(eye, np.ones(2), 1.0, 1.0, eye, np.zeros(2), -np.ones(2), np.ones(2), hinge=False)
 
 
 @numba.njit(cache=True)
@@ -238,26 +251,55 @@ def _normal_matrix(Q, start, cols, vals, free, s, lam, tl, ul, tu, uu, K):
 
 
 @numba.njit(cache=True)
-def _affine_complementarity(alpha, s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free):
-    """The complementarity s.lam + t_l.u_l + t_u.u_u after a step alpha along the predictor."""
-    total = 0.0
-    for r in range(s.shape[0]):
-        total += (s[r] + alpha * ds[r]) * (lam[r] + alpha * dlam[r])
+def _split_step_lengths(s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free):
+    """(primal, dual): the largest steps in [0, 1] keeping s, t_l, t_u (primal) and lam, u_l, u_u (dual)
+    non-negative."""
+    primal = _max_step(s, ds, 1.0)
+    dual = _max_step(lam, dlam, 1.0)
     for j in range(dz.shape[0]):
         if free[j]:
-            total += (tl[j] + alpha * dz[j]) * (ul[j] + alpha * dul[j]) + (tu[j] - alpha * dz[j]) * (uu[j] + alpha * duu[j])
+            if dz[j] < 0.0:
+                primal = min(primal, -tl[j] / dz[j])
+            elif dz[j] > 0.0:
+                primal = min(primal, tu[j] / dz[j])
+            if dul[j] < 0.0:
+                dual = min(dual, -ul[j] / dul[j])
+            if duu[j] < 0.0:
+                dual = min(dual, -uu[j] / duu[j])
+    return primal, dual
+
+
+@numba.njit(cache=True)
+def _affine_complementarity(alpha, beta, s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free):
+    """The complementarity s.lam + t_l.u_l + t_u.u_u after a primal step alpha and a dual step beta
+    along the predictor."""
+    total = 0.0
+    for r in range(s.shape[0]):
+        total += (s[r] + alpha * ds[r]) * (lam[r] + beta * dlam[r])
+    for j in range(dz.shape[0]):
+        if free[j]:
+            total += (tl[j] + alpha * dz[j]) * (ul[j] + beta * dul[j]) + (tu[j] - alpha * dz[j]) * (uu[j] + beta * duu[j])
     return total
 
 
 @numba.njit(cache=True)
 def _interior_point(Phi, y, weight, A, rhs, lower, upper, tol, max_iter):
     """Mehrotra's predictor-corrector for min weight ||Phi z - y||^2, A z >= rhs, lower <= z <= upper
-    (module docstring): (z, lam, converged, iterations).  Starts at the middle of the bounds with
-    every multiplier 1 and the row slacks max(A z - rhs, 1)."""
-    R, N = A.shape
+    (module docstring): (z, lam, converged, iterations)."""
     Q = 2.0 * weight * (Phi.T @ Phi)
     q = -2.0 * weight * (Phi.T @ y)
     constant = weight * (y @ y)
+    return _mehrotra(Q, q, constant, A, rhs, lower, upper, tol, max_iter, False)
+
+
+@numba.njit(cache=True)
+def _mehrotra(Q, q, constant, A, rhs, lower, upper, tol, max_iter, split):
+    """Mehrotra's predictor-corrector for min 1/2 z^T Q z + q^T z + constant, A z >= rhs,
+    lower <= z <= upper, Q positive semidefinite (0 for an LP), every bound finite (module docstring):
+    (z, lam, converged, iterations).  Starts at the middle of the bounds with every multiplier 1 and
+    the row slacks max(A z - rhs, 1).  ``split`` (only for Q = 0, where the primal and dual steps do
+    not interact through Q): separate primal and dual step lengths."""
+    R, N = A.shape
     start, cols, vals = _row_pattern(A)
     free = upper - lower > 0.0
     z = np.where(free, 0.5 * (lower + upper), lower)
@@ -297,8 +339,11 @@ def _interior_point(Phi, y, weight, A, rhs, lower, upper, tol, max_iter):
             ru[j] = -tu[j] * uu[j]
         _direction(K, start, cols, vals, free, rd, rp, s, lam, tl, ul, tu, uu, rs, rl, ru, dz, ds, dlam, dul, duu,
                    work_R, work_N)
-        alpha = _step_length(s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free)
-        mu_aff = _affine_complementarity(alpha, s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free) / m
+        if split:
+            alpha, beta = _split_step_lengths(s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free)
+        else:
+            alpha = beta = _step_length(s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free)
+        mu_aff = _affine_complementarity(alpha, beta, s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free) / m
         sigma_mu = (mu_aff / mu) ** 3 * mu
         # corrector: centring sigma mu and the predictor's second-order term, same factor
         for r in range(R):
@@ -308,15 +353,82 @@ def _interior_point(Phi, y, weight, A, rhs, lower, upper, tol, max_iter):
             ru[j] = -tu[j] * uu[j] + dz[j] * duu[j] + sigma_mu
         _direction(K, start, cols, vals, free, rd, rp, s, lam, tl, ul, tu, uu, rs, rl, ru, dz2, ds2, dlam2, dul2,
                    duu2, work_R, work_N)
-        alpha = min(1.0, STEP_TO_BOUNDARY * _step_length(s, ds2, lam, dlam2, tl, ul, dul2, tu, uu, duu2, dz2, free))
+        if split:
+            alpha, beta = _split_step_lengths(s, ds2, lam, dlam2, tl, ul, dul2, tu, uu, duu2, dz2, free)
+            alpha, beta = min(1.0, STEP_TO_BOUNDARY * alpha), min(1.0, STEP_TO_BOUNDARY * beta)
+        else:
+            alpha = beta = min(1.0, STEP_TO_BOUNDARY * _step_length(s, ds2, lam, dlam2, tl, ul, dul2, tu, uu, duu2,
+                                                                    dz2, free))
         for r in range(R):
             s[r] += alpha * ds2[r]
-            lam[r] += alpha * dlam2[r]
+            lam[r] += beta * dlam2[r]
         for j in range(N):
             if free[j]:
                 z[j] += alpha * dz2[j]
-                ul[j] += alpha * dul2[j]
-                uu[j] += alpha * duu2[j]
+                ul[j] += beta * dul2[j]
+                uu[j] += beta * duu2[j]
                 tl[j] += alpha * dz2[j]  # updated, not recomputed as z - lower: no cancellation near a bound
                 tu[j] -= alpha * dz2[j]
     return z, lam, False, max_iter
+
+
+@numba.njit(cache=True)
+def _loss_lp(Phi, y, weight, A, rhs, lower, upper, hinge, tol, max_iter):
+    """The absolute- or hinge-loss LP as an instance of `_mehrotra` (Q = 0): (z, lam, slopes,
+    converged, iterations).
+
+    Variables x = (z, e), e_i the loss of sample i, objective weight sum e.  Rows A z >= rhs, then
+    absolute: e_i - Phi_i z >= -y_i and e_i + Phi_i z >= y_i (e_i >= |f_i - y_i|);
+    hinge: e_i + y_i Phi_i z >= 1 (e_i >= 1 - y_i f_i).  Bounds 0 <= e_i <= E_i with
+        E_i = 1 + 2 (|y_i| + sum_j |Phi_ij| max(|lower_j|, |upper_j|))     (absolute)
+        E_i = 1 + 2 (1 + |y_i| sum_j |Phi_ij| max(|lower_j|, |upper_j|))   (hinge).
+    Why they change nothing: e >= 0 holds at every feasible point of the original LP's epigraph
+    (hinge: a row of it; absolute: the sum of the two rows is 2 e_i >= 0), and every z within its bounds
+    has |f_i| <= sum_j |Phi_ij| max(|lower_j|, |upper_j|), so the loss of sample i is at most the bracket,
+    below E_i with a margin of at least 1 + bracket: every z has its exact losses e_i inside (0, E_i],
+    the optimum of the bounded LP is the original's, and at it e_i < E_i strictly, so the upper
+    bound's multiplier vanishes and the e rows carry the whole weight (the interior point needs a
+    finite upper bound on every variable for its normal matrix to be positive definite).
+
+    Slopes (as `deep_relaxation.solve_qp` reads them from Clarabel's duals): stationarity in e_i is
+    weight = (sum of the multipliers of sample i's e rows) + u_l - u_u, so with u_u = 0
+    absolute: s_i = (lam_i^+ - lam_i^-) / weight in [-1, 1] (lam^+ of e_i >= f_i - y_i),
+    hinge: pi_i = lam_i / weight in [0, 1]; `bound` clips them, so an inexact answer stays valid."""
+    R, N = A.shape
+    n = Phi.shape[0]
+    loss_rows = n if hinge else 2 * n
+    size = np.zeros(n)
+    reach = np.maximum(np.abs(lower), np.abs(upper))
+    for i in range(n):
+        for j in range(N):
+            size[i] += abs(Phi[i, j]) * reach[j]
+    AA = np.zeros((R + loss_rows, N + n))
+    bb = np.empty(R + loss_rows)
+    AA[:R, :N] = A
+    bb[:R] = rhs
+    for i in range(n):
+        if hinge:
+            AA[R + i, :N] = y[i] * Phi[i]
+            AA[R + i, N + i] = 1.0
+            bb[R + i] = 1.0
+        else:
+            AA[R + i, :N] = -Phi[i]
+            AA[R + i, N + i] = 1.0
+            bb[R + i] = -y[i]
+            AA[R + n + i, :N] = Phi[i]
+            AA[R + n + i, N + i] = 1.0
+            bb[R + n + i] = y[i]
+    lo = np.zeros(N + n)
+    hi = np.empty(N + n)
+    lo[:N], hi[:N] = lower, upper
+    for i in range(n):
+        hi[N + i] = 1.0 + 2.0 * ((1.0 + abs(y[i]) * size[i]) if hinge else (abs(y[i]) + size[i]))
+    q = np.zeros(N + n)
+    q[N:] = weight
+    x, lam_all, converged, iterations = _mehrotra(np.zeros((N + n, N + n)), q, 0.0, AA, bb, lo, hi, tol, max_iter,
+                                                  True)  # an LP: separate primal and dual step lengths
+    if hinge:
+        slopes = lam_all[R:R + n] / weight
+    else:
+        slopes = (lam_all[R:R + n] - lam_all[R + n:R + 2 * n]) / weight
+    return x[:N].copy(), lam_all[:R].copy(), slopes, converged, iterations
