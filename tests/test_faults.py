@@ -370,7 +370,9 @@ def test_item7_sigint_stops_landscape(tmp_path, method):
 
 
 def test_item7_sigint_stops_certify_during_the_global_solve(tmp_path, capsys):
-    path = write_spec(tmp_path, HARD_D1)
+    # d = 2, n = 80: about 20 s of global solve (HARD_D1 became a 2.4 s bnb solve with the 1-D hull
+    # relaxation at every n, and certify finished before the signal)
+    path = write_spec(tmp_path, {**HARD_D2, "n": 80})
     params = tmp_path / "p.json"
     code, _, _ = run_cli(capsys, "solve", path, "--time-limit", 3, "--params-out", params)
     assert code == 0

@@ -120,7 +120,7 @@ def verify_deep(spec: InstanceSpec, data: TwoLayerData, net: CanonicalNet, param
 
 # node QPs (and the absolute and hinge losses' LPs): the compiled interior point (small_qp, numba) with
 # Clarabel as its fallback; the exact layer-2 solves by HiGHS
-SOLVER_NAMES = {True: "small_qp+clarabel+highs", False: "clarabel+highs"}
+SOLVER_NAME = "small_qp+clarabel+highs"
 
 
 def assemble(spec: InstanceSpec, data: TwoLayerData, incumbent, *, lower: float, complete: bool, abs_tol: float,
@@ -163,7 +163,7 @@ def assemble(spec: InstanceSpec, data: TwoLayerData, incumbent, *, lower: float,
         params=params, pattern=claimed, signs=net.signs.copy(), knots=net.t.copy(),
         orientations=net.orientations.copy(),
         seconds=Seconds(build=0.0, solve=total - incumbent_seconds, total=total), nodes=stats.nodes,
-        iterations=0, solver_name=SOLVER_NAMES[spec.loss.kind in ("squared", "absolute", "hinge")],
+        iterations=0, solver_name=SOLVER_NAME,
         solver_version=f"{numba.__version__}+{clarabel.__version__}+{highspy.Highs().version()}",
         options={"time_limit": spec.solve.time_limit, "rel_gap": spec.solve.rel_gap, "abs_tol": abs_tol,
                  "method": "deep-bnb", "incumbent_found_by": incumbent.found_by,
