@@ -111,6 +111,20 @@ def test_random_dense_qps_agree_with_clarabel_and_satisfy_kkt():
         assert np.all(z >= lower) and np.all(z <= upper)
 
 
+def assert_an_infeasible_node_goes_to_clarabel(monkeypatch, data, qp):
+    """A node QP with a row beyond a variable's bound (z_0 >= its upper bound + 1): `solve_qp` calls
+    Clarabel, which finds it infeasible (None)."""
+    import clarabel
+
+    beyond = np.eye(qp.A.shape[1])[:1]
+    bad = rx.NodeQP(Phi=qp.Phi, A=np.vstack([qp.A, beyond]), rhs=np.append(qp.rhs, qp.upper[0] + 1.0),
+                    lower=qp.lower, upper=qp.upper, Z=qp.Z, free=qp.free, p0=qp.p0)
+    calls = []
+    real = clarabel.DefaultSolver
+    monkeypatch.setattr(clarabel, "DefaultSolver", lambda *a: calls.append(1) or real(*a))
+    assert rx.solve_qp(data, bad) is None and calls
+
+
 def test_an_infeasible_qp_is_not_converged_and_solve_qp_falls_back(monkeypatch):
     """Rows z_0 >= 1 and -z_0 >= 0 cannot both hold: converged is False (within the iteration cap).
     `solve_qp` then hands the QP to Clarabel: a node QP with a row beyond a variable's bound comes back
@@ -122,16 +136,7 @@ def test_an_infeasible_qp_is_not_converged_and_solve_qp_falls_back(monkeypatch):
     _, _, converged = small_qp.solve_squared(Phi, y, w, 1.0, A2, rhs2, lower, upper)
     assert not converged
 
-    data, qp = root_qp(box1_spec(3, 1))
-    beyond = np.eye(qp.A.shape[1])[:1]  # z_0 >= its upper bound + 1
-    bad = rx.NodeQP(Phi=qp.Phi, A=np.vstack([qp.A, beyond]), rhs=np.append(qp.rhs, qp.upper[0] + 1.0),
-                    lower=qp.lower, upper=qp.upper, Z=qp.Z, free=qp.free, p0=qp.p0)
-    import clarabel
-
-    calls = []
-    real = clarabel.DefaultSolver
-    monkeypatch.setattr(clarabel, "DefaultSolver", lambda *a: calls.append(1) or real(*a))
-    assert rx.solve_qp(data, bad) is None and calls
+    assert_an_infeasible_node_goes_to_clarabel(monkeypatch, *root_qp(box1_spec(3, 1)))
 
 
 def test_a_compiled_solve_that_does_not_converge_falls_back_to_clarabel(monkeypatch):
@@ -322,16 +327,7 @@ def test_an_infeasible_loss_lp_is_not_converged_and_solve_qp_falls_back(monkeypa
     for hinge in (False, True):
         assert not small_qp.solve_loss_lp(Phi, np.sign(y), w, 1.0, A2, rhs2, lower, upper, hinge=hinge)[3]
 
-    data, qp = root_qp(lp_spec("box1-n3-s1", "absolute"))
-    beyond = np.eye(qp.A.shape[1])[:1]
-    bad = rx.NodeQP(Phi=qp.Phi, A=np.vstack([qp.A, beyond]), rhs=np.append(qp.rhs, qp.upper[0] + 1.0),
-                    lower=qp.lower, upper=qp.upper, Z=qp.Z, free=qp.free, p0=qp.p0)
-    import clarabel
-
-    calls = []
-    real = clarabel.DefaultSolver
-    monkeypatch.setattr(clarabel, "DefaultSolver", lambda *a: calls.append(1) or real(*a))
-    assert rx.solve_qp(data, bad) is None and calls
+    assert_an_infeasible_node_goes_to_clarabel(monkeypatch, *root_qp(lp_spec("box1-n3-s1", "absolute")))
 
 
 @pytest.mark.parametrize("loss", ["absolute", "hinge"])

@@ -188,24 +188,6 @@ def _direction(L, start, cols, vals, free, rd, rp, s, lam, tl, ul, tu, uu, rs, r
 
 
 @numba.njit(cache=True)
-def _step_length(s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free):
-    """The largest step in [0, 1] keeping s, lam, t_l, u_l, t_u, u_u non-negative."""
-    alpha = _max_step(s, ds, 1.0)
-    alpha = _max_step(lam, dlam, alpha)
-    for j in range(dz.shape[0]):
-        if free[j]:
-            if dz[j] < 0.0:
-                alpha = min(alpha, -tl[j] / dz[j])
-            elif dz[j] > 0.0:
-                alpha = min(alpha, tu[j] / dz[j])
-            if dul[j] < 0.0:
-                alpha = min(alpha, -ul[j] / dul[j])
-            if duu[j] < 0.0:
-                alpha = min(alpha, -uu[j] / duu[j])
-    return alpha
-
-
-@numba.njit(cache=True)
 def _residuals(Q, q, constant, start, cols, vals, rhs, free, z, s, lam, tl, ul, tu, uu, rp, rd, work_R, work_N):
     """Fill r_p, r_d; return (complementarity gap, objective, ||r_p||, ||r_d||) (module docstring)."""
     R, N = s.shape[0], z.shape[0]
@@ -251,9 +233,9 @@ def _normal_matrix(Q, start, cols, vals, free, s, lam, tl, ul, tu, uu, K):
 
 
 @numba.njit(cache=True)
-def _split_step_lengths(s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free):
+def _step_lengths(split, s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free):
     """(primal, dual): the largest steps in [0, 1] keeping s, t_l, t_u (primal) and lam, u_l, u_u (dual)
-    non-negative."""
+    non-negative; without ``split`` both are their minimum (one step for a QP)."""
     primal = _max_step(s, ds, 1.0)
     dual = _max_step(lam, dlam, 1.0)
     for j in range(dz.shape[0]):
@@ -266,6 +248,8 @@ def _split_step_lengths(s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free):
                 dual = min(dual, -ul[j] / dul[j])
             if duu[j] < 0.0:
                 dual = min(dual, -uu[j] / duu[j])
+    if not split:
+        primal = dual = min(primal, dual)
     return primal, dual
 
 
@@ -339,10 +323,7 @@ def _mehrotra(Q, q, constant, A, rhs, lower, upper, tol, max_iter, split):
             ru[j] = -tu[j] * uu[j]
         _direction(K, start, cols, vals, free, rd, rp, s, lam, tl, ul, tu, uu, rs, rl, ru, dz, ds, dlam, dul, duu,
                    work_R, work_N)
-        if split:
-            alpha, beta = _split_step_lengths(s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free)
-        else:
-            alpha = beta = _step_length(s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free)
+        alpha, beta = _step_lengths(split, s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free)
         mu_aff = _affine_complementarity(alpha, beta, s, ds, lam, dlam, tl, ul, dul, tu, uu, duu, dz, free) / m
         sigma_mu = (mu_aff / mu) ** 3 * mu
         # corrector: centring sigma mu and the predictor's second-order term, same factor
@@ -353,12 +334,8 @@ def _mehrotra(Q, q, constant, A, rhs, lower, upper, tol, max_iter, split):
             ru[j] = -tu[j] * uu[j] + dz[j] * duu[j] + sigma_mu
         _direction(K, start, cols, vals, free, rd, rp, s, lam, tl, ul, tu, uu, rs, rl, ru, dz2, ds2, dlam2, dul2,
                    duu2, work_R, work_N)
-        if split:
-            alpha, beta = _split_step_lengths(s, ds2, lam, dlam2, tl, ul, dul2, tu, uu, duu2, dz2, free)
-            alpha, beta = min(1.0, STEP_TO_BOUNDARY * alpha), min(1.0, STEP_TO_BOUNDARY * beta)
-        else:
-            alpha = beta = min(1.0, STEP_TO_BOUNDARY * _step_length(s, ds2, lam, dlam2, tl, ul, dul2, tu, uu, duu2,
-                                                                    dz2, free))
+        alpha, beta = _step_lengths(split, s, ds2, lam, dlam2, tl, ul, dul2, tu, uu, duu2, dz2, free)
+        alpha, beta = min(1.0, STEP_TO_BOUNDARY * alpha), min(1.0, STEP_TO_BOUNDARY * beta)
         for r in range(R):
             s[r] += alpha * ds2[r]
             lam[r] += beta * dlam2[r]
