@@ -148,8 +148,7 @@ def assemble(spec: InstanceSpec, data: TwoLayerData, incumbent, *, lower: float,
         notes.insert(0, "a box bound is active at the minimiser (a canonical layer-2 weight is at the box): "
                         "this is the minimum over the box, not a global minimum; re-solve with a larger box")
     if stats.memory_held and not complete:
-        notes.append(f"{memory.MEMORY_NOTE}: the search held {memory.gigabytes(stats.memory_held)}, more than [solve] "
-                     f"memory_limit = {memory.gigabytes(memory.limit_bytes(spec))}; the open nodes' bound stays proven")
+        notes.append(memory.stopped_note(stats.memory_held, memory.limit_bytes(spec)))
     if stats.solver_failures:
         notes.append(f"{stats.solver_failures} node QP(s) without a usable solution kept their parent's bound")
     total = time.perf_counter() - started

@@ -83,6 +83,12 @@ def gigabytes(value: float) -> str:
     return f"{value / 1e9:.3g} GB"
 
 
+def stopped_note(held: float, cap: float) -> str:
+    """The note of a search that [solve] memory_limit stopped while it ran (it begins with MEMORY_NOTE)."""
+    return (f"{MEMORY_NOTE}: the search held {gigabytes(held)}, more than [solve] memory_limit = {gigabytes(cap)}; "
+            "the open nodes' bound stays proven")
+
+
 @dataclass(frozen=True)
 class MemoryEstimate:
     """Bytes per phase of one solve with `method`; `peak` is what the process will reach."""

@@ -655,8 +655,7 @@ def search(spec: InstanceSpec, incumbent, cells, classes: list[int], *, deadline
         if interrupted:
             outcome.notes.append("interrupted")
         if held > memory_cap and not outcome.complete:
-            outcome.notes.append(f"{memory.MEMORY_NOTE}: the search held {memory.gigabytes(held)}, more than [solve] "
-                                 f"memory_limit = {memory.gigabytes(memory_cap)}; the open nodes' bound stays proven")
+            outcome.notes.append(memory.stopped_note(held, memory_cap))
     return [outcomes[k] for k in classes]
 
 
